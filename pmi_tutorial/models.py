@@ -173,10 +173,14 @@ def build_model(name, num_classes=10, width=1.0, seed=None) -> nn.Module:
         "resnet34": lambda: ResNet((3, 4, 6, 3), num_classes, width),
     }[name]
     if seed is None:
-        return ctor()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        return ctor()
+        model = ctor()
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            model = ctor()
+    # What rebuilds it: read by pmi_tutorial.checkpoint.save_checkpoint.
+    model.arch = {"model": name, "num_classes": num_classes, "width": width}
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

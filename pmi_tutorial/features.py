@@ -1,0 +1,83 @@
+"""Features for PMI: each sample's logits, computed in batches under ``no_grad`` (paper
+Section III-B, step 2 of a trial; book chapter "PMI end to end").
+
+PMI represents a sample by the model's last-layer output without softmax (the logits), shape
+``(n, c)``.  :func:`log_probs` gives the log-softmax of the logits, for an owner who can only
+see the model's probabilities (DESIGN.md section 3).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import _validate as V
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (or buffer); CPU for a model without any."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+@contextmanager
+def eval_mode(model: nn.Module):
+    """Put every submodule in eval mode; restore each one's own train/eval flag afterwards."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def _as_input(x) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(
+            f"x must be a torch tensor or NumPy array of images (N, C, H, W), got {type(x).__name__}"
+        )
+    if x.ndim < 2 or len(x) == 0:
+        raise ValueError(
+            f"x must hold at least one sample, batch dimension first, got shape {tuple(x.shape)}; "
+            "pass images as (N, C, H, W), e.g. a pool P from pmi_tutorial.data.class_pools"
+        )
+    return x
+
+
+def logits(model: nn.Module, x, batch_size: int = 1024, device=None) -> torch.Tensor:
+    """The model's logits for every sample of ``x``: a float32 CPU tensor ``(len(x), c)``.
+
+    Runs in eval mode (BatchNorm uses its running statistics) under ``no_grad``, in batches of
+    ``batch_size``, on ``device`` (default: where the model is; the model is moved there for the
+    call and back afterwards).  The model's train/eval mode is restored afterwards.
+    """
+    x = _as_input(x)
+    batch_size = V.check_positive_int(batch_size, "batch_size")
+    home = model_device(model)
+    device = torch.device(device) if device is not None else home
+    if device != home:
+        model.to(device)
+    try:
+        out = []
+        with eval_mode(model), torch.no_grad():
+            for start in range(0, len(x), batch_size):
+                xb = x[start:start + batch_size].to(device, dtype=torch.float32, non_blocking=True)
+                out.append(model(xb).float().cpu())
+        return torch.cat(out)
+    finally:
+        if device != home:
+            model.to(home)
+
+
+def log_probs(model: nn.Module, x, batch_size: int = 1024, device=None) -> torch.Tensor:
+    """Log-probabilities (log-softmax of the logits): the features of probability-only access."""
+    return torch.log_softmax(logits(model, x, batch_size=batch_size, device=device), dim=1)
