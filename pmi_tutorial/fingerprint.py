@@ -92,6 +92,12 @@ def batched_linkage_guesses(D, u, linkage: str = "single") -> np.ndarray:
     """
     import torch
 
+    if linkage not in ("single", "complete"):
+        V.check_linkage(linkage)  # an unknown name: the general message
+        raise ValueError(
+            f"batched_linkage_guesses covers single and complete linkage, got {linkage!r}; "
+            "use trial_guesses(..., method='reference') for average linkage"
+        )
     combine = {"single": torch.minimum, "complete": torch.maximum}[linkage]
     D = torch.as_tensor(D)
     t, m, _ = D.shape

@@ -28,21 +28,27 @@ def normalize(F):
     A component that is constant over all rows carries no information: it becomes 0 rather
     than NaN.
     """
+    if not hasattr(F, "detach"):
+        F = np.asarray(F, dtype=np.float64)
+    if F.ndim < 3:
+        raise ValueError(
+            f"F must have shape (m, n, c), got {tuple(F.shape)}; stack the m feature matrices with np.stack"
+        )
+    # A constant component is detected exactly (max == min): its computed mean can differ from
+    # the constant by round-off, so "std > 0" alone would turn it into +-1 instead of 0.
     if hasattr(F, "detach"):
         import torch
 
         F = F.double() if not torch.is_floating_point(F) else F
         mean = F.mean(dim=(-3, -2), keepdim=True)
         std = F.std(dim=(-3, -2), keepdim=True, unbiased=False)
-        return (F - mean) / torch.where(std > 0, std, torch.ones_like(std))
-    F = np.asarray(F, dtype=np.float64)
-    if F.ndim < 3:
-        raise ValueError(
-            f"F must have shape (m, n, c), got {F.shape}; stack the m feature matrices with np.stack"
-        )
+        const = F.amax(dim=(-3, -2), keepdim=True) == F.amin(dim=(-3, -2), keepdim=True)
+        scale = torch.where(const | (std == 0), torch.ones_like(std), std)
+        return torch.where(const, torch.zeros_like(F), F - mean) / scale
     mean = F.mean(axis=(-3, -2), keepdims=True)
     std = F.std(axis=(-3, -2), keepdims=True)
-    return (F - mean) / np.where(std > 0, std, 1.0)
+    const = F.max(axis=(-3, -2), keepdims=True) == F.min(axis=(-3, -2), keepdims=True)
+    return np.where(const, 0.0, F - mean) / np.where(const | (std == 0), 1.0, std)
 
 
 def pick(candidates, u: float) -> int:
