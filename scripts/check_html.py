@@ -1,0 +1,212 @@
+"""Check the built book: ``python scripts/check_html.py [_build/html]``.
+
+Problems found, each listed; the exit status is 1 when there is any:
+
+* a page named in ``_toc.yml`` was not built;
+* a local ``href``/``src`` points at a file that does not exist, or at an ``#anchor`` that the
+  target page does not have;
+* an ``<img>`` file is missing or empty;
+* a chapter whose source has math (``$...$``, ``$$...$$``, ``{math}``) has no math markup for
+  MathJax (``<span class="math">\\(...\\)</span>`` / ``<div class="math">\\[...\\]</div>``), or a
+  page with math markup does not load MathJax;
+* the Colab launch button of a chapter does not point at its paired ``notebooks/NAME.ipynb``
+  (or that notebook is missing from the repository).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COLAB = "https://colab.research.google.com/github/"
+_EXTERNAL = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:|//)")  # http:, mailto:, data:, //cdn...
+
+
+class Page(HTMLParser):
+    """Collects links, images, ids, math elements and scripts of one HTML page."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.links: list[tuple[str, str]] = []  # (tag.attr, url)
+        self.imgs: list[str] = []
+        self.ids: set[str] = set()
+        self.scripts: list[str] = []
+        self.math: list[tuple[str, str]] = []  # (tag, text)
+        self._math_stack: list[list] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        for key in ("id", "name"):
+            if a.get(key):
+                self.ids.add(a[key])
+        for key in ("href", "src"):
+            if a.get(key) is not None and tag in ("a", "link", "img", "script", "iframe", "source"):
+                self.links.append((f"{tag}.{key}", a[key]))
+        if tag == "img":
+            self.imgs.append(a.get("src") or "")
+        if tag == "script" and a.get("src"):
+            self.scripts.append(a["src"])
+        classes = (a.get("class") or "").split()
+        if tag in ("span", "div") and "math" in classes:
+            self._math_stack.append([tag, ""])
+        elif self._math_stack:
+            self._math_stack[-1].append(None)  # a nested element inside math
+
+    def handle_endtag(self, tag):
+        if not self._math_stack:
+            return
+        top = self._math_stack[-1]
+        if len(top) > 2:
+            top.pop()
+            return
+        if tag == top[0]:
+            self.math.append((top[0], top[1].strip()))
+            self._math_stack.pop()
+
+    def handle_data(self, data):
+        if self._math_stack:
+            self._math_stack[-1][1] += data
+
+
+def parse(path: Path) -> Page:
+    page = Page()
+    page.feed(path.read_text(encoding="utf-8", errors="replace"))
+    return page
+
+
+def toc_files(toc_path: Path) -> list[str]:
+    """Every ``file`` in a jupyter-book ``_toc.yml`` (root first), without suffix."""
+    toc = yaml.safe_load(toc_path.read_text(encoding="utf-8"))
+    out = [toc["root"]]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                out.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk({k: v for k, v in toc.items() if k != "root"})
+    return [re.sub(r"\.(md|ipynb|rst)$", "", f) for f in out]
+
+
+_CODE_BLOCK = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
+_MATH_SOURCE = re.compile(r"\$\$.+?\$\$|(?<![\\$])\$[^\s$][^$\n]*?\$|\{math\}|```\{math\}", re.S)
+
+
+def source_has_math(src: Path) -> bool:
+    if not src.exists():
+        return False
+    text = src.read_text(encoding="utf-8")
+    if "```{math}" in text or "{math}`" in text:
+        return True
+    text = _CODE_BLOCK.sub("", text)
+    return bool(_MATH_SOURCE.search(text))
+
+
+def is_notebook_source(src: Path) -> bool:
+    if not src.exists():
+        return False
+    text = src.read_text(encoding="utf-8")
+    front = text.split("---", 2)[1] if text.startswith("---") and text.count("---") >= 2 else ""
+    return "kernelspec:" in front
+
+
+def check(html_dir: Path, root: Path) -> list[str]:
+    problems: list[str] = []
+    pages = {p: parse(p) for p in sorted(html_dir.rglob("*.html")) if not {"_sources", "_static"} & set(p.relative_to(html_dir).parts)}
+
+    # 1. every page of the toc was built
+    toc = toc_files(root / "_toc.yml")
+    for name in toc:
+        if not (html_dir / f"{name}.html").exists():
+            problems.append(f"{name}.html: in _toc.yml but not built")
+
+    # 2. local links and 3. images
+    for path, page in pages.items():
+        rel = path.relative_to(html_dir)
+        for kind, url in page.links:
+            if not url or _EXTERNAL.match(url):
+                continue
+            parts = urlsplit(url)
+            target = path if not parts.path else (path.parent / unquote(parts.path)).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.exists():
+                problems.append(f"{rel}: broken {kind} {url!r}")
+                continue
+            if parts.fragment and target.suffix == ".html" and target in pages:
+                if unquote(parts.fragment) not in pages[target].ids:
+                    problems.append(f"{rel}: {kind} {url!r}: no id {parts.fragment!r} in {target.name}")
+        for src in page.imgs:
+            if not src:
+                problems.append(f"{rel}: <img> without src")
+                continue
+            if _EXTERNAL.match(src):
+                if not src.startswith("data:"):
+                    problems.append(f"{rel}: <img> loads from outside the book: {src[:80]}")
+                continue
+            target = (path.parent / unquote(urlsplit(src).path)).resolve()
+            if not target.is_file() or target.stat().st_size == 0:
+                problems.append(f"{rel}: <img> file missing or empty: {src}")
+
+    # 4. math
+    for path, page in pages.items():
+        rel = path.relative_to(html_dir)
+        name = str(rel.with_suffix(""))
+        if name in toc and source_has_math(root / f"{name}.md") and not page.math:
+            problems.append(f"{rel}: the source has math but the page has no MathJax math markup")
+        for tag, text in page.math:
+            ok = (text.startswith("\\(") and text.endswith("\\)")) if tag == "span" else (
+                (text.startswith("\\[") and text.endswith("\\]")) or text.startswith("\\begin"))
+            if not ok:
+                problems.append(f"{rel}: <{tag} class=math> not in MathJax delimiters: {text[:60]!r}")
+                break
+        if page.math and not any("mathjax" in s.lower() for s in page.scripts):
+            problems.append(f"{rel}: has math but does not load MathJax")
+
+    # 5. Colab buttons
+    for path, page in pages.items():
+        rel = path.relative_to(html_dir)
+        name = str(rel.with_suffix(""))
+        colab = [url for _, url in page.links if url.startswith(COLAB)]
+        expected_nb = f"notebooks/{Path(name).name}.ipynb"
+        for url in colab:
+            if not url.endswith("/" + expected_nb):
+                problems.append(f"{rel}: Colab button points at {url}, expected .../{expected_nb}")
+        if name in toc and is_notebook_source(root / f"{name}.md"):
+            if not colab:
+                problems.append(f"{rel}: chapter has no Colab launch button")
+            if not (root / expected_nb).exists():
+                problems.append(f"{rel}: the Colab button's notebook {expected_nb} is not in the repository")
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    html_dir = Path(argv[0] if argv else ROOT / "_build" / "html").resolve()
+    root = html_dir.parent.parent if (html_dir.parent.parent / "_toc.yml").exists() else ROOT
+    if not (html_dir / "index.html").exists():
+        print(f"check_html: {html_dir} holds no built book (index.html missing); run `make book`")
+        return 1
+    problems = list(dict.fromkeys(check(html_dir, root)))  # each problem once
+    n_pages = len([p for p in html_dir.rglob("*.html") if not {"_sources", "_static"} & set(p.relative_to(html_dir).parts)])
+    if problems:
+        print(f"check_html: {len(problems)} problem(s) in {html_dir}:")
+        for p in problems:
+            print(f"  {p}")
+        return 1
+    print(f"check_html: {n_pages} pages OK (toc, links, images, math, Colab buttons)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
