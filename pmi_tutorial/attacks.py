@@ -1,0 +1,189 @@
+"""What a thief might do to a stolen model (paper Section IV-C; book chapter "Robustness").
+
+Every attack returns a *new* model and leaves the one it was given untouched.
+
+* :func:`prune` - global L1 (magnitude) unstructured pruning, made permanent (the paper).
+* :func:`fine_tune` - a few epochs on a random 20% of the validation set; those samples leave
+  the non-member pool Q, the member pool P stays (the paper).
+* :func:`quantize` - int8 weights (symmetric, per output channel), beyond the paper.
+* :func:`weight_noise` - Gaussian noise on every weight, beyond the paper.
+* :func:`distill` - knowledge distillation into a fresh model from the suspect's outputs on
+  non-member data only (model extraction), beyond the paper.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+from . import _validate as V
+
+PRUNABLE = (nn.Linear, nn.Conv2d)
+
+
+def prunable_weights(model: nn.Module) -> list[torch.Tensor]:
+    """The weight tensors that pruning and quantization act on: every Linear and Conv2d weight.
+
+    Biases and BatchNorm parameters are left alone (they are few, and zeroing a BatchNorm scale
+    switches a whole channel off).
+    """
+    return [m.weight for m in model.modules() if isinstance(m, PRUNABLE)]
+
+
+def prune(model: nn.Module, rate: float) -> nn.Module:
+    """Zero the fraction ``rate`` of prunable weights with the smallest absolute value.
+
+    Global over all Linear and Conv2d layers (one threshold for the whole network), via
+    ``torch.nn.utils.prune.global_unstructured`` with ``L1Unstructured``, made permanent with
+    ``prune.remove`` so the result is a plain model with zeros in its weights.
+    """
+    rate = V.check_rate(rate)
+    model = copy.deepcopy(model)
+    params = [(m, "weight") for m in model.modules() if isinstance(m, PRUNABLE)]
+    if not params:
+        raise ValueError("the model has no Linear or Conv2d layer to prune")
+    if rate > 0:
+        torch_prune.global_unstructured(
+            params, pruning_method=torch_prune.L1Unstructured, amount=rate
+        )
+        for module, name in params:
+            torch_prune.remove(module, name)
+    return model
+
+
+def sparsity(model: nn.Module) -> float:
+    """Fraction of prunable weights that are exactly zero."""
+    ws = prunable_weights(model)
+    return float(sum(int((w == 0).sum()) for w in ws) / sum(w.numel() for w in ws))
+
+
+@torch.no_grad()
+def quantize(model: nn.Module, bits: int = 8) -> nn.Module:
+    """Round every prunable weight to ``bits``-bit integers and back (symmetric, per channel).
+
+    The scale of output channel k is ``max |w_k| / (2^(bits-1) - 1)``; this is what an int8
+    deployment stores, seen in floating point.
+    """
+    if not isinstance(bits, int) or not 2 <= bits <= 16:
+        raise ValueError(f"bits must be an integer in [2, 16], got {bits!r}")
+    model = copy.deepcopy(model)
+    qmax = 2 ** (bits - 1) - 1
+    for w in prunable_weights(model):
+        flat = w.reshape(w.shape[0], -1)
+        scale = flat.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / qmax
+        flat.copy_(torch.round(flat / scale).clamp(-qmax, qmax) * scale)
+    return model
+
+
+@torch.no_grad()
+def weight_noise(model: nn.Module, scale: float, seed: int = 0) -> nn.Module:
+    """Add Gaussian noise to every prunable weight: ``w + scale * std(w) * N(0, 1)``, seeded."""
+    scale = float(scale)
+    if not np.isfinite(scale) or scale < 0:
+        raise ValueError(f"scale must be a non-negative number, got {scale!r}")
+    model = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(int(seed))
+    for w in prunable_weights(model):
+        noise = torch.randn(w.shape, generator=gen, dtype=w.dtype)
+        w.add_(noise.to(w.device) * scale * w.std())
+    return model
+
+
+@dataclass
+class FineTuneResult:
+    """A fine-tuned model, the split whose Q no longer holds the fine-tuning samples, and
+    ``tuned_index``: positions in the original validation set that were used for fine-tuning."""
+
+    model: nn.Module
+    split: object
+    tuned_index: np.ndarray
+    val_acc: float  # on the validation samples that were *not* used for fine-tuning
+
+
+def finetune_split(split, fraction: float = 0.2, seed: int = 0):
+    """Pick a random ``fraction`` of the validation set; return ``(tuned_index, rest_split)``.
+
+    The fine-tuning samples leave the validation set (so they leave every Q); the training
+    set (every P) is unchanged, as in the paper.
+    """
+    fraction = float(fraction)
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}; the paper uses 0.2")
+    n_val = len(split.val_y)
+    rng = np.random.default_rng([int(seed), 20_000])
+    tuned = np.sort(rng.choice(n_val, size=max(1, int(round(fraction * n_val))), replace=False))
+    keep = np.setdiff1d(np.arange(n_val), tuned)
+    keep_t = torch.as_tensor(keep)
+    rest = replace(split, val_x=split.val_x[keep_t], val_y=split.val_y[keep_t],
+                   val_index=np.asarray(split.val_index)[keep])
+    return tuned, rest
+
+
+def fine_tune(model: nn.Module, split, epochs: int = 10, lr: float = 1e-4, fraction: float = 0.2,
+              seed: int = 0, batch_size: int = 64, device=None, progress: bool = False) -> FineTuneResult:
+    """Fine-tune a copy of ``model`` with Adam on a random ``fraction`` of the validation set.
+
+    Returns the tuned model, the split without those samples (P unchanged, Q smaller), their
+    positions, and the accuracy on the remaining validation samples.
+    """
+    from .features import model_device
+    from .training import epoch_generator, evaluate, train_one_epoch
+
+    epochs = V.check_positive_int(epochs, "epochs")
+    if not (isinstance(lr, (int, float)) and lr > 0):
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    tuned_index, rest = finetune_split(split, fraction, seed)
+    model = copy.deepcopy(model)
+    device = torch.device(device) if device is not None else model_device(model)
+    model.to(device)
+    idx = torch.as_tensor(tuned_index)
+    x, y = split.val_x[idx], split.val_y[idx]
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for e in range(epochs):
+        loss, acc = train_one_epoch(model, optimizer, x, y, batch_size, epoch_generator(seed + 7919, e), device)
+        if progress:
+            print(f"fine-tune epoch {e + 1}/{epochs}: loss {loss:.4f}, accuracy {acc:.4f}")
+    model.eval()
+    return FineTuneResult(model, rest, tuned_index, evaluate(model, rest.val_x, rest.val_y))
+
+
+def distill(teacher: nn.Module, student: nn.Module, x, epochs: int = 10, lr: float = 1e-3,
+            temperature: float = 1.0, batch_size: int = 64, seed: int = 0, device=None,
+            progress: bool = False) -> nn.Module:
+    """Model extraction: train ``student`` to match the teacher's soft outputs on images ``x``.
+
+    Only the teacher's outputs are used (no labels); pass non-member images (e.g. the owner's
+    validation set) so the student never sees P.  Loss: KL divergence between softened
+    probabilities at ``temperature`` (Hinton et al., 2015).
+    """
+    from .features import logits
+    from .features import model_device
+    from .training import epoch_generator
+
+    epochs = V.check_positive_int(epochs, "epochs")
+    device = torch.device(device) if device is not None else model_device(teacher)
+    targets = torch.log_softmax(logits(teacher, x) / temperature, dim=1)
+    student = student.to(device)
+    optimizer = torch.optim.Adam(student.parameters(), lr=lr)
+    n = len(x)
+    for e in range(epochs):
+        student.train()
+        perm = torch.randperm(n, generator=epoch_generator(seed, e))
+        total = 0.0
+        for start in range(0, n, batch_size):
+            idx = perm[start:start + batch_size]
+            out = torch.log_softmax(student(x[idx].to(device)) / temperature, dim=1)
+            loss = torch.nn.functional.kl_div(out, targets[idx].to(device), log_target=True,
+                                              reduction="batchmean") * temperature**2
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss) * len(idx)
+        if progress:
+            print(f"distillation epoch {e + 1}/{epochs}: KL {total / n:.4f}")
+    return student.eval()

@@ -1,0 +1,239 @@
+"""Command line: ``python -m pmi_tutorial {train,verify,attack,reproduce} ...``.
+
+Every mistake a user can make ends in one readable line on stderr and exit status 2, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EPILOG = """\
+examples:
+  python -m pmi_tutorial train --dataset mnist --model mlp --epochs 5 --out models/mlp.pt
+  python -m pmi_tutorial verify --checkpoint models/mlp.pt --m 3 --n 100 --trials 100
+  python -m pmi_tutorial attack prune --checkpoint models/mlp.pt --rate 0.5 --out models/mlp_pruned.pt
+  python -m pmi_tutorial attack finetune --checkpoint models/mlp.pt --out models/mlp_ft.pt
+  python -m pmi_tutorial reproduce table1 --profile quick
+
+The data sets are read from $PMI_DATA_DIR (default ~/.cache/pmi_tutorial/data) and downloaded
+there when missing.  The profile (quick: a CPU in minutes; paper: the paper's settings) comes
+from --profile or $PMI_PROFILE.
+"""
+
+
+def _profile_arg(p):
+    p.add_argument("--profile", default=None,
+                   help="quick (reduced, CPU) or paper (the paper's settings); default $PMI_PROFILE or quick")
+
+
+def _owner_args(p):
+    p.add_argument("--dataset", choices=("mnist", "cifar10"), default=None,
+                   help="the owner's data set (default: the one the checkpoint's model is built for)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the owner's train/validation split and of everything random (default 0)")
+    _profile_arg(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pmi_tutorial",
+        description="Pooled Membership Inference: fingerprint a neural network without changing it.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a model on the owner's split, keeping the best-validation epoch",
+                       description="Train a model with Adam on the owner's training split and keep the epoch "
+                                   "with the best validation accuracy (the paper's rule). A killed run resumes "
+                                   "from its checkpoint when started again with the same --out.")
+    t.add_argument("--model", required=True, choices=("mlp", "lenet5", "vgg19", "resnet34"))
+    t.add_argument("--epochs", type=int, default=None, help="default: the profile's number")
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    t.add_argument("--batch-size", type=int, default=64, help="default 64")
+    t.add_argument("--out", default=None, help="checkpoint path (default models/MODEL.pt)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _owner_args(t)
+
+    v = sub.add_parser("verify", help="acc_r for every class, r_opt, mean accuracy and the ownership verdict",
+                       description="Run PMI on a suspect model: t trials per class of m mini-datasets of n "
+                                   "samples, one drawn from the owner's training pool P. Prints acc_r per "
+                                   "class, r_opt (Eq. 14), the mean (Eq. 15) and the Eq. 13 verdict.")
+    v.add_argument("--checkpoint", required=True, help="the suspect model (a pmi_tutorial checkpoint)")
+    v.add_argument("--m", type=int, default=3, help="mini-datasets per trial (default 3)")
+    v.add_argument("--n", type=int, default=100, help="samples per mini-dataset (default 100)")
+    v.add_argument("--trials", type=int, default=100, help="trials per class (default 100)")
+    v.add_argument("--rho", type=float, default=0.1, help="threshold of Eq. 13 (default 0.1)")
+    v.add_argument("--classes", default=None, help="comma-separated classes r (default: all)")
+    v.add_argument("--json", dest="json_out", default=None, help="also write the result as JSON here")
+    _owner_args(v)
+
+    a = sub.add_parser("attack", help="fine-tune or prune a model (the paper's robustness attacks)")
+    a.add_argument("kind", choices=("finetune", "prune"))
+    a.add_argument("--checkpoint", required=True, help="the model to attack")
+    a.add_argument("--out", required=True, help="where to write the attacked model")
+    a.add_argument("--rate", type=float, default=0.5, help="prune: fraction of weights zeroed, in [0, 1)")
+    a.add_argument("--epochs", type=int, default=None, help="finetune: epochs (default: the profile's)")
+    a.add_argument("--lr", type=float, default=None, help="finetune: learning rate (default: the profile's)")
+    a.add_argument("--fraction", type=float, default=0.2, help="finetune: share of the validation set used (0.2)")
+    _owner_args(a)
+
+    r = sub.add_parser("reproduce", help="reproduce Table I-IV or Figure 2 of the paper",
+                       description="Run one of the paper's sweeps (m in {3,4,5} x n in {100,200,300}, every "
+                                   "class, t trials; Figure 2: pruning rates 0.1-0.9, m = 3), print it beside "
+                                   "the paper's numbers and write a result file with provenance. A killed run "
+                                   "resumes without redoing finished cells.")
+    r.add_argument("experiment", choices=("table1", "table2", "table3", "table4", "figure2"))
+    _profile_arg(r)
+    r.add_argument("--out", default="results", help="folder of the result file (default ./results)")
+    r.add_argument("--seed", type=int, default=None, help="default: the profile's seed")
+    r.add_argument("--trials", type=int, default=None, help="default: the profile's t (100)")
+    r.add_argument("--models", default=None, help="comma-separated subset of the experiment's models")
+    r.add_argument("--ms", default=None, help="comma-separated m values (default 3,4,5)")
+    r.add_argument("--ns", default=None, help="comma-separated n values (default 100,200,300)")
+    r.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def _ints(text, name):
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--{name} must be comma-separated integers, got {text!r}") from None
+
+
+def _owner_split(settings, args):
+    from . import data
+    from .models import dataset_of
+    from .profiles import get_profile
+
+    profile = get_profile(args.profile)
+    dataset = args.dataset or dataset_of(settings["model"])
+    if dataset != dataset_of(settings["model"]):
+        raise ValueError(
+            f"the checkpoint holds a {settings['model']} model for {dataset_of(settings['model'])}, "
+            f"but --dataset {dataset} was given; pass --dataset {dataset_of(settings['model'])}"
+        )
+    return data.owner_split(dataset, seed=args.seed, train_per_class=profile.train_per_class[dataset])
+
+
+def cmd_train(args) -> int:
+    from . import data
+    from .checkpoint import save_checkpoint
+    from .models import build_model, dataset_of
+    from .profiles import get_profile
+    from .training import train
+
+    profile = get_profile(args.profile)
+    dataset = args.dataset or dataset_of(args.model)
+    if dataset != dataset_of(args.model):
+        raise ValueError(f"{args.model} is built for {dataset_of(args.model)}; pass --dataset {dataset_of(args.model)}")
+    epochs = args.epochs if args.epochs is not None else profile.epochs[args.model]
+    if epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {epochs}")
+    print(profile.banner())
+    out = Path(args.out or f"models/{args.model}.pt")
+    split = data.owner_split(dataset, seed=args.seed, train_per_class=profile.train_per_class[dataset])
+    width = profile.width[args.model]
+    model = build_model(args.model, num_classes=split.num_classes, width=width)
+    settings = {"model": args.model, "dataset": dataset, "width": width, "num_classes": split.num_classes,
+                "epochs": epochs, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
+                "train_per_class": profile.train_per_class[dataset], "profile": profile.name}
+    resume = out.with_name(out.name + ".resume")
+    res = train(model, split, epochs=epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+                checkpoint_path=resume, progress=not args.no_progress)
+    save_checkpoint(out, res.model, dict(settings, best_epoch=res.best_epoch, best_val_acc=res.best_val_acc),
+                    state={"history": res.history})
+    print(f"best epoch {res.best_epoch} of {epochs}: validation accuracy {res.best_val_acc:.4f}")
+    print(f"wrote {out} (weights) and {out}.json (settings)")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    import json
+
+    from . import data, fingerprint
+    from .checkpoint import load_checkpoint
+    from .profiles import get_profile
+
+    model, settings, _ = load_checkpoint(args.checkpoint)
+    print(get_profile(args.profile).banner())
+    split = _owner_split(settings, args)
+    pools = data.all_class_pools(split)
+    classes = _ints(args.classes, "classes")
+    if classes is not None:
+        pools = {r: data.class_pools(split, r) for r in classes}
+    res = fingerprint.run(model, pools, m=args.m, n=args.n, trials=args.trials, seed=args.seed)
+    verdict = res.verdict(args.rho)
+    print(f"PMI on {args.checkpoint}: m={args.m}, n={args.n}, t={args.trials}")
+    for r, acc in res.acc_by_class.items():
+        print(f"  class {r}: acc_r = {acc:.2f}")
+    print(f"r_opt = {res.r_opt}, acc_r_opt = {res.acc_opt:.2f}, mean acc_r = {res.mean_acc:.3f}, 1/m = {1 / args.m:.3f}")
+    print(f"verdict (Eq. 13, rho = {args.rho}): acc_r_opt - 1/m = {res.acc_opt - 1 / args.m:.3f} "
+          f"{'>=' if verdict else '<'} rho -> {'ownership claimed' if verdict else 'no claim'}")
+    if args.json_out:
+        from .experiments import write_json_atomic
+
+        write_json_atomic(args.json_out, dict(res.to_dict(), verdict=verdict, rho=args.rho))
+    return 0
+
+
+def cmd_attack(args) -> int:
+    from . import attacks
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .profiles import get_profile
+    from .training import evaluate
+
+    model, settings, _ = load_checkpoint(args.checkpoint)
+    profile = get_profile(args.profile)
+    split = _owner_split(settings, args)
+    if args.kind == "prune":
+        attacked = attacks.prune(model, args.rate)
+        val_acc = evaluate(attacked, split.val_x, split.val_y)
+        extra = {"attack": "prune", "rate": args.rate}
+    else:
+        tuned = attacks.fine_tune(
+            model, split, epochs=args.epochs or profile.finetune_epochs, lr=args.lr or profile.finetune_lr,
+            fraction=args.fraction, seed=args.seed)
+        attacked, val_acc = tuned.model, tuned.val_acc
+        extra = {"attack": "finetune", "fraction": args.fraction, "finetune_index": tuned.tuned_index.tolist()}
+    save_checkpoint(args.out, attacked, dict(settings, **extra, val_acc_after=val_acc))
+    print(f"{args.kind}: validation accuracy after the attack {val_acc:.4f}; wrote {args.out}")
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from . import experiments
+
+    res = experiments.reproduce(
+        args.experiment, args.profile, out_dir=args.out, seed=args.seed, trials=args.trials,
+        models=args.models.split(",") if args.models else None, ms=_ints(args.ms, "ms"),
+        ns=_ints(args.ns, "ns"), progress=not args.no_progress,
+        command="python -m pmi_tutorial " + " ".join(sys.argv[1:]),
+    )
+    print(experiments.format_table(res))
+    print(f"result file: {res['path']}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "verify": cmd_verify, "attack": cmd_attack, "reproduce": cmd_reproduce}
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished work is saved, run the same command again to resume", file=sys.stderr)
+        return 130

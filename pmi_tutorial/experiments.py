@@ -1,0 +1,377 @@
+"""The paper's experiments as one resumable runner (Section IV; chapters "Reproducing Tables I
+and II" and "Robustness").
+
+``reproduce("table1", profile)`` sweeps m in {3, 4, 5} x n in {100, 200, 300} over every class r
+with t trials on the cached model of each architecture; ``table3``/``table4`` do the same after
+fine-tuning, ``figure2`` after pruning at each rate with m = 3.  Every finished cell is written
+to the result file at once (atomically), so a sweep that is killed resumes where it stopped.
+The file records the command, profile, settings, seed, git commit, hardware, library versions,
+date and run time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from . import _validate as V
+from .profiles import Profile, get_profile
+
+RESULT_FORMAT = "pmi-tutorial-result"
+RESULT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    title: str
+    dataset: str | None  # None: both data sets (figure2)
+    models: tuple
+    condition: str  # "original", "finetune" or "prune"
+
+
+EXPERIMENTS = {
+    "table1": Spec("table1", "Table I", "mnist", ("mlp", "lenet5"), "original"),
+    "table2": Spec("table2", "Table II", "cifar10", ("vgg19", "resnet34"), "original"),
+    "table3": Spec("table3", "Table III", "mnist", ("mlp", "lenet5"), "finetune"),
+    "table4": Spec("table4", "Table IV", "cifar10", ("vgg19", "resnet34"), "finetune"),
+    "figure2": Spec("figure2", "Figure 2", None, ("mlp", "lenet5", "vgg19", "resnet34"), "prune"),
+}
+
+MODEL_TITLES = {"mlp": "MLP", "lenet5": "LeNet-5", "vgg19": "VGG-19", "resnet34": "ResNet-34"}
+
+
+def get_spec(name: str) -> Spec:
+    try:
+        return EXPERIMENTS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown experiment {name!r}; use one of {', '.join(EXPERIMENTS)}"
+        ) from None
+
+
+def paper_table(name: str) -> dict:
+    """The paper's numbers for Tables I-IV: ``{(model, m, n): (r_opt, acc_r_opt, mean_acc_r)}``."""
+    text = resources.files("pmi_tutorial.resources").joinpath("paper_tables.json").read_text()
+    tables = json.loads(text)["tables"]
+    if name not in tables:
+        return {}
+    return {(row[0], row[1], row[2]): tuple(row[3:6]) for row in tables[name]["rows"]}
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def _git_commit() -> str:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        commit = out.stdout.strip()
+        if not commit:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def hardware() -> dict:
+    import torch
+
+    info = {
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def versions() -> dict:
+    import scipy
+    import torch
+
+    from . import __version__
+
+    return {
+        "python": platform.python_version(),
+        "pmi_tutorial": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+    }
+
+
+def provenance(command: str | None = None) -> dict:
+    return {
+        "command": command or " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "git_commit": _git_commit(),
+        "hardware": hardware(),
+        "versions": versions(),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+# --------------------------------------------------------------------------- result files
+
+
+def write_json_atomic(path, obj) -> None:
+    """Write JSON to ``path`` through a temporary file and ``os.replace``: never a half file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_result(path) -> dict:
+    """Read a result file, refusing one that is corrupt or of an incompatible version."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no result file at {path}; run `python -m pmi_tutorial reproduce ...`")
+    try:
+        result = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"result file {path} is not valid JSON ({exc}); delete it and run the experiment again"
+        ) from None
+    if not isinstance(result, dict) or result.get("format") != RESULT_FORMAT:
+        raise ValueError(f"{path} is not a pmi-tutorial result file; pass a file written by `reproduce`")
+    if result.get("version") != RESULT_VERSION:
+        raise ValueError(
+            f"result file {path} has format version {result.get('version')!r}, this pmi_tutorial "
+            f"reads version {RESULT_VERSION}; rerun the experiment (or use the matching release)"
+        )
+    return result
+
+
+def result_path(out_dir, name: str, profile: Profile) -> Path:
+    return Path(out_dir) / f"{name}_{profile.name}.json"
+
+
+def _settings(spec: Spec, profile: Profile, seed: int, trials: int) -> dict:
+    return {"experiment": spec.name, "profile": profile.to_dict(), "seed": seed, "trials": trials}
+
+
+def _cell_key(cell: dict) -> tuple:
+    return (cell["model"], cell.get("rate"), cell["m"], cell["n"])
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+def plan(spec: Spec, profile: Profile, models=None, ms=None, ns=None, rates=None) -> list[dict]:
+    """Every cell of a sweep, in order: ``{"model", "m", "n"}`` plus ``"rate"`` for pruning."""
+    models = tuple(models or spec.models)
+    for model in models:
+        if model not in spec.models:
+            raise ValueError(
+                f"model {model!r} is not part of {spec.name}; use some of {', '.join(spec.models)}"
+            )
+    ms = tuple(ms or ((3,) if spec.condition == "prune" else profile.ms))
+    ns = tuple(ns or profile.ns)
+    for m in ms:
+        V.check_m(m)
+    for n in ns:
+        V.check_n(n)
+    cells = []
+    for model in models:
+        if spec.condition == "prune":
+            for rate in tuple(rates or profile.prune_rates):
+                V.check_rate(rate)
+                cells += [{"model": model, "rate": float(rate), "m": m, "n": n} for m in ms for n in ns]
+        else:
+            cells += [{"model": model, "m": m, "n": n} for m in ms for n in ns]
+    return cells
+
+
+def _prepare_model(model_name, spec, profile, seed, cache_dir, progress, log):
+    """Train or load the owner's model, apply the fine-tuning attack when the table asks for it."""
+    from . import attacks, training
+
+    trained = training.cached_model(model_name, profile, seed=seed, cache_dir=cache_dir, progress=progress)
+    info = {
+        "epochs": profile.epochs[model_name],
+        "best_epoch": trained.best_epoch,
+        "best_val_acc": trained.best_val_acc,
+        "width": profile.width[model_name],
+    }
+    model, split = trained.model, trained.split
+    if spec.condition == "finetune":
+        tuned = attacks.fine_tune(
+            model, split, epochs=profile.finetune_epochs, lr=profile.finetune_lr,
+            fraction=profile.finetune_fraction, seed=seed, progress=progress,
+        )
+        model, split = tuned.model, tuned.split
+        info.update(finetune_epochs=profile.finetune_epochs, finetune_lr=profile.finetune_lr,
+                    finetune_samples=int(len(tuned.tuned_index)), val_acc_after=tuned.val_acc)
+    log(f"[{spec.name}] {MODEL_TITLES[model_name]}: best epoch {info['best_epoch']} of "
+        f"{info['epochs']}, validation accuracy {info['best_val_acc']:.4f}")
+    return model, split, info
+
+
+def reproduce(
+    name: str,
+    profile: Profile | str | None = None,
+    out_dir="results",
+    seed: int | None = None,
+    trials: int | None = None,
+    models=None,
+    ms=None,
+    ns=None,
+    rates=None,
+    classes=None,
+    cache_dir=None,
+    command: str | None = None,
+    progress: bool = True,
+    log=print,
+) -> dict:
+    """Run (or resume) one of the paper's experiments and return its result dictionary.
+
+    Cells already in the result file at ``out_dir/{name}_{profile}.json`` are skipped; each new
+    cell is written as soon as it is done.  ``models``, ``ms``, ``ns``, ``rates`` and ``classes``
+    restrict the sweep (tests and live slices in the book use them).
+    """
+    from . import attacks, data, fingerprint
+
+    spec = get_spec(name)
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    seed = profile.seed if seed is None else int(seed)
+    trials = V.check_positive_int(profile.trials if trials is None else trials, "trials")
+    cells = plan(spec, profile, models, ms, ns, rates)
+    path = result_path(out_dir, name, profile)
+    settings = _settings(spec, profile, seed, trials)
+    log(profile.banner())
+
+    if path.exists():
+        result = load_result(path)
+        if result["settings"] != settings:
+            raise ValueError(
+                f"{path} was made with other settings (profile, seed or trials differ); "
+                "delete it or pass another --out folder"
+            )
+        log(f"[{name}] resuming from {path}: {len(result['cells'])} cell(s) already done")
+    else:
+        result = {"format": RESULT_FORMAT, "version": RESULT_VERSION, "settings": settings,
+                  "provenance": provenance(command), "models": {}, "cells": [], "run_seconds": 0.0}
+    done = {_cell_key(c) for c in result["cells"]}
+    todo = [c for c in cells if _cell_key(c) not in done]
+    t_start = time.perf_counter()
+    for model_name in dict.fromkeys(c["model"] for c in todo):
+        model, split, info = _prepare_model(model_name, spec, profile, seed, cache_dir, progress, log)
+        pools = data.all_class_pools(split)
+        if classes is not None:
+            pools = {r: pools[r] for r in classes}
+        result["models"][model_name] = info
+        by_rate: dict = {}
+        for cell in (c for c in todo if c["model"] == model_name):
+            rate = cell.get("rate")
+            if rate not in by_rate:  # features once per (attacked) model
+                attacked = model if rate is None else attacks.prune(model, rate)
+                by_rate = {rate: fingerprint.pool_features(attacked, pools)}
+                if rate is not None:
+                    from .training import evaluate
+
+                    info.setdefault("val_acc_after_prune", {})[str(rate)] = evaluate(
+                        attacked, split.val_x, split.val_y)
+            t0 = time.perf_counter()
+            fr = fingerprint.run_on_features(by_rate[rate], cell["m"], cell["n"], trials=trials, seed=seed)
+            cell = dict(cell, r_opt=fr.r_opt, acc_r_opt=fr.acc_opt, mean_acc_r=fr.mean_acc,
+                        acc_by_class={str(r): a for r, a in fr.acc_by_class.items()},
+                        seconds=round(time.perf_counter() - t0, 3))
+            result["cells"].append(cell)
+            result["run_seconds"] = round(result["run_seconds"] + time.perf_counter() - t_start, 1)
+            t_start = time.perf_counter()
+            result["provenance"]["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            write_json_atomic(path, result)
+            log(_cell_line(cell))
+    if not todo:
+        log(f"[{name}] nothing to do: every cell is in {path}")
+    result["path"] = str(path)
+    return result
+
+
+def _cell_line(cell: dict) -> str:
+    rate = f" rate={cell['rate']:.1f}" if cell.get("rate") is not None else ""
+    return (f"  {MODEL_TITLES[cell['model']]:<9}{rate} m={cell['m']} n={cell['n']}: r_opt={cell['r_opt']} "
+            f"acc_r_opt={cell['acc_r_opt']:.2f} mean acc_r={cell['mean_acc_r']:.3f}")
+
+
+# --------------------------------------------------------------------------- printing
+
+
+TABLE_COLUMNS = ("DNN Model", "m", "n", "r_opt", "acc_r_opt", "mean acc_r", "1/m")
+
+
+def format_table(result: dict) -> str:
+    """The result in the paper's layout (Tables I-IV), the paper's numbers beside ours.
+
+    Each number reads ``ours (paper)``; for Figure 2 the rows are pruning rates.
+    """
+    name = result["settings"]["experiment"]
+    spec = get_spec(name)
+    paper = paper_table(name)
+    prof = result["settings"]["profile"]
+    head = [f"{spec.title} - profile {prof['name']}, t = {result['settings']['trials']}, "
+            f"seed {result['settings']['seed']}; each entry: ours (paper)"]
+    rows = []
+    cells = sorted(result["cells"], key=lambda c: (spec.models.index(c["model"]), c.get("rate") or 0, c["m"], c["n"]))
+    last_model = None
+    for c in cells:
+        ref = paper.get((c["model"], c["m"], c["n"]))
+        model = MODEL_TITLES[c["model"]] if c["model"] != last_model else ""
+        last_model = c["model"]
+        ref_r, ref_acc, ref_mean = (f"({ref[0]})", f"({ref[1]:.2f})", f"({ref[2]:.3f})") if ref else ("", "", "")
+        row = [model, str(c["m"]), str(c["n"]), f"{c['r_opt']} {ref_r}".strip(),
+               f"{c['acc_r_opt']:.2f} {ref_acc}".strip(), f"{c['mean_acc_r']:.3f} {ref_mean}".strip(),
+               f"{1 / c['m']:.2f}"]
+        if spec.condition == "prune":
+            row.insert(1, f"{c['rate']:.1f}")
+        rows.append(row)
+    cols = list(TABLE_COLUMNS)
+    if spec.condition == "prune":
+        cols.insert(1, "rate")
+    widths = [max(len(x) for x in [col] + [r[i] for r in rows]) for i, col in enumerate(cols)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = head + [fmt.format(*cols), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*r) for r in rows]
+    return "\n".join(lines)
+
+
+def cells_frame(result: dict) -> list[dict]:
+    """The cells with the paper's numbers attached (``paper_acc_r_opt``, ``paper_mean_acc_r``)."""
+    paper = paper_table(result["settings"]["experiment"])
+    out = []
+    for c in result["cells"]:
+        ref = paper.get((c["model"], c["m"], c["n"]))
+        extra = {"paper_r_opt": ref[0], "paper_acc_r_opt": ref[1], "paper_mean_acc_r": ref[2]} if ref else {}
+        out.append({**c, **extra})
+    return out
