@@ -36,6 +36,7 @@ _STYLE = {
     "axes.grid": False,
     "axes.prop_cycle": mpl.cycler(color=[NONMEMBER_COLOR, MEMBER_COLOR, "#27ae60", "#8e44ad", "#e67e22"]),
     "legend.frameon": False,
+    "figure.constrained_layout.use": True,
     "image.cmap": CMAP,
 }
 
@@ -184,7 +185,7 @@ def synthetic_features(m=3, n=60, c=4, s=1, shift=1.2, seed=0):
     return F
 
 
-def _box(ax, xy, w, h, text, color, fontsize=9, textcolor="black", alpha=0.18):
+def _box(ax, xy, w, h, text, color, fontsize=11, textcolor="black", alpha=0.18):
     ax.add_patch(FancyBboxPatch(xy, w, h, boxstyle="round,pad=0.02,rounding_size=0.08",
                                 facecolor=color, alpha=alpha, edgecolor=color, linewidth=1.2))
     ax.text(xy[0] + w / 2, xy[1] + h / 2, text, ha="center", va="center", fontsize=fontsize,
@@ -222,7 +223,7 @@ def draw_pmi_overview(m=3, n=60, c=4, s=1, seed=6):
     G1, G2 = final_clusters(Z)
     small = G1 if len(G1) <= len(G2) else G2
 
-    fig = plt.figure(figsize=(12.0, 3.9))
+    fig = plt.figure(figsize=(12.0, 3.9), layout="none")
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, 12)
     ax.set_ylim(0, 3.9)
@@ -235,12 +236,12 @@ def draw_pmi_overview(m=3, n=60, c=4, s=1, seed=6):
         is_member = i == s
         _box(ax, (0.2, y + gap / 2), 1.5, h - gap,
              f"$D_{{{i}}}$\n" + ("from $P$ (member)" if is_member else "from $Q$"),
-             MEMBER_COLOR if is_member else NONMEMBER_COLOR, fontsize=8.5)
-    ax.text(0.95, 3.45, f"$m = {m}$ mini-datasets\n$n = {n}$ images of class $r$", ha="center",
-            va="bottom", fontsize=9)
+             MEMBER_COLOR if is_member else NONMEMBER_COLOR, fontsize=10.5)
+    ax.text(1.0, 3.45, f"$m = {m}$ mini-datasets,\n$n = {n}$ images each", ha="center",
+            va="bottom", fontsize=11)
 
     # column 2: the model
-    _box(ax, (2.3, 1.3), 1.25, 1.1, "model\n$\\mathcal{M}$\n(logits)", NEUTRAL_COLOR, fontsize=9)
+    _box(ax, (2.3, 1.3), 1.25, 1.1, "model\n$\\mathcal{M}$\n(logits)", NEUTRAL_COLOR, fontsize=11)
     for y in ys:
         _arrow(ax, (1.75, y + h / 2), (2.28, 1.85))
 
@@ -255,23 +256,25 @@ def draw_pmi_overview(m=3, n=60, c=4, s=1, seed=6):
             spine.set_visible(True)
             spine.set_color(MEMBER_COLOR if i == s else NONMEMBER_COLOR)
             spine.set_linewidth(1.5)
-        ax.text(4.1, y + h / 2, f"$F_{{{i}}}$", ha="right", va="center", fontsize=10)
+        ax.text(4.1, y + h / 2, f"$F_{{{i}}}$", ha="right", va="center", fontsize=13)
         _arrow(ax, (3.58, 1.85), (3.8, y + h / 2))
     ax.text(4.45, 3.45, f"features ($n \\times c$,\n$c = {c}$), normalized", ha="center",
-            va="bottom", fontsize=9)
+            va="bottom", fontsize=11)
 
     # column 4: the MMD distance matrix
     hax = fig.add_axes((5.55 / 12, 0.55 / 3.9, 2.0 / 12, 2.3 / 3.9))
     plot_mmd_heatmap(D, ax=hax, member=s, colorbar=False, title=None)
-    ax.text(6.55, 3.45, "MMD distances\n(Eq. 10-11)", ha="center", va="bottom", fontsize=9)
+    ax.text(6.55, 3.45, "MMD distances\n(Eq. 10-11)", ha="center", va="bottom", fontsize=11)
     _arrow(ax, (5.05, 1.85), (5.5, 1.85))
 
     # column 5: the single-linkage dendrogram
     dax = fig.add_axes((8.25 / 12, 0.55 / 3.9, 1.6 / 12, 2.3 / 3.9))
     plot_dendrogram(Z, ax=dax, member=s)
     dax.set_ylabel("")
-    dax.tick_params(axis="y", labelsize=7)
-    ax.text(9.05, 3.45, "single linkage\n(Algorithm 1)", ha="center", va="bottom", fontsize=9)
+    dax.tick_params(axis="y", labelsize=9)
+    dax.tick_params(axis="x", labelsize=12)
+    hax.tick_params(labelsize=12)
+    ax.text(9.05, 3.45, "single linkage\n(Algorithm 1)", ha="center", va="bottom", fontsize=11)
     _arrow(ax, (7.6, 1.85), (8.0, 1.85))
 
     # column 6: the decision
@@ -279,7 +282,7 @@ def draw_pmi_overview(m=3, n=60, c=4, s=1, seed=6):
     verdict = (f"smaller final cluster\n$\\{{F_{{{guess}}}\\}}$\n\nguess: $D_{{{guess}}}$ was\nin the training set"
                if guess is not None else "tie: pick one of\nthe smaller cluster")
     _box(ax, (10.35, 1.0), 1.5, 1.7, verdict, MEMBER_COLOR if guess == s else NEUTRAL_COLOR,
-         fontsize=8.5)
+         fontsize=10.5)
     _arrow(ax, (9.95, 1.85), (10.3, 1.85))
     fig.pmi_guess = guess
     return fig
