@@ -39,7 +39,7 @@ check-sync:
 	$(PY) scripts/check_sync.py
 
 notebooks:
-	$(PYTEST) --nbval-lax --nbval-current-env -p scripts.notebook_timing notebooks/ -q
+	$(PY) -m pytest --nbval-lax --nbval-current-env -p scripts.notebook_timing notebooks/ -q
 
 build-book:
 	$(PY) scripts/timed.py "jupyter-book build" $(JB) build . -W -n --keep-going
