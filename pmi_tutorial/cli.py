@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--models", default=None, help="comma-separated subset of the experiment's models")
     r.add_argument("--ms", default=None, help="comma-separated m values (default 3,4,5)")
     r.add_argument("--ns", default=None, help="comma-separated n values (default 100,200,300)")
+    r.add_argument("--rates", default=None,
+                   help="figure2: comma-separated pruning rates (default 0.1,0.2,...,0.9)")
+    r.add_argument("--classes", default=None,
+                   help="comma-separated classes r (default: all); a file holds one class set")
     r.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -104,6 +108,15 @@ def _ints(text, name):
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise ValueError(f"--{name} must be comma-separated integers, got {text!r}") from None
+
+
+def _floats(text, name):
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--{name} must be comma-separated numbers, got {text!r}") from None
 
 
 def _owner_split(settings, args):
@@ -212,7 +225,8 @@ def cmd_reproduce(args) -> int:
     res = experiments.reproduce(
         args.experiment, args.profile, out_dir=args.out, seed=args.seed, trials=args.trials,
         models=args.models.split(",") if args.models else None, ms=_ints(args.ms, "ms"),
-        ns=_ints(args.ns, "ns"), progress=not args.no_progress,
+        ns=_ints(args.ns, "ns"), rates=_floats(args.rates, "rates"), classes=_ints(args.classes, "classes"),
+        progress=not args.no_progress,
         command="python -m pmi_tutorial " + " ".join(sys.argv[1:]),
     )
     print(experiments.format_table(res))

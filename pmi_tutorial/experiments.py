@@ -91,12 +91,22 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def hardware() -> dict:
     import torch
 
     info = {
         "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
@@ -122,13 +132,18 @@ def versions() -> dict:
 
 
 def provenance(command: str | None = None) -> dict:
+    """What produced a result: command, git commit, hardware, library versions, start date."""
     return {
         "command": command or " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
         "git_commit": _git_commit(),
         "hardware": hardware(),
         "versions": versions(),
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started": _now(),
     }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 # --------------------------------------------------------------------------- result files
@@ -170,6 +185,12 @@ def load_result(path) -> dict:
             f"result file {path} has format version {result.get('version')!r}, this pmi_tutorial "
             f"reads version {RESULT_VERSION}; rerun the experiment (or use the matching release)"
         )
+    missing = [k for k in ("settings", "provenance", "models", "cells") if k not in result]
+    if missing or not isinstance(result["cells"], list):
+        raise ValueError(
+            f"result file {path} lacks {', '.join(missing) or 'a list of cells'}; "
+            "delete it and run the experiment again"
+        )
     return result
 
 
@@ -177,8 +198,11 @@ def result_path(out_dir, name: str, profile: Profile) -> Path:
     return Path(out_dir) / f"{name}_{profile.name}.json"
 
 
-def _settings(spec: Spec, profile: Profile, seed: int, trials: int) -> dict:
-    return {"experiment": spec.name, "profile": profile.to_dict(), "seed": seed, "trials": trials}
+def _settings(spec: Spec, profile: Profile, seed: int, trials: int, classes=None) -> dict:
+    """Everything that changes a cell's numbers, as it reads back from JSON (lists, not tuples)."""
+    settings = {"experiment": spec.name, "profile": profile.to_dict(), "seed": seed, "trials": trials,
+                "classes": None if classes is None else sorted(int(r) for r in classes)}
+    return json.loads(json.dumps(settings))
 
 
 def _cell_key(cell: dict) -> tuple:
@@ -213,17 +237,29 @@ def plan(spec: Spec, profile: Profile, models=None, ms=None, ns=None, rates=None
     return cells
 
 
+def _model_info(model_name, profile, trained) -> dict:
+    """What the result file says about the owner's model: settings, best epoch, the curves."""
+    history = trained.history
+    return {
+        "epochs": profile.epochs[model_name],
+        "width": profile.width[model_name],
+        "best_epoch": trained.best_epoch,
+        "best_val_acc": trained.best_val_acc,
+        "n_train": len(trained.split.train_y),
+        "n_val": len(trained.split.val_y),
+        "trained_on": trained.settings.get("device"),
+        "train_seconds": round(sum(h.get("seconds", 0.0) for h in history), 1),
+        "val_acc_curve": [round(h["val_acc"], 4) for h in history],
+        "train_acc_curve": [round(h["train_acc"], 4) for h in history],
+    }
+
+
 def _prepare_model(model_name, spec, profile, seed, cache_dir, progress, log):
     """Train or load the owner's model, apply the fine-tuning attack when the table asks for it."""
     from . import attacks, training
 
     trained = training.cached_model(model_name, profile, seed=seed, cache_dir=cache_dir, progress=progress)
-    info = {
-        "epochs": profile.epochs[model_name],
-        "best_epoch": trained.best_epoch,
-        "best_val_acc": trained.best_val_acc,
-        "width": profile.width[model_name],
-    }
+    info = _model_info(model_name, profile, trained)
     model, split = trained.model, trained.split
     if spec.condition == "finetune":
         tuned = attacks.fine_tune(
@@ -257,8 +293,12 @@ def reproduce(
     """Run (or resume) one of the paper's experiments and return its result dictionary.
 
     Cells already in the result file at ``out_dir/{name}_{profile}.json`` are skipped; each new
-    cell is written as soon as it is done.  ``models``, ``ms``, ``ns``, ``rates`` and ``classes``
-    restrict the sweep (tests and live slices in the book use them).
+    cell is written as soon as it is done, so a killed sweep loses at most the cell it was on.
+    ``models``, ``ms``, ``ns`` and ``rates`` restrict the sweep to some cells (a later call can
+    add the others to the same file); ``classes`` restricts every cell to some classes r and is
+    part of the settings (a file holds cells of one class set only).  Every call is recorded in
+    ``result["runs"]`` (command, git commit, hardware, versions, dates, seconds, cells done);
+    ``result["provenance"]`` is the first of them.
     """
     from . import attacks, data, fingerprint
 
@@ -266,22 +306,29 @@ def reproduce(
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     seed = profile.seed if seed is None else int(seed)
     trials = V.check_positive_int(profile.trials if trials is None else trials, "trials")
+    if classes is not None:
+        classes = [int(r) for r in classes]
+        if not classes:
+            raise ValueError("classes is empty; pass some classes r, or None for all of them")
     cells = plan(spec, profile, models, ms, ns, rates)
     path = result_path(out_dir, name, profile)
-    settings = _settings(spec, profile, seed, trials)
+    settings = _settings(spec, profile, seed, trials, classes)
     log(profile.banner())
 
+    run = dict(provenance(command), cells_done=0, seconds=0.0)
     if path.exists():
         result = load_result(path)
         if result["settings"] != settings:
+            differ = sorted(k for k in settings if result["settings"].get(k) != settings[k])
             raise ValueError(
-                f"{path} was made with other settings (profile, seed or trials differ); "
+                f"{path} was made with other settings ({', '.join(differ)} differ); "
                 "delete it or pass another --out folder"
             )
         log(f"[{name}] resuming from {path}: {len(result['cells'])} cell(s) already done")
     else:
         result = {"format": RESULT_FORMAT, "version": RESULT_VERSION, "settings": settings,
-                  "provenance": provenance(command), "models": {}, "cells": [], "run_seconds": 0.0}
+                  "provenance": dict(run), "runs": [], "models": {}, "cells": [], "run_seconds": 0.0}
+    result.setdefault("runs", []).append(run)
     done = {_cell_key(c) for c in result["cells"]}
     todo = [c for c in cells if _cell_key(c) not in done]
     t_start = time.perf_counter()
@@ -289,28 +336,37 @@ def reproduce(
         model, split, info = _prepare_model(model_name, spec, profile, seed, cache_dir, progress, log)
         pools = data.all_class_pools(split)
         if classes is not None:
+            missing = sorted(set(classes) - set(pools))
+            if missing:
+                raise ValueError(f"classes {missing} do not exist; use classes in 0..{len(pools) - 1}")
             pools = {r: pools[r] for r in classes}
+        old = result["models"].get(model_name, {})
+        if "val_acc_after_prune" in old:  # keep what earlier runs measured
+            info["val_acc_after_prune"] = dict(old["val_acc_after_prune"])
         result["models"][model_name] = info
-        by_rate: dict = {}
+        features, feature_rate = None, ()
         for cell in (c for c in todo if c["model"] == model_name):
             rate = cell.get("rate")
-            if rate not in by_rate:  # features once per (attacked) model
+            if rate != feature_rate:  # features once per (attacked) model
                 attacked = model if rate is None else attacks.prune(model, rate)
-                by_rate = {rate: fingerprint.pool_features(attacked, pools)}
+                features, feature_rate = fingerprint.pool_features(attacked, pools), rate
                 if rate is not None:
                     from .training import evaluate
 
                     info.setdefault("val_acc_after_prune", {})[str(rate)] = evaluate(
                         attacked, split.val_x, split.val_y)
             t0 = time.perf_counter()
-            fr = fingerprint.run_on_features(by_rate[rate], cell["m"], cell["n"], trials=trials, seed=seed)
+            fr = fingerprint.run_on_features(features, cell["m"], cell["n"], trials=trials, seed=seed)
             cell = dict(cell, r_opt=fr.r_opt, acc_r_opt=fr.acc_opt, mean_acc_r=fr.mean_acc,
                         acc_by_class={str(r): a for r, a in fr.acc_by_class.items()},
                         seconds=round(time.perf_counter() - t0, 3))
             result["cells"].append(cell)
-            result["run_seconds"] = round(result["run_seconds"] + time.perf_counter() - t_start, 1)
+            elapsed = time.perf_counter() - t_start
             t_start = time.perf_counter()
-            result["provenance"]["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            result["run_seconds"] = round(result["run_seconds"] + elapsed, 1)
+            run["seconds"] = round(run["seconds"] + elapsed, 1)
+            run["cells_done"] += 1
+            run["finished"] = result["provenance"]["finished"] = _now()
             write_json_atomic(path, result)
             log(_cell_line(cell))
     if not todo:
