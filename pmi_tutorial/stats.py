@@ -1,0 +1,705 @@
+r"""P-values for "this model was trained on P" (book chapter "Beyond the paper": significance).
+
+The paper claims ownership when :math:`acc_r - 1/m \ge \rho` (Eq. 13) at
+:math:`r_{opt} = \arg\max_r(acc_r - 1/m)` (Eq. 14).  That is a threshold, not a test: it says
+nothing about how often an innocent model would pass it.  This module turns the claim into a
+p-value in two ways.
+
+* :func:`binomial_pvalue`, the naive test: treat the t trials as independent coin flips with
+  success probability 1/m.  It is **not valid** for PMI (see its docstring): the trials reuse
+  the same finite pools, and r_opt is chosen after looking at every class.
+* :func:`permutation_test`, the valid one.  Under the null hypothesis "the model did not train
+  on P", the member pool P and the non-member pool Q of a class are *exchangeable* for the
+  model: their features are draws from the same distribution.  Re-splitting
+  :math:`P \cup Q` at random into sizes |P|, |Q| and recomputing the statistic then gives
+  draws from the statistic's null distribution, whatever the dependence between trials, and
+  :math:`p = (k + 1) / (B + 1)` with :math:`k = \#\{\text{permuted} \ge \text{observed}\}`
+  is exact (P(p <= a) <= a for every a).
+
+A sample's features (its logits) do not depend on which pool it is called a member of, so
+every statistic works on features computed once, and a permutation is only a new index
+array.  The statistics in :data:`STATISTICS` evaluate many permutations at once.
+
+Also here: :func:`roc_curve`, :func:`auc` and :func:`tpr_at_fpr` for per-sample membership
+scores (the loss-threshold baselines of the chapter "Why pooling").
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from . import _validate as V
+from .fingerprint import (
+    _check_features,
+    _pool_items,
+    batched_linkage_guesses,
+    class_seed,
+    draw_trials,
+)
+from .pmi import normalize
+
+# A fixed tag keeps the permutation stream of class r apart from its trial stream class_seed(seed, r).
+_PERM_TAG = 7919
+# Permutations are drawn in blocks of this many, each block from its own seeded stream, so the
+# permutations do not depend on how the computation is chunked.
+_PERM_BLOCK = 128
+# Relative tolerance for ">= observed" (as scipy.stats.permutation_test): a permuted split that
+# equals the observed one mathematically must count even if round-off puts it 1 ulp below.
+_TIES_RTOL = 100 * np.finfo(np.float64).eps
+CONFIDENCES = ("logprob", "maxprob", "margin")
+
+
+# --------------------------------------------------------------------------------------------
+# The naive test and the simple correction
+# --------------------------------------------------------------------------------------------
+
+
+def binomial_pvalue(acc, trials, m) -> float:
+    r"""One-sided binomial p-value of :math:`acc_r` against chance 1/m (the naive test).
+
+    Counts :math:`k = \mathrm{round}(acc \cdot t)` successes in t trials and returns
+    :math:`P(X \ge k)` for :math:`X \sim \mathrm{Bin}(t, 1/m)`, as
+    ``scipy.stats.binomtest(k, t, 1/m, alternative="greater")``.  It tests the accuracy of
+    Eq. 13 against the chance level 1/m the paper compares it with.
+
+    **Why it is invalid for PMI.**  The binomial model needs the t trials to be independent
+    draws.  They are not: every trial draws its member mini-dataset from the *same* finite pool
+    P (and its non-members from the same Q).  When |P| is close to n the same member samples
+    recur in every trial, so one pool that happens to sit apart from Q, by chance alone, is
+    found in most trials; the successes come in lumps, their variance is far above
+    :math:`t\,p(1-p)`, and the test rejects innocent models much more often than its level
+    (``tests/test_stats.py`` shows it).  Second, r_opt (Eq. 14) is picked as the best of c
+    classes *after* looking at them: the smallest of c p-values is not a p-value (a multiple
+    comparison; :func:`bonferroni` corrects for that part only).  Use :func:`permutation_test`.
+    """
+    m = V.check_m(m)
+    trials = V.check_positive_int(trials, "trials")
+    try:
+        acc = float(acc)
+    except (TypeError, ValueError):
+        raise ValueError(f"acc must be a success rate in [0, 1], got {acc!r}") from None
+    if not 0.0 <= acc <= 1.0:
+        raise ValueError(f"acc must be a success rate in [0, 1] (acc_r of Eq. 13), got {acc}")
+    from scipy.stats import binom
+
+    k = int(round(acc * trials))
+    return float(binom.sf(k - 1, trials, 1.0 / m))
+
+
+def bonferroni(pvalues) -> float:
+    r"""Bonferroni's correction for choosing the best of c classes: :math:`\min(1, c \min_r p_r)`.
+
+    Applied to the per-class p-values, it makes the test at r_opt (Eq. 14) valid *as a choice
+    among classes* (it does not repair invalid per-class p-values such as
+    :func:`binomial_pvalue`).  ``pvalues``: a sequence or a dict ``{r: p_r}``.
+    """
+    if isinstance(pvalues, dict):
+        pvalues = list(pvalues.values())
+    p = V.as_float_array(pvalues, "pvalues", ndim=1)
+    if p.size == 0:
+        raise ValueError("pvalues is empty; pass one p-value per class")
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError("pvalues must lie in [0, 1]; pass p-values, not statistics")
+    return float(min(1.0, p.size * p.min()))
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics: observed and permuted values through one batched code path
+# --------------------------------------------------------------------------------------------
+
+
+def _device():
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _torch_dtype(dtype):
+    import torch
+
+    table = {"float64": torch.float64, "float32": torch.float32}
+    if dtype not in table:
+        raise ValueError(f"unknown dtype {dtype!r}; use 'float64' (exact) or 'float32' (faster)")
+    return table[dtype]
+
+
+def _gather(ZT, idx):
+    """Rows ``idx`` (T, m, n) of the pooled features, as a (d, T, m, n) tensor.
+
+    ``ZT`` is the (d, N) transposed feature table.  On the CPU, NumPy's ``take`` gathers
+    several times faster than torch's advanced indexing; on a GPU torch does it in place.
+    """
+    import torch
+
+    idx = np.asarray(idx.cpu() if hasattr(idx, "cpu") else idx, dtype=np.int64)
+    T, m, n = idx.shape
+    if ZT.device.type == "cpu":
+        X = torch.from_numpy(np.take(ZT.numpy(), idx.reshape(-1), axis=1))
+    else:
+        X = torch.index_select(ZT, 1, torch.as_tensor(idx.reshape(-1), device=ZT.device))
+    return X.reshape(ZT.shape[0], T, m, n)
+
+
+def _linear_mmd2(ZT, idx):
+    r"""Unbiased linear MMD^2 of Eq. 10-11 after Eq. 5-6, for a batch of trials.
+
+    ``ZT`` (d, N) is the transposed feature table, ``idx`` (T, m, n) the rows of every trial.
+    With :math:`C_{abk} = \sum_i x_{aik} x_{bik}` (one small batched matrix product per
+    component k) and the block sums :math:`S_{ak}`, everything follows without a normalized
+    copy of the data:
+
+    * Eq. 5-6 per trial: :math:`\sigma_k^2 = \sum_a C_{aak}/(mn) - \mu_k^2`;
+    * the closed form :math:`(\lVert S_a - S_b\rVert^2 - \sum_i\lVert x_{ai} - x_{bi}\rVert^2)
+      /(n(n-1))` only involves differences of rows, so the mean removal cancels and the
+      normalized quantities are :math:`\sum_k C_{abk}/\sigma_k^2` and
+      :math:`S_{ak}/\sigma_k`.
+
+    Equal to ``pairwise_mmd2_linear(normalize(F))`` up to round-off (tested); a component
+    constant over a trial contributes 0, as in :func:`pmi_tutorial.pmi.normalize`.
+    """
+    import torch
+
+    X = _gather(ZT, idx)  # (d, T, m, n)
+    d, T, m, n = X.shape
+    A = X.reshape(d * T, m, n)
+    C = torch.bmm(A, A.transpose(1, 2)).reshape(d, T, m, m)
+    S = X.sum(-1)  # (d, T, m)
+    mu = S.sum(-1) / (m * n)
+    var = C.diagonal(dim1=2, dim2=3).sum(-1) / (m * n) - mu * mu  # (d, T)
+    Xr = X.reshape(d, T, m * n)
+    const = Xr.amax(-1) == Xr.amin(-1)  # exactly as normalize() detects a constant component
+    w = torch.where(const | (var <= 0), torch.zeros_like(var), 1.0 / var.clamp_min(1e-300))
+    G = (C * w[:, :, None, None]).sum(0)  # (T, m, m)
+    Sw = S * w.sqrt()[:, :, None]
+    SS = torch.einsum("kta,ktb->tab", Sw, Sw)
+    g, s2 = G.diagonal(dim1=1, dim2=2), SS.diagonal(dim1=1, dim2=2)
+    out = ((s2[:, :, None] + s2[:, None, :] - 2 * SS) - (g[:, :, None] + g[:, None, :] - 2 * G)) / (
+        n * (n - 1)
+    )
+    out = (out + out.transpose(1, 2)) / 2
+    return out * (1 - torch.eye(m, dtype=out.dtype, device=out.device))
+
+
+def _median_positive(sq):
+    """Row-wise median of sqrt(sq) over the positive entries (``mmd.median_bandwidth``; 1.0 if none).
+
+    ``sq`` (T, L) holds squared distances.  The square root is monotone, so only the one or
+    two middle entries are needed: a linear-time partition (NumPy) instead of a sort, when no
+    row has a zero distance (the usual case); otherwise a sort that puts the zeros first.
+    """
+    import torch
+
+    T, L = sq.shape
+    if sq.device.type == "cpu" and not bool((sq <= 0).any()):
+        lo, hi = (L - 1) // 2, L // 2
+        part = np.partition(sq.numpy(), [lo, hi], axis=1)
+        mid = torch.from_numpy(np.sqrt(part[:, [lo, hi]]))
+        return mid.mean(1)
+    d, _ = torch.sort(sq.clamp_min(0).sqrt(), dim=1)
+    z = (d <= 0).sum(1)
+    p = L - z
+    lo = (z + (p - 1).clamp_min(0) // 2).clamp_max(L - 1)
+    hi = (z + p // 2).clamp_max(L - 1)
+    med = (d.gather(1, lo[:, None]) + d.gather(1, hi[:, None]))[:, 0] / 2
+    return torch.where(p > 0, med, torch.ones_like(med))
+
+
+def _rbf_mmd2(ZT, idx, bandwidth=None):
+    """Unbiased Gaussian-kernel MMD^2 (Eq. 10-11) after Eq. 5-6, batched over trials.
+
+    The bandwidth is, per trial, the median distance between the m*n normalized rows, as in
+    :func:`pmi_tutorial.mmd.pairwise_mmd`; a fixed ``bandwidth`` skips that (faster).
+    """
+    import torch
+
+    F = normalize(_gather(ZT, idx).permute(1, 2, 3, 0))  # (T, m, n, d)
+    T, m, n, d = F.shape
+    Y = F.reshape(T, m * n, d)
+    q = (Y * Y).sum(-1)
+    sq = torch.baddbmm(q[:, :, None] + q[:, None, :], Y, Y.transpose(1, 2), alpha=-2).clamp_min_(0)
+    if bandwidth is None:
+        iu = torch.triu_indices(m * n, m * n, 1, device=Y.device)
+        bw = _median_positive(sq[:, iu[0], iu[1]])
+    else:
+        bw = torch.full((T,), float(bandwidth), dtype=Y.dtype, device=Y.device)
+    K = sq.div_(-2 * bw[:, None, None] ** 2).exp_().reshape(T, m, n, m, n)
+    Ks = K.sum((2, 4))  # (T, m, m): sum over all i, j of block (a, b)
+    Kt = K.diagonal(dim1=2, dim2=4).sum(-1)  # (T, m, m): sum over i of block (a, b) at (i, i)
+    off = Ks - Kt
+    diag = off.diagonal(dim1=1, dim2=2)
+    out = (diag[:, :, None] + diag[:, None, :] - off - off.transpose(1, 2)) / (n * (n - 1))
+    return out * (1 - torch.eye(m, dtype=out.dtype, device=out.device))
+
+
+def _outlier_guesses(D, u):
+    """The mini-dataset with the largest mean distance to the others; ties drawn with ``u``."""
+    Dm = D.sum(-1)
+    cand = (Dm == Dm.max(-1, keepdim=True).values).cpu().numpy()
+    count = cand.sum(1)
+    k = np.minimum((np.asarray(u) * count).astype(np.int64), count - 1)
+    rank = np.cumsum(cand, axis=1) - 1
+    return np.argmax(cand & (rank == k[:, None]), axis=1)
+
+
+@dataclass
+class _Context:
+    """What one class needs for any number of permutations (built once per class)."""
+
+    n_P: int
+    n_Q: int
+    data: dict
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """A per-class statistic: bigger values are more evidence that P are members.
+
+    Call it as ``STATISTICS[name](features_P, features_Q, seed=0, r=..., m=3, n=100,
+    trials=100)`` for the observed value.  :func:`permutation_test` evaluates the same code on
+    many re-splits of P and Q at once (``prepare`` once per class, ``evaluate`` on a (B, N)
+    array of permutations of the pooled rows; the first |P| positions of a row form P').
+    """
+
+    name: str
+    description: str
+    uses_trials: bool
+    prepare: Callable = field(repr=False)
+    evaluate: Callable = field(repr=False)
+
+    def __call__(self, features_P, features_Q, seed=0, *, r=None, m=3, n=100, trials=100, **options):
+        ctx = self.prepare(features_P, features_Q, seed=seed, r=r, m=m, n=n, trials=trials, **options)
+        N = ctx.n_P + ctx.n_Q
+        return float(self.evaluate(ctx, np.arange(N)[None, :])[0])
+
+
+def _pooled(features_P, features_Q):
+    P, Q = _check_features(features_P, features_Q)
+    return P, Q, np.concatenate([P, Q])
+
+
+# ---- trial statistics: "pmi", "outlier", "rbf" -----------------------------------------------
+
+
+def _prepare_trials(kind):
+    def prepare(features_P, features_Q, seed=0, r=None, m=3, n=100, trials=100, linkage="single",
+                bandwidth=None, dtype="float64", chunk_trials=None, **unknown):
+        import torch
+
+        _no_unknown(unknown)
+        if kind != "outlier":
+            V.check_linkage(linkage)
+            if linkage == "average":
+                raise ValueError(
+                    f"the batched {kind!r} statistic covers linkage='single' (the paper) or "
+                    "'complete'; use one of those"
+                )
+        P, Q, Z = _pooled(features_P, features_Q)
+        draws = draw_trials(len(P), len(Q), m, n, trials, seed=seed)
+        Z = Z - Z.mean(0)  # label-free centering: keeps float32 round-off small, changes nothing
+        ZT = torch.as_tensor(np.ascontiguousarray(Z.T), dtype=_torch_dtype(dtype), device=_device())
+        if chunk_trials is None:  # bounded memory: rbf holds (m n)^2 kernel entries per trial
+            chunk_trials = max(1, 2**22 // (m * n) ** 2) if kind == "rbf" else 2048
+        return _Context(len(P), len(Q), dict(
+            ZT=ZT, layout=draws.layout(len(P)), s=draws.s, u=draws.u, kind=kind,
+            linkage=linkage, bandwidth=bandwidth, chunk=V.check_positive_int(chunk_trials, "chunk_trials"),
+        ))
+
+    return prepare
+
+
+@contextmanager
+def _one_thread(device):
+    """The trial arithmetic runs on one CPU thread: its operations are a few MB each, and
+    intra-op threads cost more in hand-offs than they win, badly so on a busy machine."""
+    import torch
+
+    old = torch.get_num_threads()
+    if device.type != "cpu" or old == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _evaluate_trials(ctx, perms):
+    with _one_thread(ctx.data["ZT"].device):
+        return _evaluate_trials_inner(ctx, perms)
+
+
+def _evaluate_trials_inner(ctx, perms):
+    c = ctx.data
+    layout, s, u = c["layout"], c["s"], c["u"]
+    t, m, n = layout.shape
+    per = max(1, c["chunk"] // t)  # permutations per chunk
+    out = np.empty(len(perms))
+    for start in range(0, len(perms), per):
+        p = perms[start:start + per]
+        b = len(p)
+        idx = p[:, layout].reshape(b * t, m, n)
+        uu = np.tile(u, b)
+        if c["kind"] == "rbf":
+            D2 = _rbf_mmd2(c["ZT"], idx, c["bandwidth"])
+        else:
+            D2 = _linear_mmd2(c["ZT"], idx)
+        D = D2.clamp_min(0).sqrt()
+        if c["kind"] == "outlier":
+            g = _outlier_guesses(D, uu)
+        else:
+            g = batched_linkage_guesses(D, uu, c["linkage"])
+        out[start:start + b] = (g.reshape(b, t) == s[None, :]).mean(1)
+    return out
+
+
+# ---- pooled statistics: "mmd", "directional" ------------------------------------------------
+
+
+def _no_unknown(unknown):
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for this statistic; see the "
+            "docstring of pmi_tutorial.stats.permutation_test for the options"
+        )
+
+
+def _indicator(perms, n_P):
+    """(B, N) 0/1 matrix: row b marks the rows that permutation b calls members."""
+    W = np.zeros(perms.shape, dtype=np.float64)
+    np.put_along_axis(W, perms[:, :n_P], 1.0, axis=1)
+    return W
+
+
+def _prepare_mmd(features_P, features_Q, seed=0, r=None, m=3, n=100, trials=100, **unknown):
+    _no_unknown(unknown)
+    P, Q, Z = _pooled(features_P, features_Q)
+    for name, k in (("P", len(P)), ("Q", len(Q))):
+        if k < 2:
+            raise ValueError(
+                f"the pool {name} has {k} sample(s); the unbiased MMD needs at least 2 in each pool"
+            )
+    Zn = normalize(Z[None])[0]  # Eq. 5-6 over P and Q jointly: the same for every re-split
+    return _Context(len(P), len(Q), dict(Z=Zn, q=(Zn * Zn).sum(1)))
+
+
+def _evaluate_mmd(ctx, perms):
+    r"""Unbiased linear MMD^2 between all of P and all of Q (unequal sizes allowed):
+
+    .. math::
+        \frac{\lVert S_P\rVert^2 - \sum_P\lVert x\rVert^2}{|P|(|P|-1)}
+        + \frac{\lVert S_Q\rVert^2 - \sum_Q\lVert y\rVert^2}{|Q|(|Q|-1)}
+        - \frac{2\,S_P\cdot S_Q}{|P||Q|},
+
+    the general-size form of Eq. 10 with k(x, y) = x . y (S: the sum of a pool's rows).
+    """
+    Z, q, a, b = ctx.data["Z"], ctx.data["q"], ctx.n_P, ctx.n_Q
+    out = np.empty(len(perms))
+    S_all, q_all = Z.sum(0), q.sum()
+    for start in range(0, len(perms), 256):
+        W = _indicator(perms[start:start + 256], a)
+        SP, qP = W @ Z, W @ q
+        SQ, qQ = S_all - SP, q_all - qP
+        out[start:start + 256] = (
+            ((SP * SP).sum(1) - qP) / (a * (a - 1))
+            + ((SQ * SQ).sum(1) - qQ) / (b * (b - 1))
+            - 2 * (SP * SQ).sum(1) / (a * b)
+        )
+    return out
+
+
+def confidence_scores(features, r, confidence="logprob") -> np.ndarray:
+    r"""Per-sample confidence at the true class r (bigger: more member-like).
+
+    ``"logprob"``: :math:`\log\mathrm{softmax}(z)_r`, minus the cross-entropy loss (preferred;
+    log-probabilities passed as features give the same numbers, since log-softmax leaves them
+    unchanged); ``"maxprob"``: the largest softmax probability; ``"margin"``:
+    :math:`z_r - \max_{j \ne r} z_j`.
+    """
+    if confidence not in CONFIDENCES:
+        raise ValueError(
+            f"unknown confidence {confidence!r}; use one of {', '.join(map(repr, CONFIDENCES))}"
+        )
+    Z = V.as_float_array(features, "features", ndim=2)
+    c = Z.shape[1]
+    if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or not 0 <= r < c:
+        raise ValueError(
+            f"the directional statistic needs the true class r as a column index in [0, {c}), "
+            f"got r={r!r}; key feature_pools by class index (or pass r=...)"
+        )
+    from scipy.special import log_softmax
+
+    if confidence == "logprob":
+        return log_softmax(Z, axis=1)[:, r]
+    if confidence == "maxprob":
+        return np.exp(log_softmax(Z, axis=1)).max(1)
+    if c < 2:
+        raise ValueError("the margin needs at least 2 classes (columns); use confidence='logprob'")
+    others = np.delete(Z, r, axis=1)
+    return Z[:, r] - others.max(1)
+
+
+def _prepare_directional(features_P, features_Q, seed=0, r=None, m=3, n=100, trials=100,
+                         confidence="logprob", **unknown):
+    _no_unknown(unknown)
+    P, Q, Z = _pooled(features_P, features_Q)
+    return _Context(len(P), len(Q), dict(score=confidence_scores(Z, r, confidence)))
+
+
+def _evaluate_directional(ctx, perms):
+    sc, a, b = ctx.data["score"], ctx.n_P, ctx.n_Q
+    total = sc.sum()
+    out = np.empty(len(perms))
+    for start in range(0, len(perms), 256):
+        sP = _indicator(perms[start:start + 256], a) @ sc
+        out[start:start + 256] = sP / a - (total - sP) / b
+    return out
+
+
+STATISTICS = {
+    s.name: s
+    for s in (
+        Statistic(
+            "pmi",
+            "acc_r of the paper's procedure: linear MMD (Eq. 10-11) + single linkage "
+            "(Algorithm 1) over `trials` trials of m mini-datasets of n samples",
+            True, _prepare_trials("pmi"), _evaluate_trials,
+        ),
+        Statistic(
+            "outlier",
+            "like pmi, but the guess is the mini-dataset with the largest mean MMD distance to "
+            "the others (outlier detection instead of clustering)",
+            True, _prepare_trials("outlier"), _evaluate_trials,
+        ),
+        Statistic(
+            "rbf",
+            "the paper's procedure with the Gaussian kernel (median bandwidth per trial); "
+            "slower: use fewer trials",
+            True, _prepare_trials("rbf"), _evaluate_trials,
+        ),
+        Statistic(
+            "mmd",
+            "pooled unbiased linear MMD^2 between all of P and all of Q after joint Eq. 5-6 "
+            "(no trials: the dataset-level statistic)",
+            False, _prepare_mmd, _evaluate_mmd,
+        ),
+        Statistic(
+            "directional",
+            "mean confidence of P minus mean confidence of Q at the true class r (default: "
+            "log-softmax, i.e. minus the loss); signed, one-sided: members are more confident",
+            False, _prepare_directional, _evaluate_directional,
+        ),
+    )
+}
+
+
+# --------------------------------------------------------------------------------------------
+# The permutation test
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PermutationResult:
+    """What :func:`permutation_test` found.
+
+    ``pvalue`` = (k + 1) / (B + 1), k = #{null >= observed}; ``null`` holds the B permuted
+    values of the test statistic; ``per_class_observed`` / ``per_class_null`` /
+    ``per_class_pvalue`` hold each tested class's own statistic, permuted values and p-value.
+    """
+
+    pvalue: float
+    observed: float
+    null: np.ndarray
+    per_class_observed: dict
+    statistic: str
+    B: int
+    classes: object = "max"
+    per_class_null: dict = field(default_factory=dict, repr=False)
+    per_class_pvalue: dict = field(default_factory=dict)
+
+
+def _pvalue(null, observed) -> float:
+    tol = _TIES_RTOL * abs(observed)
+    k = int(np.count_nonzero(null >= observed - tol))
+    return (k + 1) / (len(null) + 1)
+
+
+def _permutations(N, B, seed, r):
+    """B seeded permutations of range(N) for class r, in fixed blocks (chunking-invariant)."""
+    base = np.arange(N, dtype=np.int64)
+    out = np.empty((B, N), dtype=np.int64)
+    for blk, start in enumerate(range(0, B, _PERM_BLOCK)):
+        rows = min(_PERM_BLOCK, B - start)
+        rng = np.random.default_rng([int(seed), int(r), _PERM_TAG, blk])
+        out[start:start + rows] = rng.permuted(np.tile(base, (rows, 1)), axis=1)
+    return out
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}; e.g. seed=0")
+    return int(seed)
+
+
+def permutation_test(
+    feature_pools,
+    statistic: str = "pmi",
+    B: int = 1000,
+    seed: int = 0,
+    m: int = 3,
+    n: int = 100,
+    trials: int = 100,
+    classes="max",
+    **options,
+) -> PermutationResult:
+    r"""Permutation p-value for "the model was trained on P" (chapter "Beyond the paper").
+
+    Parameters
+    ----------
+    feature_pools : ``{r: (features_P, features_Q)}``, per-sample features (logits, or
+        log-probabilities) of each class's member and non-member pools, shape (|P|, c) and
+        (|Q|, c), NumPy or torch; as returned by :func:`pmi_tutorial.fingerprint.pool_features`.
+    statistic : a name in :data:`STATISTICS`: ``"pmi"`` (acc_r, Eq. 13), ``"outlier"``,
+        ``"rbf"``, ``"mmd"``, ``"directional"``.
+    B : number of random re-splits (permutations).
+    seed : the same seed gives the same p-value.  Class r's trials are drawn with
+        ``class_seed(seed, r)``, as :func:`pmi_tutorial.fingerprint.run_on_features` does, so
+        the observed "pmi" statistic of class r is that function's acc_r.
+    m, n, trials : the trial design of the trial statistics (ignored by "mmd", "directional").
+    classes : ``"max"`` (default): the test statistic is the max over classes of the per-class
+        statistic, and every permutation re-splits every class independently and takes the
+        max again, so the search for r_opt (Eq. 14) is part of the test and needs no further
+        correction.  An int r: the single class r, chosen before looking at the data
+        (pre-registered, or picked on held-out data).
+    options : per-statistic options: ``linkage`` ("pmi": "single" or "complete"),
+        ``bandwidth`` ("rbf": a fixed bandwidth instead of the per-trial median; faster),
+        ``confidence`` ("directional": "logprob", "maxprob" or "margin"), ``dtype``
+        ("float64" or "float32" for the trial statistics: about twice as fast, decisions may
+        differ from float64 in near-ties; still a valid test, since observed and permuted
+        values go through the same code), ``chunk_trials`` (trials per batch).
+
+    The null hypothesis: for the model, P and Q of every class are exchangeable (P was not
+    trained on, or trained on no more than Q).  A permutation re-splits :math:`P\cup Q` at
+    random into sizes |P| and |Q| and recomputes the statistic; the trial statistics keep the
+    trials' index draws and read them in the re-split pools, and the normalization of Eq. 5-6
+    is redone in every trial.  The p-value :math:`(k + 1)/(B + 1)` is exact for any B.
+
+    **Trials and speed.**  A trial statistic costs ``trials`` trials per permutation and
+    class: B = 1000, t = 100 and 10 classes are 10^6 trials.  The statistic must be the same
+    for the observed value and the permuted ones, so to save time lower ``trials`` itself
+    (e.g. 20): the test stays exact, but a noisier acc_r loses power.  Never compare an
+    acc_r from many trials with a null from few.
+
+    Returns
+    -------
+    :class:`PermutationResult`.
+    """
+    if statistic not in STATISTICS:
+        raise ValueError(
+            f"unknown statistic {statistic!r}; use one of {', '.join(map(repr, STATISTICS))}"
+        )
+    stat = STATISTICS[statistic]
+    if isinstance(B, bool) or not isinstance(B, (int, np.integer)) or B < 1:
+        raise ValueError(
+            f"B (the number of permutations) must be an integer >= 1, got {B!r}; "
+            "use e.g. B=999 (the smallest possible p-value is 1/(B+1))"
+        )
+    B = int(B)
+    seed = _check_seed(seed)
+    items = _pool_items(feature_pools) if feature_pools is not None else []
+    if not items:
+        raise ValueError(
+            "feature_pools is empty; pass {r: (features_P, features_Q)} for at least one class "
+            "(see pmi_tutorial.fingerprint.pool_features)"
+        )
+    widths = set()
+    for r, fP, fQ in items:
+        widths.add(_check_features(fP, fQ)[0].shape[1])
+    if len(widths) > 1:
+        raise ValueError(
+            f"the classes' features have different widths {sorted(widths)}; compute every "
+            "class's features with the same model"
+        )
+    keys = [r for r, _, _ in items]
+    if isinstance(classes, str) and classes == "max":
+        chosen = items
+    elif isinstance(classes, (int, np.integer)) and not isinstance(classes, bool) and classes in keys:
+        chosen = [it for it in items if it[0] == classes]
+    else:
+        raise ValueError(
+            f"classes must be 'max' or one of the classes in feature_pools {keys}, got {classes!r}"
+        )
+
+    per_obs, per_null, per_p = {}, {}, {}
+    for r, fP, fQ in chosen:
+        ctx = stat.prepare(fP, fQ, seed=class_seed(seed, r), r=r, m=m, n=n, trials=trials, **options)
+        N = ctx.n_P + ctx.n_Q
+        perms = np.concatenate([np.arange(N)[None, :], _permutations(N, B, seed, r)])
+        values = stat.evaluate(ctx, perms)
+        per_obs[r], per_null[r] = float(values[0]), values[1:]
+        per_p[r] = _pvalue(values[1:], float(values[0]))
+    if len(chosen) == 1:
+        (r,) = per_obs
+        observed, null = per_obs[r], per_null[r]
+    else:
+        observed = max(per_obs.values())
+        null = np.max(np.stack([per_null[r] for r in per_obs]), axis=0)
+    return PermutationResult(
+        pvalue=_pvalue(null, observed), observed=observed, null=null,
+        per_class_observed=per_obs, statistic=statistic, B=B, classes=classes,
+        per_class_null=per_null, per_class_pvalue=per_p,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# ROC for per-sample membership scores
+# --------------------------------------------------------------------------------------------
+
+
+def _scores(pos, neg):
+    pos = V.as_float_array(pos, "scores_pos", ndim=1)
+    neg = V.as_float_array(neg, "scores_neg", ndim=1)
+    if pos.size == 0 or neg.size == 0:
+        raise ValueError(
+            "scores_pos and scores_neg must both be non-empty; pass the scores of members "
+            "(positives) and of non-members (negatives)"
+        )
+    return pos, neg
+
+
+def roc_curve(scores_pos, scores_neg):
+    """ROC of the rule "member if score >= threshold" (bigger scores: more member-like).
+
+    Returns ``(fpr, tpr, thresholds)``: thresholds run from +inf (nothing flagged: (0, 0))
+    down through every distinct score (the last flags everything: (1, 1)).
+    """
+    pos, neg = _scores(scores_pos, scores_neg)
+    thr = np.concatenate([[np.inf], np.unique(np.concatenate([pos, neg]))[::-1]])
+    ps, ns = np.sort(pos), np.sort(neg)
+    tpr = (pos.size - np.searchsorted(ps, thr, side="left")) / pos.size
+    fpr = (neg.size - np.searchsorted(ns, thr, side="left")) / neg.size
+    return fpr, tpr, thr
+
+
+def auc(scores_pos, scores_neg) -> float:
+    """Area under :func:`roc_curve` (trapezoids): P(pos > neg) + P(pos = neg) / 2, the
+    Mann-Whitney U statistic divided by |pos| |neg|."""
+    fpr, tpr, _ = roc_curve(scores_pos, scores_neg)
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+
+
+def tpr_at_fpr(scores_pos, scores_neg, fpr=0.01) -> float:
+    """The largest true-positive rate among ROC points with false-positive rate <= ``fpr``
+    (no interpolation between points: what a threshold can actually achieve)."""
+    try:
+        target = float(fpr)
+    except (TypeError, ValueError):
+        target = float("nan")
+    if not 0.0 <= target <= 1.0:
+        raise ValueError(f"fpr must be a rate in [0, 1], got {fpr!r}; e.g. fpr=0.01")
+    f, t, _ = roc_curve(scores_pos, scores_neg)
+    return float(t[f <= target + 1e-12].max())
