@@ -16,7 +16,9 @@ the from-scratch clustering, and the two give identical decisions on the same dr
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -44,19 +46,55 @@ class Draws:
     def layout(self, n_P: int) -> np.ndarray:
         """(t, m, n) indices into ``concat([P, Q])``, the member block at position s."""
         t, m1, n = self.nonmember.shape
-        idx = np.empty((t, m1 + 1, n), dtype=np.int64)
-        for k in range(t):
-            others = [i for i in range(m1 + 1) if i != self.s[k]]
-            idx[k, self.s[k]] = self.member[k]
-            idx[k, others] = self.nonmember[k] + n_P
-        return idx
+        blocks = np.concatenate([self.member[:, None], self.nonmember + n_P], axis=1)
+        # position p holds non-member block p (p < s), the member block (p == s) or
+        # non-member block p - 1 (p > s); in ``blocks`` the member sits at 0
+        pos = np.arange(m1 + 1)[None, :]
+        s = self.s[:, None]
+        src = np.where(pos < s, pos + 1, np.where(pos == s, 0, pos))
+        return blocks[np.arange(t)[:, None], src]
 
 
 def draw_trials(n_P: int, n_Q: int, m: int, n: int, trials: int, seed=0) -> Draws:
-    """Draw t trials of the protocol (step 1 of DESIGN.md section 1), seeded."""
+    """Draw t trials of the protocol (step 1 of DESIGN.md section 1), seeded.
+
+    The draws depend only on the pool sizes, m, n, t and the seed, never on the model, so
+    for an int seed (or a sequence of ints, as :func:`class_seed` gives) they are computed
+    once per process and shared (read-only arrays): verifying a second model, or the same
+    model after an attack, on the same pools reuses them.
+    """
     m, n = V.check_m(m), V.check_n(n)
     trials = V.check_positive_int(trials, "trials")
     V.check_pool_sizes(n_P, n_Q, m, n)
+    key = _seed_key(seed)
+    if key is None:  # None (fresh entropy), a Generator, a SeedSequence: never cached
+        return _draw(int(n_P), int(n_Q), m, n, trials, seed)
+    return _draw_cached(int(n_P), int(n_Q), m, n, trials, key)
+
+
+def _seed_key(seed):
+    """A hashable key for an int seed or a sequence of ints; None for anything else."""
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return int(seed)
+    if isinstance(seed, (list, tuple)) and all(
+        isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in seed
+    ):
+        return ("seq",) + tuple(int(x) for x in seed)
+    return None
+
+
+@lru_cache(maxsize=64)
+def _draw_cached(n_P, n_Q, m, n, trials, key) -> Draws:
+    seed = list(key[1:]) if isinstance(key, tuple) else key
+    d = _draw(n_P, n_Q, m, n, trials, seed)
+    for a in (d.member, d.nonmember, d.s, d.u):
+        a.flags.writeable = False
+    return d
+
+
+def _draw(n_P, n_Q, m, n, trials, seed) -> Draws:
+    # One rng.choice per pool and trial, in this order: the stream behind every committed
+    # result.  (A vectorized scheme would be faster but would change every number drawn.)
     rng = np.random.default_rng(seed)
     member = np.empty((trials, n), dtype=np.int64)
     nonmember = np.empty((trials, m - 1, n), dtype=np.int64)
@@ -69,9 +107,16 @@ def draw_trials(n_P: int, n_Q: int, m: int, n: int, trials: int, seed=0) -> Draw
     return Draws(member, nonmember, s, u)
 
 
+def _as_numpy(x):
+    """A CPU torch tensor as a NumPy view (NumPy then widens it to float64 on one thread)."""
+    if hasattr(x, "detach") and not x.is_complex():
+        return x.detach().cpu().numpy()
+    return x
+
+
 def _check_features(features_P, features_Q):
-    P = V.as_float_array(features_P, "features_P", ndim=2)
-    Q = V.as_float_array(features_Q, "features_Q", ndim=2)
+    P = V.as_float_array(_as_numpy(features_P), "features_P", ndim=2)
+    Q = V.as_float_array(_as_numpy(features_Q), "features_Q", ndim=2)
     if P.shape[1] != Q.shape[1]:
         raise ValueError(
             f"features_P and features_Q must have the same width (one column per class), got "
@@ -159,20 +204,97 @@ def trial_guesses(
     return out
 
 
-def _fast_guesses(feats: np.ndarray, idx: np.ndarray, u: np.ndarray, linkage: str, chunk: int = 512):
+#: elements of the gathered (c, trials, m, n) feature block per chunk (float64: 8 bytes each)
+CHUNK_ELEMENTS = 1 << 22
+
+
+@contextmanager
+def _single_thread(device):
+    """Run the trial arithmetic on one CPU thread.
+
+    Its operations are small (a few MB), so intra-op threads cost more in synchronisation
+    than they win, badly so on a busy machine; the threads stay with the forward pass.
+    """
     import torch
 
-    from .mmd import pairwise_mmd2_linear
+    threads = torch.get_num_threads()
+    if device != "cpu" or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
+
+def trial_distances(feats, idx):
+    r"""MMD distances (Eq. 10-11 after Eq. 5-6) of every trial, from the cached features.
+
+    ``feats`` (N, c) are the features of ``concat([P, Q])`` and ``idx`` (t, m, n) the trials'
+    layout (:meth:`Draws.layout`); returns a float64 tensor (t, m, m) of
+    :math:`\sqrt{\max(\mathrm{MMD}^2_u, 0)}`, equal to ``pairwise_mmd(normalize(feats[idx[k]]))``
+    up to round-off.  Per trial and component k, with :math:`S_{ak} = \sum_i F_{aik}` and
+    :math:`G_{abk} = \sum_i F_{aik} F_{bik}` (one batched matrix product), the normalization
+    of Eq. 5-6 is a weight :math:`w_k = 1/\sigma_k^2` (0 for a component that is constant in
+    the trial), the mean removal cancels in the closed form, and
+
+    .. math:: \mathrm{MMD}^2_{ab} = \frac{\sum_k w_k\,[(S_{ak}-S_{bk})^2 - (G_{aak}+G_{bbk}-2G_{abk})]}{n(n-1)}.
+
+    The features are centred once (by their mean over all N rows; the result does not change,
+    round-off shrinks) and gathered once per chunk of trials, component-major, so that no
+    normalized (t, m, n, c) copy is ever made.  Runs on the GPU when one is available.
+    """
+    import torch
+
+    feats = np.asarray(feats, dtype=np.float64)
+    idx = np.asarray(idx)
+    t, m, n = idx.shape
+    c = feats.shape[1]
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    feats_t = torch.as_tensor(feats, dtype=torch.float64, device=device)
-    out = []
-    for start in range(0, len(idx), chunk):
-        sl = slice(start, start + chunk)
-        F = normalize(feats_t[torch.as_tensor(idx[sl], device=device)])  # (t, m, n, c)
-        D = pairwise_mmd2_linear(F).clamp_min(0).sqrt()
-        out.append(batched_linkage_guesses(D, u[sl], linkage))
-    return np.concatenate(out)
+    Zt = np.ascontiguousarray((feats - feats.mean(0)).T)  # (c, N), centred
+    Zt_dev = torch.as_tensor(Zt, device=device) if device != "cpu" else None
+    chunk = max(1, CHUNK_ELEMENTS // (c * m * n))
+    out = torch.empty((t, m, m), dtype=torch.float64, device=device)
+    iu = torch.triu_indices(m, m, 1, device=device)
+    with _single_thread(device):
+        for start in range(0, t, chunk):
+            sl = idx[start:start + chunk]
+            b = len(sl)
+            if Zt_dev is None:  # NumPy's take is the fastest gather on the CPU
+                X = torch.from_numpy(np.take(Zt, sl, axis=1))  # (c, b, m, n)
+            else:
+                flat = torch.as_tensor(sl.reshape(-1), device=device)
+                X = torch.index_select(Zt_dev, 1, flat).reshape(c, b, m, n)
+            Xb = X.reshape(c * b, m, n)
+            G = torch.bmm(Xb, Xb.transpose(1, 2)).reshape(c, b, m, m)
+            S = X.sum(-1)  # (c, b, m)
+            g = torch.diagonal(G, dim1=-2, dim2=-1)  # (c, b, m)
+            mn = m * n
+            mu = S.sum(-1) / mn
+            var = g.sum(-1) / mn - mu * mu  # (c, b); one pass, accurate on centred data
+            Xr = X.reshape(c, b, mn)
+            const = Xr.amax(-1) == Xr.amin(-1)  # exactly as normalize() detects it
+            fragile = ~const & (var <= 1e-6 * (g.sum(-1) / mn))
+            if fragile.any():  # nearly constant: the two-pass variance, as normalize() has it
+                two_pass = Xr.var(-1, unbiased=False)
+                var = torch.where(fragile, two_pass, var)
+            w = torch.where(const | (var <= 0), torch.zeros_like(var), 1.0 / var.clamp_min(1e-300))
+            dS = S[..., iu[0]] - S[..., iu[1]]  # (c, b, pairs)
+            paired = g[..., iu[0]] + g[..., iu[1]] - 2 * G[..., iu[0], iu[1]]
+            d2 = (w[..., None] * (dS * dS - paired)).sum(0) / (n * (n - 1))  # (b, pairs)
+            d = d2.clamp_min(0).sqrt()
+            D = out[start:start + b]
+            D.zero_()
+            D[:, iu[0], iu[1]] = d
+            D[:, iu[1], iu[0]] = d  # exactly symmetric, zero diagonal
+    return out
+
+
+def _fast_guesses(feats: np.ndarray, idx: np.ndarray, u: np.ndarray, linkage: str):
+    D = trial_distances(feats, idx)
+    with _single_thread(str(D.device.type)):
+        return batched_linkage_guesses(D, u, linkage)
 
 
 def class_accuracy(
@@ -293,7 +415,16 @@ def _pool_items(pools):
         items = [(getattr(p, "r", i), p) for i, p in enumerate(pools)]
     out = []
     for r, p in items:
-        P, Q = (p.P, p.Q) if hasattr(p, "P") else p
+        try:
+            P, Q = (p.P, p.Q) if hasattr(p, "P") else p
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"pools[{r!r}] must be a pair (P, Q) or an object with .P and .Q, got "
+                f"{type(p).__name__}; pass {{r: data.class_pools(split, r)}} or data.all_class_pools(split)"
+            ) from None
+        for name, pool in (("member pool P", P), ("non-member pool Q", Q)):
+            if len(pool) == 0:
+                raise ValueError(f"the {name} of class {r} is empty; check the class r and the data split")
         out.append((int(r), P, Q))
     return out
 
