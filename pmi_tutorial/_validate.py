@@ -6,6 +6,9 @@ so that a reader who passes the wrong thing learns what to pass instead.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 
 KERNELS = ("linear", "rbf")
@@ -18,7 +21,11 @@ def as_float_array(x, name: str, ndim: int | None = None) -> np.ndarray:
     Checks the number of dimensions (when ``ndim`` is given) and that every value is finite.
     """
     if hasattr(x, "detach"):  # torch tensor, without importing torch here
+        if x.is_complex():
+            raise ValueError(f"{name} is complex ({x.dtype}); pass real-valued features (logits)")
         x = x.detach().cpu().double().numpy()
+    if np.iscomplexobj(x):
+        raise ValueError(f"{name} is complex; pass real-valued features (logits)")
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -121,3 +128,21 @@ def rng_from(rng) -> np.random.Generator:
     if rng is None or isinstance(rng, (int, np.integer)):
         return np.random.default_rng(rng)
     raise ValueError(f"rng must be None, an int seed or numpy.random.Generator, got {type(rng)}")
+
+
+def temp_file_beside(path) -> tuple[int, str]:
+    """``tempfile.mkstemp`` in the folder of ``path`` (created if missing), for an atomic write.
+
+    Returns ``(fd, temporary path)``.  A folder that cannot be created or written raises
+    ValueError naming ``path`` (not the temporary file) and the fix.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ValueError(
+            f"cannot write {path}: {reason} (folder {path.parent}); pass a path in a folder "
+            "that exists or can be created and that you can write to"
+        ) from None

@@ -83,7 +83,10 @@ def quantize(model: nn.Module, bits: int = 8) -> nn.Module:
 @torch.no_grad()
 def weight_noise(model: nn.Module, scale: float, seed: int = 0) -> nn.Module:
     """Add Gaussian noise to every prunable weight: ``w + scale * std(w) * N(0, 1)``, seeded."""
-    scale = float(scale)
+    try:
+        scale = float(scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"scale must be a non-negative number such as 0.1, got {scale!r}") from None
     if not np.isfinite(scale) or scale < 0:
         raise ValueError(f"scale must be a non-negative number, got {scale!r}")
     model = copy.deepcopy(model)
@@ -92,6 +95,13 @@ def weight_noise(model: nn.Module, scale: float, seed: int = 0) -> nn.Module:
         noise = torch.randn(w.shape, generator=gen, dtype=w.dtype)
         w.add_(noise.to(w.device) * scale * w.std())
     return model
+
+
+def _check_positive(value, name: str, example: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number such as {example}, got {value!r}")
+    return float(value)
 
 
 @dataclass
@@ -135,8 +145,7 @@ def fine_tune(model: nn.Module, split, epochs: int = 10, lr: float = 1e-4, fract
     from .training import epoch_generator, evaluate, train_one_epoch
 
     epochs = V.check_positive_int(epochs, "epochs")
-    if not (isinstance(lr, (int, float)) and lr > 0):
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    _check_positive(lr, "lr", "1e-4")
     tuned_index, rest = finetune_split(split, fraction, seed)
     model = copy.deepcopy(model)
     device = torch.device(device) if device is not None else model_device(model)
@@ -166,6 +175,9 @@ def distill(teacher: nn.Module, student: nn.Module, x, epochs: int = 10, lr: flo
     from .training import epoch_generator
 
     epochs = V.check_positive_int(epochs, "epochs")
+    _check_positive(lr, "lr", "1e-3")
+    _check_positive(temperature, "temperature", "1.0 or 4.0")
+    batch_size = V.check_positive_int(batch_size, "batch_size")
     device = torch.device(device) if device is not None else model_device(teacher)
     targets = torch.log_softmax(logits(teacher, x) / temperature, dim=1)
     student = student.to(device)
@@ -183,7 +195,7 @@ def distill(teacher: nn.Module, student: nn.Module, x, epochs: int = 10, lr: flo
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         if progress:
             print(f"distillation epoch {e + 1}/{epochs}: KL {total / n:.4f}")
     return student.eval()

@@ -11,23 +11,27 @@ A checkpoint is two files:
   format version, and whatever else the caller passed).
 
 Both are written atomically (a temporary file in the same folder, then :func:`os.replace`),
-weights first, sidecar second.  Both carry the same random ``checkpoint_id``; if a run is killed
-between the two replacements, the weights file (newer, self-contained) wins and a warning says so.
+sidecar first, weights second, so that the weights file is the commit point: a run killed before
+its first save completes leaves no weights file (never one without a sidecar).  Both carry the
+same random ``checkpoint_id``; if a run is killed between the two replacements, or the files
+come from different saves, the weights file (self-contained) wins and a warning says so.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import pickle
 import re
-import tempfile
 import uuid
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from ._validate import temp_file_beside
 
 FORMAT = "pmi_tutorial.checkpoint"
 FORMAT_VERSION = 1
@@ -41,8 +45,7 @@ def sidecar_path(path) -> Path:
 
 def _atomic_write(path: Path, write) -> None:
     """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_file_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -53,6 +56,25 @@ def _atomic_write(path: Path, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def remove_stale_temps(path) -> list[Path]:
+    """Delete the temporary files a killed save of ``path`` (or of its sidecar) left behind.
+
+    Call it only from the process that owns ``path`` (the run that resumes it).  The temporary
+    files never load as ``path`` (they have other names); this only reclaims their space.
+    Returns the files removed.
+    """
+    path = Path(path)
+    removed = []
+    for name in (path.name, sidecar_path(path).name):
+        for tmp in path.parent.glob(f".{glob.escape(name)}.*.tmp"):
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except OSError:
+                pass
+    return removed
 
 
 def _check_plain(obj, where: str) -> None:
@@ -114,8 +136,12 @@ def save_checkpoint(path, model: nn.Module, settings: dict | None = None, state:
         "model": weights,
         "state": state,
     }
-    _atomic_write(path, lambda f: torch.save(payload, f))
+    # sidecar first, weights last: the weights file is the commit point.  A run killed between
+    # the two leaves either no weights file (a first save: nothing to resume, nothing half-done)
+    # or the previous, complete weights beside a newer sidecar (load_checkpoint notices the
+    # differing checkpoint_id and trusts the settings stored inside the weights file).
     _atomic_write(sidecar_path(path), lambda f: f.write((text + "\n").encode()))
+    _atomic_write(path, lambda f: torch.save(payload, f))
     return path
 
 

@@ -136,7 +136,7 @@ def _owner_split(settings, args):
 
 def cmd_train(args) -> int:
     from . import data
-    from .checkpoint import save_checkpoint
+    from .checkpoint import save_checkpoint, sidecar_path
     from .models import build_model, dataset_of
     from .profiles import get_profile
     from .training import train
@@ -152,7 +152,7 @@ def cmd_train(args) -> int:
     out = Path(args.out or f"models/{args.model}.pt")
     split = data.owner_split(dataset, seed=args.seed, train_per_class=profile.train_per_class[dataset])
     width = profile.width[args.model]
-    model = build_model(args.model, num_classes=split.num_classes, width=width)
+    model = build_model(args.model, num_classes=split.num_classes, width=width, seed=args.seed)
     settings = {"model": args.model, "dataset": dataset, "width": width, "num_classes": split.num_classes,
                 "epochs": epochs, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
                 "train_per_class": profile.train_per_class[dataset], "profile": profile.name}
@@ -161,6 +161,8 @@ def cmd_train(args) -> int:
                 checkpoint_path=resume, progress=not args.no_progress)
     save_checkpoint(out, res.model, dict(settings, best_epoch=res.best_epoch, best_val_acc=res.best_val_acc),
                     state={"history": res.history})
+    for p in (resume, sidecar_path(resume)):  # finished: the per-epoch resume file is not needed
+        p.unlink(missing_ok=True)
     print(f"best epoch {res.best_epoch} of {epochs}: validation accuracy {res.best_val_acc:.4f}")
     print(f"wrote {out} (weights) and {out}.json (settings)")
     return 0
@@ -170,9 +172,13 @@ def cmd_verify(args) -> int:
     import json
 
     from . import data, fingerprint
+    from . import _validate as V
     from .checkpoint import load_checkpoint
     from .profiles import get_profile
 
+    V.check_n(args.n)
+    V.check_positive_int(args.trials, "--trials")
+    fingerprint.verify(1.0, args.m, args.rho)  # checks m and rho now, not after all the trials
     model, settings, _ = load_checkpoint(args.checkpoint)
     print(get_profile(args.profile).banner())
     split = _owner_split(settings, args)
@@ -201,6 +207,10 @@ def cmd_attack(args) -> int:
     from .profiles import get_profile
     from .training import evaluate
 
+    from . import _validate as V
+
+    if args.kind == "prune":
+        V.check_rate(args.rate, "--rate")  # before loading anything
     model, settings, _ = load_checkpoint(args.checkpoint)
     profile = get_profile(args.profile)
     split = _owner_split(settings, args)
@@ -210,7 +220,8 @@ def cmd_attack(args) -> int:
         extra = {"attack": "prune", "rate": args.rate}
     else:
         tuned = attacks.fine_tune(
-            model, split, epochs=args.epochs or profile.finetune_epochs, lr=args.lr or profile.finetune_lr,
+            model, split, epochs=profile.finetune_epochs if args.epochs is None else args.epochs,
+            lr=profile.finetune_lr if args.lr is None else args.lr,
             fraction=args.fraction, seed=args.seed)
         attacked, val_acc = tuned.model, tuned.val_acc
         extra = {"attack": "finetune", "fraction": args.fraction, "finetune_index": tuned.tuned_index.tolist()}
@@ -237,6 +248,16 @@ def cmd_reproduce(args) -> int:
 COMMANDS = {"train": cmd_train, "verify": cmd_verify, "attack": cmd_attack, "reproduce": cmd_reproduce}
 
 
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (a library's message may span several)."""
+    if isinstance(exc, OSError) and exc.strerror:  # raised by the OS, not by this package
+        text = (f"{exc.strerror}: {exc.filename or ''}; check the path, the free disk space and "
+                "the permissions, then run the same command again (finished work is kept)")
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -245,8 +266,8 @@ def main(argv=None) -> int:
         return 2
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError) as exc:  # OSError: a full disk, no permission, ...
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished work is saved, run the same command again to resume", file=sys.stderr)

@@ -16,7 +16,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -152,8 +151,7 @@ def _now() -> str:
 def write_json_atomic(path, obj) -> None:
     """Write JSON to ``path`` through a temporary file and ``os.replace``: never a half file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    fd, tmp = V.temp_file_beside(path)  # a clear error for a folder that cannot be written
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=1, sort_keys=False)
@@ -316,6 +314,9 @@ def reproduce(
     log(profile.banner())
 
     run = dict(provenance(command), cells_done=0, seconds=0.0)
+    from .checkpoint import remove_stale_temps
+
+    remove_stale_temps(path)  # what a sweep killed while writing left behind
     if path.exists():
         result = load_result(path)
         if result["settings"] != settings:

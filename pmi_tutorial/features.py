@@ -45,12 +45,38 @@ def _as_input(x) -> torch.Tensor:
         raise ValueError(
             f"x must be a torch tensor or NumPy array of images (N, C, H, W), got {type(x).__name__}"
         )
+    if not x.is_floating_point():
+        raise ValueError(
+            f"x has dtype {x.dtype}, but the models take normalized float images; raw uint8 "
+            "pixels give meaningless logits: convert them with pmi_tutorial.data.normalize(images, "
+            "dataset) or use the pools from pmi_tutorial.data.class_pools"
+        )
     if x.ndim < 2 or len(x) == 0:
         raise ValueError(
             f"x must hold at least one sample, batch dimension first, got shape {tuple(x.shape)}; "
             "pass images as (N, C, H, W), e.g. a pool P from pmi_tutorial.data.class_pools"
         )
     return x
+
+
+def _forward(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
+    try:
+        return model(xb)
+    except RuntimeError as exc:  # a shape mismatch; anything else (out of memory, ...) unchanged
+        text = str(exc)
+        if type(exc) is not RuntimeError or not any(w in text for w in ("shape", "size", "channels")):
+            raise
+        arch = getattr(model, "arch", None) or {}
+        want = ""
+        if arch.get("model"):
+            from .models import input_shape_of
+
+            want = f" ({arch['model']} takes (N, {', '.join(map(str, input_shape_of(arch['model'])))}))"
+        raise ValueError(
+            f"the model cannot take images of shape {tuple(xb.shape[1:])}{want}: "
+            f"{text.splitlines()[0]}; pass images of the data set the model was trained on "
+            "(MNIST models: (N, 1, 28, 28), CIFAR-10 models: (N, 3, 32, 32))"
+        ) from None
 
 
 def logits(model: nn.Module, x, batch_size: int = 1024, device=None) -> torch.Tensor:
@@ -71,7 +97,7 @@ def logits(model: nn.Module, x, batch_size: int = 1024, device=None) -> torch.Te
         with eval_mode(model), torch.no_grad():
             for start in range(0, len(x), batch_size):
                 xb = x[start:start + batch_size].to(device, dtype=torch.float32, non_blocking=True)
-                out.append(model(xb).float().cpu())
+                out.append(_forward(model, xb).float().cpu())
         return torch.cat(out)
     finally:
         if device != home:

@@ -30,7 +30,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _validate as V
-from .checkpoint import load_checkpoint, read_settings, save_checkpoint, sidecar_path
+from .checkpoint import (
+    load_checkpoint,
+    read_settings,
+    remove_stale_temps,
+    save_checkpoint,
+    sidecar_path,
+)
 from .features import eval_mode, model_device
 
 DEFAULT_CACHE_DIR = Path("~/.cache/pmi_tutorial/models")
@@ -189,6 +195,8 @@ def train(model, split, epochs, lr=1e-3, batch_size=64, seed=0, checkpoint_path=
     history, start = [], 0
     best_state, best_epoch, best_val_acc = None, 0, -1.0
     path = Path(checkpoint_path) if checkpoint_path is not None else None
+    if path is not None:
+        remove_stale_temps(path)  # a run killed while saving leaves its temporary file behind
     if path is not None and path.is_file():
         _, _, state = load_checkpoint(path, model)
         if not isinstance(state, dict) or "optimizer" not in state:

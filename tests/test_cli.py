@@ -1,0 +1,136 @@
+"""Tests for pmi_tutorial.cli: train -> verify -> attack end to end, and the help texts.
+
+The end-to-end run goes through ``cli.main([...])`` (the same code as ``python -m
+pmi_tutorial``) with a tiny profile added for the test, so that it trains an MNIST MLP for two
+epochs on 1,000 images in seconds.  Bad input on the command line is covered by
+tests/test_reliability.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pmi_tutorial import attacks, cli, profiles
+from pmi_tutorial.checkpoint import load_checkpoint, sidecar_path
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = dataclasses.replace(
+    profiles.QUICK, name="tiny", description="tests: 100 MNIST training images per class",
+    train_per_class={"mnist": 100, "cifar10": 30}, finetune_epochs=1, reduced=("everything",))
+
+
+def _real_data_dir() -> Path:
+    for c in (os.environ.get("PMI_DATA_DIR"), REPO.parent / "shared" / "data"):
+        if c and (Path(c) / "mnist.npz").is_file():
+            return Path(c)
+    pytest.skip("real mnist.npz not found (set PMI_DATA_DIR to the folder holding it)")
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path):
+    monkeypatch.setenv("PMI_DATA_DIR", str(_real_data_dir()))
+    monkeypatch.setenv("PMI_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setitem(profiles.PROFILES, "tiny", TINY)
+    monkeypatch.chdir(tmp_path)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # a shared 2-core machine: two threads can be far slower
+    yield tmp_path
+    torch.set_num_threads(before)
+
+
+def _same(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_train_verify_attack_end_to_end(env, capsys):
+    ckpt = env / "models" / "mlp.pt"
+    assert cli.main(["train", "--model", "mlp", "--epochs", "2", "--profile", "tiny",
+                     "--out", str(ckpt), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "PMI profile: tiny" in out and "best epoch" in out and f"wrote {ckpt}" in out
+    model, settings, state = load_checkpoint(ckpt)
+    assert settings["model"] == "mlp" and settings["epochs"] == 2 and settings["profile"] == "tiny"
+    assert settings["train_per_class"] == 100 and len(state["history"]) == 2
+    assert settings["best_epoch"] in (1, 2) and settings["best_val_acc"] > 0.5  # learned something
+    # finished: only the checkpoint and its sidecar remain (no resume file, no temporary file)
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["mlp.pt", "mlp.pt.json"]
+
+    # a second train with the same --out starts over and ends with the same weights (seeded)
+    assert cli.main(["train", "--model", "mlp", "--epochs", "2", "--profile", "tiny",
+                     "--out", str(env / "again.pt"), "--no-progress"]) == 0
+    assert _same(model, load_checkpoint(env / "again.pt")[0])
+
+    result = env / "verify.json"
+    assert cli.main(["verify", "--checkpoint", str(ckpt), "--profile", "tiny", "--m", "3", "--n", "20",
+                     "--trials", "20", "--classes", "0,1", "--json", str(result)]) == 0
+    out = capsys.readouterr().out
+    assert "class 0: acc_r = " in out and "class 1: acc_r = " in out and "class 2" not in out
+    assert "r_opt = " in out and "verdict (Eq. 13" in out
+    saved = json.loads(result.read_text())
+    assert set(saved["acc_by_class"]) == {"0", "1"} and saved["m"] == 3 and saved["n"] == 20
+    assert saved["summary"]["r_opt"] in (0, 1) and isinstance(saved["verdict"], bool)
+    # the printed acc_r are the saved ones
+    for r, acc in saved["acc_by_class"].items():
+        assert f"class {r}: acc_r = {acc:.2f}" in out
+
+    pruned = env / "pruned.pt"
+    assert cli.main(["attack", "prune", "--checkpoint", str(ckpt), "--rate", "0.5", "--out", str(pruned),
+                     "--profile", "tiny"]) == 0
+    assert "prune: validation accuracy after the attack" in capsys.readouterr().out
+    pmodel, psettings, _ = load_checkpoint(pruned)
+    assert attacks.sparsity(pmodel) == pytest.approx(0.5, abs=1e-4)
+    assert psettings["attack"] == "prune" and psettings["rate"] == 0.5 and 0 <= psettings["val_acc_after"] <= 1
+    assert _same(model, load_checkpoint(ckpt)[0])  # the original checkpoint is untouched
+
+    tuned = env / "tuned.pt"
+    assert cli.main(["attack", "finetune", "--checkpoint", str(ckpt), "--out", str(tuned), "--epochs", "1",
+                     "--profile", "tiny"]) == 0
+    tmodel, tsettings, _ = load_checkpoint(tuned)
+    assert not _same(model, tmodel)
+    assert tsettings["attack"] == "finetune" and tsettings["fraction"] == 0.2
+    assert len(tsettings["finetune_index"]) == round(0.2 * 20_000)  # the whole MNIST validation split
+    assert sidecar_path(tuned).is_file() and not list(env.glob(".*.tmp"))
+
+
+SUBCOMMANDS = {
+    "train": ["--model", "--epochs", "--lr", "--batch-size", "--out", "--dataset", "--seed", "--profile",
+              "resumes"],
+    "verify": ["--checkpoint", "--m", "--n", "--trials", "--rho", "--classes", "--json", "--profile"],
+    "attack": ["finetune", "prune", "--checkpoint", "--out", "--rate", "--epochs", "--fraction"],
+    "reproduce": ["table1", "figure2", "--profile", "--out", "--trials", "--models", "--ms", "--ns",
+                  "resumes"],
+}
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_subcommand_help(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main([command, "--help"])
+    assert info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.startswith(f"usage: python -m pmi_tutorial {command}")
+    for word in SUBCOMMANDS[command]:
+        assert word in text, f"{word!r} missing from `{command} --help`"
+
+
+def test_top_level_help_through_the_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "pmi_tutorial", "--help"], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0 and proc.stderr == ""
+    for word in ("train", "verify", "attack", "reproduce", "PMI_DATA_DIR", "PMI_PROFILE", "examples:"):
+        assert word in proc.stdout
+
+
+def test_no_command_prints_help_and_fails(capsys):
+    assert cli.main([]) == 2
+    assert "usage: python -m pmi_tutorial" in capsys.readouterr().out
