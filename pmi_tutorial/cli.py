@@ -238,7 +238,7 @@ def cmd_reproduce(args) -> int:
         models=args.models.split(",") if args.models else None, ms=_ints(args.ms, "ms"),
         ns=_ints(args.ns, "ns"), rates=_floats(args.rates, "rates"), classes=_ints(args.classes, "classes"),
         progress=not args.no_progress,
-        command="python -m pmi_tutorial " + " ".join(sys.argv[1:]),
+        command="python -m pmi_tutorial " + " ".join(args.argv),
     )
     print(experiments.format_table(res))
     print(f"result file: {res['path']}")
@@ -261,6 +261,7 @@ def _one_line(exc: BaseException) -> str:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if not args.command:
         parser.print_help()
         return 2
