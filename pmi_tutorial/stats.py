@@ -302,7 +302,7 @@ def _prepare_trials(kind):
         Z = Z - Z.mean(0)  # label-free centering: keeps float32 round-off small, changes nothing
         ZT = torch.as_tensor(np.ascontiguousarray(Z.T), dtype=_torch_dtype(dtype), device=_device())
         if chunk_trials is None:  # bounded memory: rbf holds (m n)^2 kernel entries per trial
-            chunk_trials = max(1, 2**22 // (m * n) ** 2) if kind == "rbf" else 2048
+            chunk_trials = max(1, 2**21 // (m * n) ** 2) if kind == "rbf" else 2048
         return _Context(len(P), len(Q), dict(
             ZT=ZT, layout=draws.layout(len(P)), s=draws.s, u=draws.u, kind=kind,
             linkage=linkage, bandwidth=bandwidth, chunk=V.check_positive_int(chunk_trials, "chunk_trials"),
