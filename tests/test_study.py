@@ -1,0 +1,203 @@
+"""The false-positive study: its design keeps P away from every innocent model, its result files
+are well formed, and its rates match hand counts."""
+
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from scipy.stats import binomtest
+
+from pmi_tutorial import study
+
+matplotlib.use("Agg")
+REPO = Path(__file__).resolve().parents[1]
+DESIGN = study.Design(member_per_class=20, independent_per_class=20, distill_per_class=20,
+                      select_per_class=10, nonmember_per_class=60)
+TINY = study.StudyConfig(
+    name="test", design=DESIGN, archs=("mlp",), n_independent=2, n_owners=1, epochs=1,
+    finetune_epochs=1, distill_epochs=1, trials=10, ms=(3,), ns=(10,), test_n=10, B=20,
+    test_trials=5, rbf_B=10, rbf_trials=2,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _real_data_dir() -> Path:
+    for c in (os.environ.get("PMI_DATA_DIR"), REPO.parent / "shared" / "data"):
+        if c and (Path(c) / "mnist.npz").is_file():
+            return Path(c)
+    pytest.skip("real mnist.npz not found (set PMI_DATA_DIR to the folder holding it)")
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    return study.prepare(DESIGN, root=_real_data_dir())
+
+
+# ----------------------------------------------------------------------------- the design
+
+
+def test_parts_are_disjoint_and_sized(prepared):
+    parts, split = prepared.parts, prepared.split
+    sets = {k: set(getattr(parts, k).tolist()) for k in ("A", "S", "C", "rest")}
+    names = list(sets)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not sets[a] & sets[b], (a, b)
+    assert set().union(*sets.values()) == set(range(len(split.train_y)))
+    y = split.train_y.numpy()
+    for name, k in (("A", 20), ("S", 10), ("C", 20)):
+        assert np.array_equal(np.bincount(y[getattr(parts, name)], minlength=10), [k] * 10)
+
+
+def test_independent_models_never_see_P(prepared):
+    split, parts = prepared.split, prepared.parts
+    P_ids = set(prepared.pools.train_index.tolist())  # every class's P, as dataset indices
+    assert P_ids == set(split.train_index[parts.A].tolist())
+    seen = []
+    for k in range(3):
+        pos = study.independent_part(split, parts, DESIGN, k)
+        assert set(pos.tolist()) <= set(parts.rest.tolist())
+        ids = set(study.training_split(split, pos, parts.S).train_index.tolist())
+        assert not ids & P_ids and not ids & set(split.val_index.tolist())
+        seen.append(ids)
+    assert seen[0] != seen[1]  # each independent model draws its own part B_k
+    # the pools: P = class-r images of part A, Q = class-r validation images (first 60)
+    for r, (P, Q) in prepared.class_pools().items():
+        assert len(P) == 20 and len(Q) == 60
+    assert set(prepared.pools.val_index.tolist()) <= set(split.val_index.tolist())
+
+
+def test_distillation_queries_only_part_C(prepared, monkeypatch):
+    from pmi_tutorial import attacks
+    from pmi_tutorial.models import build_model
+
+    got = {}
+
+    def spy(teacher, student, x, **kwargs):
+        got["x"] = x
+        return student
+
+    monkeypatch.setattr(attacks, "distill", spy)
+    owner = build_model("mlp", seed=0)
+    study.attacked(prepared, TINY, owner, "k", {"arch": "mlp"}, "distill", 0,
+                   cache_dir=Path(os.environ.get("TMPDIR", "/tmp")) / f"beyond_spy_{os.getpid()}")
+    C = prepared.parts.C
+    assert torch.equal(got["x"], prepared.split.train_x[torch.as_tensor(C)])
+    ids = set(prepared.split.train_index[C].tolist())
+    assert not ids & set(prepared.pools.train_index.tolist())  # no P
+    assert not ids & set(prepared.split.val_index.tolist())  # no Q
+
+
+def test_a_design_too_big_for_the_split_is_refused(prepared):
+    with pytest.raises(ValueError, match="training images"):
+        study.make_parts(prepared.split, study.Design(member_per_class=10_000))
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def test_tiny_study_writes_well_formed_result_files(tmp_path):
+    _real_data_dir()
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    files = study.run_study(TINY, out=out, cache_dir=cache, progress=False, command="test")
+    for name in study.FILES.values():
+        content = json.loads((out / name).read_text())
+        assert content["format"] == study.RESULT_FORMAT and content["complete"] is True
+        prov = content["provenance"]
+        for key in ("command", "git_commit", "hardware", "versions", "started",
+                    "run_wall_seconds", "run_cpu_seconds"):
+            assert key in prov
+    records, cfg, _ = study.load_results(out)
+    assert cfg == TINY
+    kinds = [r["kind"] for r in records]
+    assert kinds == ["independent"] * 2 + ["owner"] + list(study.ATTACKS)
+    for r in records:
+        assert len(r["acc"]["m3_n10"]) == 10 and all(0 <= a <= 1 for a in r["acc"]["m3_n10"])
+        for s, t in r["tests"].items():
+            B = TINY.rbf_B if s == "rbf" else TINY.B
+            assert 1 / (B + 1) - 1e-12 <= t["pvalue"] <= 1 and len(t["per_class_pvalue"]) == 10
+    s = files["summary"]["summary"]["mlp"]
+    assert set(s["tests"]["pmi"]["verdicts"]) == {"owner", *study.ATTACKS}
+    # a second run takes every model and measurement from the cache: same numbers
+    again = study.run_study(TINY, out=None, cache_dir=cache, progress=False)
+    assert again["tests"]["models"] == files["tests"]["models"]
+    assert again["summary"]["summary"] == files["summary"]["summary"]
+
+
+# ----------------------------------------------------------------------------- the numbers
+
+
+def test_paper_rule_fpr_matches_a_hand_count():
+    # m = 3, rho = 0.1: accused when max_r acc_r >= 1/3 + 0.1 = 0.4333...
+    models = [[0.30, 0.44, 0.20], [0.43, 0.33, 0.40], [0.90, 0.10, 0.10], [0.3, 0.3, 0.3]]
+    assert [study.paper_rule_accuses(a, 3, 0.1) for a in models] == [True, False, True, False]
+    assert study.paper_rule_fpr(models, 3, 0.1) == 0.5
+    assert study.paper_rule_fpr(models, 3, 0.2) == 0.25  # only 0.90 >= 0.5333
+    # m = 5, rho = 0.2: 0.40 is exactly 1/5 + 0.2 and counts (Eq. 13 has >=)
+    assert study.paper_rule_fpr([[0.40, 0.1], [0.39, 0.1]], 5, 0.2) == 0.5
+
+
+def test_naive_pvalue_and_rejection_rate_by_hand():
+    acc = [0.30, 0.45, 0.40]
+    by_hand = min(binomtest(round(a * 100), 100, 1 / 3, alternative="greater").pvalue for a in acc)
+    assert study.naive_pvalue(acc, 3, 100) == pytest.approx(by_hand, rel=1e-9)
+    assert study.naive_pvalue(acc, 3, 100, bonferroni=True) == pytest.approx(min(1, 3 * by_hand))
+    assert study.rejection_rate([0.01, 0.05, 0.2, 0.049], 0.05) == 0.75
+    assert study.rejection_rate([0.01, 0.05, 0.2, 0.049], 0.01) == 0.25
+
+
+def test_summary_counts_match_the_records():
+    def rec(kind, p, acc):
+        return {"arch": "mlp", "kind": kind, "acc": {"m3_n100": acc},
+                "tests": {"pmi": {"pvalue": p}}}
+
+    records = [rec("independent", p, a) for p, a in
+               ((0.5, [0.5, 0.3]), (0.04, [0.3, 0.3]), (0.9, [0.35, 0.2]), (0.2, [0.6, 0.1]))]
+    records += [rec("owner", 0.005, [0.9, 0.4]), rec("prune", 0.045, [0.4, 0.3])]
+    cfg = study.StudyConfig(statistics=("pmi",), rhos=(0.1,))
+    s = study.summarize(records, cfg)["mlp"]
+    assert s["paper_rule"]["m3_n100"]["fpr_rho0.1"] == 0.5  # 0.5 and 0.6 pass 0.4333
+    assert s["paper_rule"]["m3_n100"]["tpr_owner_rho0.1"] == 1.0
+    t = s["tests"]["pmi"]
+    assert t["fpr_a0.05"] == 0.25 and t["fpr_a0.01"] == 0.0
+    assert t["verdicts"]["prune"]["detected_a0.05"] == 1.0
+    assert t["verdicts"]["prune"]["detected_a0.01"] == 0.0
+    # ROC on -log10 p: the owner (0.005) beats every independent model, the pruned copy (0.045)
+    # beats all but the one at 0.04, so AUC = (4 + 3) / 8, and at FPR 0 only the owner is found
+    assert t["auc"] == pytest.approx(7 / 8)
+    assert t["tpr_at_fpr0.01"] == 0.5
+
+
+def test_figures_and_table_from_a_summary(tmp_path):
+    import matplotlib.pyplot as plt
+
+    def rec(kind, p):
+        return {"arch": "mlp", "kind": kind, "acc": {"m3_n100": [0.4, 0.3]},
+                "tests": {"pmi": {"pvalue": p}, "mmd": {"pvalue": p}}}
+
+    records = [rec("independent", p) for p in (0.3, 0.6, 0.9)] + [rec("owner", 0.01)]
+    cfg = study.StudyConfig(statistics=("pmi", "mmd"))
+    summary = study.summarize(records, cfg)
+    study.plot_paper_rule_fpr(summary, "mlp")
+    study.plot_acc_distribution(records, "mlp")
+    study.plot_roc(records, "mlp", ["pmi", "mmd"])
+    study.plot_pvalue_hist(records, "mlp", ["pmi", "mmd"])
+    plt.close("all")
+    table = study.verdict_table(summary, "mlp", ["pmi", "mmd"])
+    assert "| owner (no attack) | 1/1" in table and "0/3" in table
+
+
+def test_configs_read_back_from_json():
+    for cfg in study.CONFIGS.values():
+        assert study.config_from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
