@@ -15,10 +15,36 @@ helpers here turn such a file into what a chapter shows:
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
-from .experiments import MODEL_TITLES, get_spec, paper_table, plan
+from .experiments import MODEL_TITLES, get_spec, load_result, paper_table, plan
 from .profiles import Profile
+
+RESULTS_URL = "https://raw.githubusercontent.com/pmi-tutorial/pmi-tutorial/main/book/results"
+
+
+def results_dir(start=None) -> Path:
+    """The committed result files: ``$PMI_RESULTS_DIR``, else ``book/results`` (or ``results``
+    beside a chapter) in the working folder or one above it."""
+    if os.environ.get("PMI_RESULTS_DIR"):
+        return Path(os.environ["PMI_RESULTS_DIR"]).expanduser()
+    start = Path(start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        for candidate in (folder / "book" / "results", folder / "results"):
+            if candidate.is_dir() and any(candidate.glob("*.json")):
+                return candidate
+    raise FileNotFoundError(
+        f"no book/results folder in {start} or above; run the chapter from the repository, set "
+        f"PMI_RESULTS_DIR, or download the files from {RESULTS_URL}"
+    )
+
+
+def load_committed(name: str, profile: str, start=None) -> dict:
+    """The committed result file ``{name}_{profile}.json`` (see :func:`results_dir`)."""
+    return load_result(results_dir(start) / f"{name}_{profile}.json")
 
 
 def _profile(result) -> Profile:
@@ -118,8 +144,8 @@ def plot_pruning(result, models=None, ns=None, axes=None, m: int = 3):
         raise ValueError(f"the result file holds no m = {m} cells for {unknown}; use some of {have}")
     ns = sorted(ns or {c["n"] for c in cells if c["model"] in models})
     if axes is None:
-        fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.4), squeeze=False,
-                                 sharey=True)
+        fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models) + 1.6, 3.4), squeeze=False,
+                                 sharey=True, layout="constrained")
         axes = axes[0]
     axes = np.atleast_1d(axes)
     if len(axes) != len(models):
@@ -144,9 +170,7 @@ def plot_pruning(result, models=None, ns=None, axes=None, m: int = 3):
         ax.set_ylim(0, 1.05)
     axes[0].set_ylabel("accuracy")
     axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    fig = axes[0].figure
-    fig.tight_layout()
-    return fig
+    return axes[0].figure
 
 
 def plot_validation_curve(result, model: str, ax=None):
@@ -169,3 +193,30 @@ def plot_validation_curve(result, model: str, ax=None):
     ax.set_title(f"{MODEL_TITLES[model]}: the best-validation epoch")
     ax.legend(fontsize=8, loc="lower right")
     return ax
+
+
+def signal_to_noise(features_P, features_Q, n: int) -> float:
+    r"""How visible membership is to the linear kernel at mini-dataset size ``n``.
+
+    After the joint normalization of Eq. 5-6 (here over P and Q together), the linear-kernel
+    MMD^2 (Eq. 10-11) compares means only. Between the member mini-dataset and a non-member
+    one its expectation is the squared mean shift
+    :math:`\delta^2 = \lVert \bar P - \bar Q \rVert^2` plus sampling noise
+    :math:`(\mathrm{tr}\,\Sigma_P + \mathrm{tr}\,\Sigma_Q)/n`; between two non-member
+    mini-datasets it is noise alone. The ratio :math:`\delta^2 / ((\mathrm{tr}\,\Sigma_P +
+    \mathrm{tr}\,\Sigma_Q)/n)` is returned: well below 1, PMI is close to a random guess.
+    """
+    P = np.asarray(features_P, dtype=np.float64)
+    Q = np.asarray(features_Q, dtype=np.float64)
+    if P.ndim != 2 or Q.ndim != 2 or P.shape[1] != Q.shape[1]:
+        raise ValueError(f"features_P and features_Q must be (samples, c) arrays of one width, "
+                         f"got shapes {P.shape} and {Q.shape}")
+    if int(n) < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    both = np.concatenate([P, Q])
+    mu, sd = both.mean(0), both.std(0)
+    sd = np.where(sd > 0, sd, 1.0)
+    P, Q = (P - mu) / sd, (Q - mu) / sd
+    shift2 = float(((P.mean(0) - Q.mean(0)) ** 2).sum())
+    noise = float(P.var(0).sum() + Q.var(0).sum()) / int(n)
+    return shift2 / noise

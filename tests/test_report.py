@@ -106,3 +106,43 @@ def test_plot_validation_curve_marks_the_kept_epoch():
     plt.close(ax.figure)
     with pytest.raises(ValueError, match="no training curve"):
         report.plot_validation_curve(res, "vgg19")
+
+
+def test_results_dir_finds_the_committed_files(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.delenv("PMI_RESULTS_DIR", raising=False)
+    repo = tmp_path / "repo"
+    folder = repo / "book" / "results"
+    folder.mkdir(parents=True)
+    (folder / "table1_quick.json").write_text(json.dumps(fake_result("table1", [])))
+    (repo / "notebooks").mkdir()
+    assert report.results_dir(repo / "notebooks") == folder
+    assert report.results_dir(repo / "book") == folder
+    assert report.load_committed("table1", "quick", repo / "book")["cells"] == []
+    monkeypatch.setenv("PMI_RESULTS_DIR", str(folder))
+    assert report.results_dir(tmp_path) == folder
+    monkeypatch.delenv("PMI_RESULTS_DIR")
+    (tmp_path / "elsewhere").mkdir()
+    if not any(p.joinpath("results").is_dir() or p.joinpath("book", "results").is_dir()
+               for p in tmp_path.parents):
+        with pytest.raises(FileNotFoundError, match="PMI_RESULTS_DIR"):
+            report.results_dir(tmp_path / "elsewhere")
+
+
+def test_signal_to_noise_matches_the_gaussian_closed_form():
+    # P ~ N(delta e_1, I), Q ~ N(0, I), equal sizes: after the joint normalization the first
+    # component has variance 1 + delta^2 / 4, so shift^2 = delta^2 / (1 + delta^2/4) and
+    # tr(Sigma_P) = tr(Sigma_Q) = (c - 1) + 1 / (1 + delta^2/4).
+    rng = np.random.default_rng(0)
+    c, delta, n, N = 4, 0.5, 100, 200_000
+    P = rng.standard_normal((N, c))
+    P[:, 0] += delta
+    Q = rng.standard_normal((N, c))
+    s = 1 + delta**2 / 4
+    expected = (delta**2 / s) / (2 * ((c - 1) + 1 / s) / n)
+    assert report.signal_to_noise(P, Q, n) == pytest.approx(expected, rel=0.02)
+    assert report.signal_to_noise(Q[: N // 2], Q[N // 2:], n) < 0.01
+    assert report.signal_to_noise(3 * P + 7, 3 * Q + 7, n) == pytest.approx(report.signal_to_noise(P, Q, n))
+    with pytest.raises(ValueError, match="same width|one width"):
+        report.signal_to_noise(P, Q[:, :2], n)
