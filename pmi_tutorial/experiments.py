@@ -357,10 +357,18 @@ def reproduce(
                     info.setdefault("val_acc_after_prune", {})[str(rate)] = evaluate(
                         attacked, split.val_x, split.val_y)
             t0 = time.perf_counter()
-            fr = fingerprint.run_on_features(features, cell["m"], cell["n"], trials=trials, seed=seed)
-            cell = dict(cell, r_opt=fr.r_opt, acc_r_opt=fr.acc_opt, mean_acc_r=fr.mean_acc,
-                        acc_by_class={str(r): a for r, a in fr.acc_by_class.items()},
-                        seconds=round(time.perf_counter() - t0, 3))
+            usable, skipped = feasible_classes(features, cell["m"], cell["n"])
+            if usable:
+                fr = fingerprint.run_on_features(usable, cell["m"], cell["n"], trials=trials, seed=seed)
+                cell = dict(cell, r_opt=fr.r_opt, acc_r_opt=fr.acc_opt, mean_acc_r=fr.mean_acc,
+                            acc_by_class={str(r): a for r, a in fr.acc_by_class.items()})
+            else:
+                cell = dict(cell, r_opt=None, acc_r_opt=None, mean_acc_r=None, acc_by_class={})
+            if skipped:
+                cell["skipped_classes"] = skipped
+                log(f"  {MODEL_TITLES[model_name]} m={cell['m']} n={cell['n']}: left out class(es) "
+                    + "; ".join(f"{r} ({why})" for r, why in skipped.items()))
+            cell["seconds"] = round(time.perf_counter() - t0, 3)
             result["cells"].append(cell)
             elapsed = time.perf_counter() - t_start
             t_start = time.perf_counter()
@@ -376,8 +384,28 @@ def reproduce(
     return result
 
 
+def feasible_classes(features: dict, m: int, n: int):
+    """Split ``{r: (features_P, features_Q)}`` into the classes a trial can be drawn from and
+    the others: a trial needs n members and n(m-1) distinct non-members.
+
+    After fine-tuning, Q loses 20% of its samples, and a class of CIFAR-10 can be left with
+    fewer than the 1,200 non-members that m = 5, n = 300 needs. Such a class is left out of the
+    cell (Eq. 14-15 then run over the remaining classes) and named, with the reason, in
+    ``skipped``: ``(usable, skipped)``.
+    """
+    usable, skipped = {}, {}
+    for r, (fP, fQ) in features.items():
+        if len(fP) >= n and len(fQ) >= n * (m - 1):
+            usable[r] = (fP, fQ)
+        else:
+            skipped[str(r)] = f"|P| = {len(fP)}, |Q| = {len(fQ)}; needs n = {n} and n(m-1) = {n * (m - 1)}"
+    return usable, skipped
+
+
 def _cell_line(cell: dict) -> str:
     rate = f" rate={cell['rate']:.1f}" if cell.get("rate") is not None else ""
+    if cell["acc_r_opt"] is None:
+        return f"  {MODEL_TITLES[cell['model']]:<9}{rate} m={cell['m']} n={cell['n']}: no class has pools this large"
     return (f"  {MODEL_TITLES[cell['model']]:<9}{rate} m={cell['m']} n={cell['n']}: r_opt={cell['r_opt']} "
             f"acc_r_opt={cell['acc_r_opt']:.2f} mean acc_r={cell['mean_acc_r']:.3f}")
 
@@ -399,7 +427,7 @@ def format_table(result: dict) -> str:
     prof = result["settings"]["profile"]
     head = [f"{spec.title} - profile {prof['name']}, t = {result['settings']['trials']}, "
             f"seed {result['settings']['seed']}; each entry: ours (paper)"]
-    rows = []
+    rows, notes = [], []
     cells = sorted(result["cells"], key=lambda c: (spec.models.index(c["model"]), c.get("rate") or 0, c["m"], c["n"]))
     last_model = None
     for c in cells:
@@ -407,8 +435,17 @@ def format_table(result: dict) -> str:
         model = MODEL_TITLES[c["model"]] if c["model"] != last_model else ""
         last_model = c["model"]
         ref_r, ref_acc, ref_mean = (f"({ref[0]})", f"({ref[1]:.2f})", f"({ref[2]:.3f})") if ref else ("", "", "")
-        row = [model, str(c["m"]), str(c["n"]), f"{c['r_opt']} {ref_r}".strip(),
-               f"{c['acc_r_opt']:.2f} {ref_acc}".strip(), f"{c['mean_acc_r']:.3f} {ref_mean}".strip(),
+        if c["acc_r_opt"] is None:
+            ours_r = ours_acc = ours_mean = "n/a"
+        else:
+            ours_r, ours_acc, ours_mean = str(c["r_opt"]), f"{c['acc_r_opt']:.2f}", f"{c['mean_acc_r']:.3f}"
+        if c.get("skipped_classes"):
+            ours_mean += "*"
+            notes.append(f"* {MODEL_TITLES[c['model']]} m={c['m']} n={c['n']}: class(es) "
+                         + ", ".join(c["skipped_classes"]) + " left out (pool too small: "
+                         + "; ".join(c["skipped_classes"].values()) + ")")
+        row = [model, str(c["m"]), str(c["n"]), f"{ours_r} {ref_r}".strip(),
+               f"{ours_acc} {ref_acc}".strip(), f"{ours_mean} {ref_mean}".strip(),
                f"{1 / c['m']:.2f}"]
         if spec.condition == "prune":
             row.insert(1, f"{c['rate']:.1f}")
@@ -420,7 +457,7 @@ def format_table(result: dict) -> str:
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     lines = head + [fmt.format(*cols), fmt.format(*("-" * w for w in widths))]
     lines += [fmt.format(*r) for r in rows]
-    return "\n".join(lines)
+    return "\n".join(lines + notes)
 
 
 def cells_frame(result: dict) -> list[dict]:

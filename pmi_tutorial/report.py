@@ -106,7 +106,7 @@ def comparison(result) -> list[dict]:
     rows = []
     for c in sorted(result["cells"], key=lambda c: (spec.models.index(c["model"]), c["m"], c["n"])):
         ref = paper.get((c["model"], c["m"], c["n"]))
-        if ref is None:
+        if ref is None or c["acc_r_opt"] is None:
             continue
         rows.append({"model": c["model"], "m": c["m"], "n": c["n"], "r_opt": c["r_opt"],
                      "acc_r_opt": c["acc_r_opt"], "mean_acc_r": c["mean_acc_r"],
@@ -121,6 +121,10 @@ def largest_differences(result, k: int = 3, by: str = "d_acc_r_opt") -> list[dic
     if by not in ("d_acc_r_opt", "d_mean_acc_r"):
         raise ValueError(f"by must be 'd_acc_r_opt' or 'd_mean_acc_r', got {by!r}")
     return sorted(comparison(result), key=lambda row: -abs(row[by]))[:k]
+
+
+def _num(x) -> float:
+    return np.nan if x is None else float(x)
 
 
 def plot_pruning(result, models=None, ns=None, axes=None, m: int = 3):
@@ -157,8 +161,8 @@ def plot_pruning(result, models=None, ns=None, axes=None, m: int = 3):
         x = np.arange(len(rates))
         for j, (n, color) in enumerate(zip(ns, colors)):
             by_rate = {c["rate"]: c for c in cells if c["model"] == name and c["n"] == n}
-            acc = [by_rate[r]["acc_r_opt"] if r in by_rate else np.nan for r in rates]
-            mean = [by_rate[r]["mean_acc_r"] if r in by_rate else np.nan for r in rates]
+            acc = [_num(by_rate[r]["acc_r_opt"]) if r in by_rate else np.nan for r in rates]
+            mean = [_num(by_rate[r]["mean_acc_r"]) if r in by_rate else np.nan for r in rates]
             offset = (j - (len(ns) - 1) / 2) * width
             ax.bar(x + offset, acc, width, color=color, alpha=0.85, label=f"acc$_{{r_{{opt}}}}$, n={n}")
             ax.plot(x + offset, mean, "o-", color=color, markeredgecolor="black", markersize=4,

@@ -186,3 +186,31 @@ def test_command_line(cache, tmp_path, monkeypatch, capsys):
     assert saved["provenance"]["command"].startswith("python -m pmi_tutorial reproduce table1")
     assert cli.main(argv[:-1] + ["--ms", "three"]) == 2
     assert "--ms must be comma-separated integers" in capsys.readouterr().err
+
+
+def test_cells_with_too_small_pools_are_marked_not_fatal(cache, tmp_path):
+    # 50 training images per class: no class can give n = 60 members.
+    res = E.reproduce("table1", TINY, out_dir=tmp_path, cache_dir=cache, log=lambda s: None,
+                      ns=[20, 60], ms=[3], **KW)
+    by_n = {c["n"]: c for c in res["cells"]}
+    assert by_n[20]["acc_r_opt"] is not None and "skipped_classes" not in by_n[20]
+    assert by_n[60]["acc_r_opt"] is None and set(by_n[60]["skipped_classes"]) == {"0", "1"}
+    text = E.format_table(res)
+    assert "n/a" in text and "left out (pool too small: |P| = 50" in text
+
+
+def test_feasible_classes_leaves_out_only_the_small_pools():
+    import numpy as np
+
+    features = {0: (np.zeros((300, 10)), np.zeros((1200, 10))), 1: (np.zeros((300, 10)), np.zeros((1158, 10)))}
+    usable, skipped = E.feasible_classes(features, m=5, n=300)
+    assert list(usable) == [0] and list(skipped) == ["1"]
+    assert "|Q| = 1158" in skipped["1"] and "n(m-1) = 1200" in skipped["1"]
+    usable, skipped = E.feasible_classes(features, m=4, n=300)
+    assert list(usable) == [0, 1] and skipped == {}
+    cell = {"model": "vgg19", "m": 5, "n": 300, "r_opt": 6, "acc_r_opt": 1.0, "mean_acc_r": 0.95,
+            "acc_by_class": {}, "skipped_classes": {"3": "|P| = 320, |Q| = 1158; needs ..."}}
+    result = {"settings": {"experiment": "table4", "profile": {"name": "quick"}, "trials": 100, "seed": 0},
+              "cells": [cell]}
+    text = E.format_table(result)
+    assert "0.950*" in text and text.splitlines()[-1].startswith("* VGG-19 m=5 n=300: class(es) 3 left out")
