@@ -43,6 +43,7 @@ RESULT_VERSION = 1
 FILES = {"paper_rule": "beyond_paper_rule.json", "tests": "beyond_tests.json",
          "summary": "beyond_summary.json"}
 ATTACKS = ("finetune", "prune", "quantize", "noise", "distill", "logprob")
+NEGATIVES = ("independent", "resplit")  # models that never saw P (the rest: owner-derived)
 ATTACK_TITLES = {
     "owner": "owner (no attack)", "finetune": "fine-tuning (paper)", "prune": "pruning",
     "quantize": "int8 quantization", "noise": "weight noise", "distill": "distillation",
@@ -101,6 +102,8 @@ class StudyConfig:
     rbf_trials: int = 5
     alphas: tuple = (0.05, 0.01)
     seed: int = 0
+    resplit: bool = True  # also test each independent model against its own random P
+
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
@@ -110,6 +113,7 @@ class StudyConfig:
 CPU = StudyConfig()
 #: the book's live slice: 3 independent MLPs and 1 owner, no attacks, the cheap statistics
 TINY = StudyConfig(name="tiny", archs=("mlp",), n_independent=3, n_owners=1, attacks=(),
+                   resplit=False,
                    ms=(3,), ns=(100,), statistics=("pmi", "mmd", "directional"), test_trials=20)
 CONFIGS = {c.name: c for c in (CPU, TINY)}
 
@@ -175,6 +179,25 @@ def independent_part(split, parts: Parts, design: Design, k: int) -> np.ndarray:
     return np.sort(np.concatenate(picks))
 
 
+def resplit_part(split, parts: Parts, design: Design, k: int) -> np.ndarray:
+    """A fresh member part A_k for independent model k: ``member_per_class`` images per class
+    drawn (seed k) from A and R minus B_k, i.e. from images model k never used.
+
+    With the owner's fixed P, the 20 independent models are tested against *one* random split
+    of the data into P and Q, and their p-values are correlated through it; a permutation
+    test is valid over the randomness of that split.  Testing model k against its own random
+    A_k makes the (model, split) pairs independent draws, so the rate of rejections estimates
+    the false-positive rate over owners, not for one owner's split.
+    """
+    y = split.train_y.numpy()
+    seen = independent_part(split, parts, design, k)
+    pool = np.setdiff1d(np.concatenate([parts.A, parts.rest]), seen)
+    rng = np.random.default_rng([design.split_seed, 161803, int(k)])
+    picks = [rng.choice(pool[y[pool] == r], design.member_per_class, replace=False)
+             for r in range(split.num_classes)]
+    return np.sort(np.concatenate(picks))
+
+
 def training_split(split, train_pos, select_pos):
     """A :class:`~pmi_tutorial.data.Split` that trains on ``train_pos`` and picks the best
     epoch on ``select_pos`` (both positions into ``split``'s training tensors)."""
@@ -184,9 +207,11 @@ def training_split(split, train_pos, select_pos):
                    val_y=split.train_y[s], val_index=split.train_index[select_pos])
 
 
-def pool_split(split, parts: Parts, design: Design):
-    """The split whose class pools are the study's: training = part A (P), validation = Q."""
-    out = training_split(split, parts.A, np.arange(0))
+def pool_split(split, parts: Parts, design: Design, member_pos=None):
+    """The split whose class pools are the study's: training = part A (P), validation = Q.
+
+    ``member_pos`` replaces part A as the member images (see :func:`resplit_part`)."""
+    out = training_split(split, parts.A if member_pos is None else member_pos, np.arange(0))
     v = np.arange(len(split.val_y))
     if design.nonmember_per_class is not None:
         y = split.val_y.numpy()
@@ -403,6 +428,11 @@ def iter_models(study: Study, cfg: StudyConfig, cache_dir=None):
         for k in range(cfg.n_independent):
             model, key, _, state = independent_model(study, cfg, arch, k, cache_dir)
             yield _info(arch, "independent", k, None, state), model, study.pools, None, key
+        for k in range(cfg.n_independent if cfg.resplit else 0):
+            model, key, _, _ = independent_model(study, cfg, arch, k, cache_dir)
+            pools = pool_split(study.split, study.parts, study.design,
+                               resplit_part(study.split, study.parts, study.design, k))
+            yield _info(arch, "resplit", k, None, {}), model, pools, None, f"{key}_resplit"
         for k in range(cfg.n_owners):
             owner, key, settings, state = owner_model(study, cfg, arch, k, cache_dir)
             yield _info(arch, "owner", k, k, state), owner, study.pools, None, key
@@ -557,45 +587,56 @@ def _groups(records, arch):
     return out
 
 
+def _rule_rates(accs, m, cfg, prefix) -> dict:
+    """FPR of the paper's rule and of the naive binomial test on models with these acc_r."""
+    out = {}
+    if not accs:
+        return out
+    for rho in cfg.rhos:
+        out[f"{prefix}fpr_rho{rho:g}"] = paper_rule_fpr(accs, m, rho)
+    for alpha in cfg.alphas:
+        out[f"{prefix}naive_fpr_a{alpha:g}"] = rejection_rate(
+            [naive_pvalue(a, m, cfg.trials) for a in accs], alpha)
+        out[f"{prefix}naive_bonferroni_fpr_a{alpha:g}"] = rejection_rate(
+            [naive_pvalue(a, m, cfg.trials, True) for a in accs], alpha)
+    return out
+
+
 def summarize(records, cfg: StudyConfig) -> dict:
     """Per architecture: the paper's rule (FPR on independent models, TPR on owners, the naive
     binomial test), and per statistic the permutation test's FPR, TPR, AUC, TPR at FPR 1% / 5%
-    and the verdict on every attacked copy."""
+    and the verdict on every attacked copy.  Keys with ``resplit_`` hold the same rates for the
+    independent models tested against their own random P (:func:`resplit_part`)."""
     from . import stats
 
     out = {}
     for arch in dict.fromkeys(r["arch"] for r in records):
         g = _groups(records, arch)
-        ind, own = g.get("independent", []), g.get("owner", [])
+        ind, own, res = g.get("independent", []), g.get("owner", []), g.get("resplit", [])
         rule = {}
         for key in (ind or own or [{"acc": {}}])[0]["acc"]:
             m = int(key[1:].split("_")[0])
             accs = [r["acc"][key] for r in ind]
             cell = {"acc_opt_independent": [max(a) for a in accs],
                     "mean_acc_independent": [round(float(np.mean(a)), 4) for a in accs]}
-            for rho in cfg.rhos:
-                if accs:
-                    cell[f"fpr_rho{rho:g}"] = paper_rule_fpr(accs, m, rho)
-                if own:
-                    cell[f"tpr_owner_rho{rho:g}"] = paper_rule_fpr(
-                        [r["acc"][key] for r in own], m, rho)
-            if accs:
-                for alpha in cfg.alphas:
-                    cell[f"naive_fpr_a{alpha:g}"] = rejection_rate(
-                        [naive_pvalue(a, m, cfg.trials) for a in accs], alpha)
-                    cell[f"naive_bonferroni_fpr_a{alpha:g}"] = rejection_rate(
-                        [naive_pvalue(a, m, cfg.trials, True) for a in accs], alpha)
+            cell.update(_rule_rates(accs, m, cfg, ""))
+            cell.update(_rule_rates([r["acc"][key] for r in res], m, cfg, "resplit_"))
+            for rho in cfg.rhos if own else ():
+                cell[f"tpr_owner_rho{rho:g}"] = paper_rule_fpr([r["acc"][key] for r in own], m, rho)
             rule[key] = cell
         tests = {}
-        derived = [k for k in g if k != "independent"]
+        derived = [k for k in g if k not in NEGATIVES]
         for s in cfg.statistics:
             p_ind = [r["tests"][s]["pvalue"] for r in ind if s in r["tests"]]
+            p_res = [r["tests"][s]["pvalue"] for r in res if s in r["tests"]]
             cell = {"verdicts": {}}
             for kind in derived:
                 p = [r["tests"][s]["pvalue"] for r in g[kind] if s in r["tests"]]
                 if p:
                     cell["verdicts"][kind] = {"pvalues": p, **{
                         f"detected_a{a:g}": rejection_rate(p, a) for a in cfg.alphas}}
+            if p_res:
+                cell.update({f"resplit_fpr_a{a:g}": rejection_rate(p_res, a) for a in cfg.alphas})
             if p_ind:
                 cell.update({f"fpr_a{a:g}": rejection_rate(p_ind, a) for a in cfg.alphas})
                 p_pos = [p for v in cell["verdicts"].values() for p in v["pvalues"]]
@@ -605,8 +646,8 @@ def summarize(records, cfg: StudyConfig) -> dict:
                     for f in (0.01, 0.05):
                         cell[f"tpr_at_fpr{f:g}"] = stats.tpr_at_fpr(pos, neg, f)
             tests[s] = cell
-        out[arch] = {"n_independent": len(ind), "n_owners": len(own), "paper_rule": rule,
-                     "tests": tests}
+        out[arch] = {"n_independent": len(ind), "n_resplit": len(res), "n_owners": len(own),
+                     "paper_rule": rule, "tests": tests}
     return out
 
 
@@ -670,7 +711,7 @@ def plot_roc(records, arch: str, statistics, ax=None):
     g = _groups(records, arch)
     for s in statistics:
         neg = [-math.log10(r["tests"][s]["pvalue"]) for r in g.get("independent", [])]
-        pos = [-math.log10(r["tests"][s]["pvalue"]) for k, rs in g.items() if k != "independent"
+        pos = [-math.log10(r["tests"][s]["pvalue"]) for k, rs in g.items() if k not in NEGATIVES
                for r in rs]
         fpr, tpr, _ = stats.roc_curve(pos, neg)
         ax.step(fpr, tpr, where="post", label=f"{s} (AUC {stats.auc(pos, neg):.2f})")
@@ -682,8 +723,9 @@ def plot_roc(records, arch: str, statistics, ax=None):
     return ax
 
 
-def plot_pvalue_hist(records, arch: str, statistics, axes=None):
-    """Histograms of the permutation p-values of the independent models (uniform if valid)."""
+def plot_pvalue_hist(records, arch: str, statistics, axes=None, kind="independent"):
+    """Histograms of the permutation p-values of the independent models (uniform if valid);
+    ``kind="resplit"``: each tested against its own random P."""
     import matplotlib.pyplot as plt
 
     from .plotting import NONMEMBER_COLOR
@@ -692,14 +734,14 @@ def plot_pvalue_hist(records, arch: str, statistics, axes=None):
         axes = plt.subplots(1, len(statistics), figsize=(2.4 * len(statistics), 2.4),
                             sharey=True)[1]
     axes = np.atleast_1d(axes)
-    ind = _groups(records, arch).get("independent", [])
+    ind = _groups(records, arch).get(kind, [])
     for ax, s in zip(axes, statistics):
         ax.hist([r["tests"][s]["pvalue"] for r in ind], np.linspace(0, 1, 11),
                 color=NONMEMBER_COLOR, alpha=0.8)
         ax.axhline(len(ind) / 10, color="black", lw=1, linestyle=":")
         ax.set_title(s)
         ax.set_xlabel("p-value")
-    axes[0].set_ylabel(f"{_title(arch)} independent models")
+    axes[0].set_ylabel(f"{_title(arch)}: {kind}")
     return axes
 
 
@@ -721,7 +763,13 @@ def verdict_table(summary: dict, arch: str, statistics, alpha=0.05) -> str:
         lines.append(f"| {ATTACK_TITLES.get(kind, kind)} | " + " | ".join(cells) + " |")
     n_ind = summary[arch]["n_independent"]
     cells = [f"{round(tests[s][f'fpr_a{alpha:g}'] * n_ind)}/{n_ind}" for s in statistics]
-    lines.append("| **independent (false positives)** | " + " | ".join(cells) + " |")
+    lines.append("| **independent, owner's P (false positives)** | " + " | ".join(cells) + " |")
+    n_res = summary[arch].get("n_resplit", 0)
+    if n_res:
+        cells = [f"{round(tests[s][f'resplit_fpr_a{alpha:g}'] * n_res)}/{n_res}"
+                 for s in statistics]
+        lines.append("| **independent, own random P (false positives)** | "
+                     + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -121,7 +121,7 @@ def test_tiny_study_writes_well_formed_result_files(tmp_path):
     records, cfg, _ = study.load_results(out)
     assert cfg == TINY
     kinds = [r["kind"] for r in records]
-    assert kinds == ["independent"] * 2 + ["owner"] + list(study.ATTACKS)
+    assert kinds == ["independent"] * 2 + ["resplit"] * 2 + ["owner"] + list(study.ATTACKS)
     for r in records:
         assert len(r["acc"]["m3_n10"]) == 10 and all(0 <= a <= 1 for a in r["acc"]["m3_n10"])
         for s, t in r["tests"].items():
@@ -201,3 +201,18 @@ def test_figures_and_table_from_a_summary(tmp_path):
 def test_configs_read_back_from_json():
     for cfg in study.CONFIGS.values():
         assert study.config_from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_resplit_members_were_never_seen_by_their_model(prepared):
+    split, parts = prepared.split, prepared.parts
+    for k in range(3):
+        seen = set(study.independent_part(split, parts, DESIGN, k).tolist())
+        A_k = study.resplit_part(split, parts, DESIGN, k)
+        assert not set(A_k.tolist()) & seen
+        assert not set(A_k.tolist()) & (set(parts.S.tolist()) | set(parts.C.tolist()))
+        y = split.train_y.numpy()
+        assert np.array_equal(np.bincount(y[A_k], minlength=10), [20] * 10)
+        pools = study.pool_split(split, parts, DESIGN, A_k)
+        assert np.array_equal(pools.train_index, split.train_index[A_k])
+    assert not np.array_equal(study.resplit_part(split, parts, DESIGN, 0),
+                              study.resplit_part(split, parts, DESIGN, 1))
