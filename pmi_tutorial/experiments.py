@@ -442,8 +442,9 @@ def format_table(result: dict) -> str:
         if c.get("skipped_classes"):
             ours_mean += "*"
             notes.append(f"* {MODEL_TITLES[c['model']]} m={c['m']} n={c['n']}: class(es) "
-                         + ", ".join(c["skipped_classes"]) + " left out (pool too small: "
-                         + "; ".join(c["skipped_classes"].values()) + ")")
+                         + ", ".join(f"{r} ({why.split(';')[0]})" for r, why in c["skipped_classes"].items())
+                         + f" left out: a trial needs |P| >= n = {c['n']} and |Q| >= n(m-1) = "
+                         f"{c['n'] * (c['m'] - 1)}")
         row = [model, str(c["m"]), str(c["n"]), f"{ours_r} {ref_r}".strip(),
                f"{ours_acc} {ref_acc}".strip(), f"{ours_mean} {ref_mean}".strip(),
                f"{1 / c['m']:.2f}"]

@@ -196,7 +196,7 @@ def test_cells_with_too_small_pools_are_marked_not_fatal(cache, tmp_path):
     assert by_n[20]["acc_r_opt"] is not None and "skipped_classes" not in by_n[20]
     assert by_n[60]["acc_r_opt"] is None and set(by_n[60]["skipped_classes"]) == {"0", "1"}
     text = E.format_table(res)
-    assert "n/a" in text and "left out (pool too small: |P| = 50" in text
+    assert "n/a" in text and "class(es) 0 (|P| = 50, |Q| = " in text and "|P| >= n = 60" in text
 
 
 def test_feasible_classes_leaves_out_only_the_small_pools():
@@ -213,4 +213,6 @@ def test_feasible_classes_leaves_out_only_the_small_pools():
     result = {"settings": {"experiment": "table4", "profile": {"name": "quick"}, "trials": 100, "seed": 0},
               "cells": [cell]}
     text = E.format_table(result)
-    assert "0.950*" in text and text.splitlines()[-1].startswith("* VGG-19 m=5 n=300: class(es) 3 left out")
+    assert "0.950*" in text
+    assert text.splitlines()[-1] == ("* VGG-19 m=5 n=300: class(es) 3 (|P| = 320, |Q| = 1158) left out: "
+                                     "a trial needs |P| >= n = 300 and |Q| >= n(m-1) = 1200")
