@@ -158,6 +158,7 @@ def write_json_atomic(path, obj) -> None:
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a result file is for sharing
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
