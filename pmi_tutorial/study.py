@@ -463,8 +463,9 @@ def run_study(cfg: StudyConfig = CPU, out=None, cache_dir=None, root=None, progr
     """Train (or load), attack and measure every model; write the result files to ``out``.
 
     Returns ``{"paper_rule": ..., "tests": ..., "summary": ...}`` (the three files' contents).
-    The files are rewritten atomically after every model (``"complete": false`` until the
-    last), so an interrupted run leaves usable partial results and resumes from the caches.
+    The files are rewritten atomically at most every 30 s while models are measured
+    (``"complete": false``) and at the end, so an interrupted run leaves usable partial results
+    and resumes from the caches.
     """
     import torch
 
@@ -476,6 +477,7 @@ def run_study(cfg: StudyConfig = CPU, out=None, cache_dir=None, root=None, progr
     study = prepare(cfg.design, root)
     records = []
     timing = {"run_wall_seconds": 0.0, "run_cpu_seconds": 0.0}
+    last_write = time.perf_counter()
     for info, model, pools, transform, key in iter_models(study, cfg, cache_dir):
         rec = {**info, **measured(model, pools, transform, key, cfg, cache_dir)}
         records.append(rec)
@@ -485,9 +487,9 @@ def run_study(cfg: StudyConfig = CPU, out=None, cache_dir=None, root=None, progr
                   f"{rec['val_acc']:.3f}; p-values {p}", flush=True)
         timing = {"run_wall_seconds": round(time.perf_counter() - t_wall, 1),
                   "run_cpu_seconds": round(time.process_time() - t_cpu, 1)}
-        files = result_files(records, cfg, {**prov, **timing}, complete=False)
-        if out is not None:
-            write_results(files, out)
+        if out is not None and time.perf_counter() - last_write > 30:  # partial results
+            write_results(result_files(records, cfg, {**prov, **timing}, complete=False), out)
+            last_write = time.perf_counter()
     files = result_files(records, cfg, {**prov, **timing}, complete=True)
     if out is not None:
         write_results(files, out)
