@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "attacks", "checkpoint", "clustering", "data", "experiments", "features", "fingerprint",
+    "membership", "report", "study",
     "mmd", "models", "plotting", "pmi", "profiles", "stats", "training",
 )
 
