@@ -21,7 +21,7 @@ every statistic works on features computed once, and a permutation is only a new
 array.  The statistics in :data:`STATISTICS` evaluate many permutations at once.
 
 Also here: :func:`roc_curve`, :func:`auc` and :func:`tpr_at_fpr` for per-sample membership
-scores (the loss-threshold baselines of the chapter "Why pooling").
+scores (the loss-threshold baselines of the chapter "Membership inference").
 """
 
 from __future__ import annotations
