@@ -274,6 +274,12 @@ def cache_key(model_name, dataset, epochs, width, train_per_class, seed, split_s
     return key
 
 
+def last_epoch_path(final) -> Path:
+    """Where :func:`cached_model` keeps the last epoch's weights of the model cached at ``final``."""
+    final = Path(final)
+    return final.with_name(final.stem + ".last.pt")
+
+
 def cached_model(model_name, profile=None, seed=0, cache_dir=None, progress=True, device=None,
                  root=None, split_seed=None) -> TrainResult:
     """The profile's trained ``model_name``: loaded from the cache, or trained once and cached.
@@ -324,8 +330,11 @@ def cached_model(model_name, profile=None, seed=0, cache_dir=None, progress=True
     state = {"history": result.history, "best_epoch": result.best_epoch,
              "best_val_acc": result.best_val_acc}
     save_checkpoint(final, result.model, settings, state)
-    for p in (partial, sidecar_path(partial)):
-        p.unlink(missing_ok=True)
+    # The epoch checkpoint holds the weights of the *last* epoch: keep them beside the
+    # best-validation model (``last_epoch_path``), for analyses of the kept-model choice.
+    last = last_epoch_path(final)
+    os.replace(partial, last)
+    os.replace(sidecar_path(partial), sidecar_path(last))
     settings = read_settings(final)
     result.split, result.settings, result.checkpoint_path = split, settings, final
     return result
