@@ -11,8 +11,8 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "attacks", "checkpoint", "clustering", "data", "experiments", "features", "fingerprint",
-    "membership", "report", "study",
+    "attacks", "checkpoint", "clustering", "data", "experiments", "features", "files",
+    "fingerprint", "membership",
     "mmd", "models", "plotting", "pmi", "profiles", "stats", "training",
 )
 

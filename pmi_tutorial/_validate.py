@@ -6,9 +6,6 @@ so that a reader who passes the wrong thing learns what to pass instead.
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import numpy as np
 
 KERNELS = ("linear", "rbf")
@@ -128,21 +125,3 @@ def rng_from(rng) -> np.random.Generator:
     if rng is None or isinstance(rng, (int, np.integer)):
         return np.random.default_rng(rng)
     raise ValueError(f"rng must be None, an int seed or numpy.random.Generator, got {type(rng)}")
-
-
-def temp_file_beside(path) -> tuple[int, str]:
-    """``tempfile.mkstemp`` in the folder of ``path`` (created if missing), for an atomic write.
-
-    Returns ``(fd, temporary path)``.  A folder that cannot be created or written raises
-    ValueError naming ``path`` (not the temporary file) and the fix.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise ValueError(
-            f"cannot write {path}: {reason} (folder {path.parent}); pass a path in a folder "
-            "that exists or can be created and that you can write to"
-        ) from None

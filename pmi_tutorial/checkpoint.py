@@ -10,7 +10,7 @@ A checkpoint is two files:
 * ``path + ".json"``: the settings in readable form (model name, num_classes, width, dataset,
   format version, and whatever else the caller passed).
 
-Both are written atomically (a temporary file in the same folder, then :func:`os.replace`),
+Both are written atomically (:func:`pmi_tutorial.files.atomic_writer`),
 sidecar first, weights second, so that the weights file is the commit point: a run killed before
 its first save completes leaves no weights file (never one without a sidecar).  Both carry the
 same random ``checkpoint_id``; if a run is killed between the two replacements, or the files
@@ -19,9 +19,8 @@ come from different saves, the weights file (self-contained) wins and a warning 
 
 from __future__ import annotations
 
-import glob
+import io
 import json
-import os
 import pickle
 import re
 import uuid
@@ -31,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ._validate import temp_file_beside
+from .files import write_bytes_atomic
 
 FORMAT = "pmi_tutorial.checkpoint"
 FORMAT_VERSION = 1
@@ -40,41 +39,8 @@ _PLAIN = (str, int, float, bool, type(None))
 
 
 def sidecar_path(path) -> Path:
+    """The JSON sidecar of the checkpoint at ``path``: ``path + ".json"``."""
     return Path(str(path) + ".json")
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it into place."""
-    fd, tmp = temp_file_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def remove_stale_temps(path) -> list[Path]:
-    """Delete the temporary files a killed save of ``path`` (or of its sidecar) left behind.
-
-    Call it only from the process that owns ``path`` (the run that resumes it).  The temporary
-    files never load as ``path`` (they have other names); this only reclaims their space.
-    Returns the files removed.
-    """
-    path = Path(path)
-    removed = []
-    for name in (path.name, sidecar_path(path).name):
-        for tmp in path.parent.glob(f".{glob.escape(name)}.*.tmp"):
-            try:
-                tmp.unlink()
-                removed.append(tmp)
-            except OSError:
-                pass
-    return removed
 
 
 def _check_plain(obj, where: str) -> None:
@@ -140,8 +106,10 @@ def save_checkpoint(path, model: nn.Module, settings: dict | None = None, state:
     # the two leaves either no weights file (a first save: nothing to resume, nothing half-done)
     # or the previous, complete weights beside a newer sidecar (load_checkpoint notices the
     # differing checkpoint_id and trusts the settings stored inside the weights file).
-    _atomic_write(sidecar_path(path), lambda f: f.write((text + "\n").encode()))
-    _atomic_write(path, lambda f: torch.save(payload, f))
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes_atomic(sidecar_path(path), (text + "\n").encode())
+    write_bytes_atomic(path, buffer.getvalue())
     return path
 
 

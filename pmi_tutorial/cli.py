@@ -1,4 +1,4 @@
-"""Command line: ``python -m pmi_tutorial {train,verify,attack,reproduce} ...``.
+"""Command line: ``python -m pmi_tutorial {train,verify,attack,reproduce,study} ...``.
 
 Every mistake a user can make ends in one readable line on stderr and exit status 2, never a
 traceback.
@@ -17,6 +17,7 @@ examples:
   python -m pmi_tutorial attack prune --checkpoint models/mlp.pt --rate 0.5 --out models/mlp_pruned.pt
   python -m pmi_tutorial attack finetune --checkpoint models/mlp.pt --out models/mlp_ft.pt
   python -m pmi_tutorial reproduce table1 --profile quick
+  python -m pmi_tutorial study --config tiny --out results
 
 The data sets are read from $PMI_DATA_DIR (default ~/.cache/pmi_tutorial/data) and downloaded
 there when missing.  The profile (quick: a CPU in minutes; paper: the paper's settings) comes
@@ -98,6 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--classes", default=None,
                    help="comma-separated classes r (default: all); a file holds one class set")
     r.add_argument("--no-progress", action="store_true")
+
+    s = sub.add_parser("study", help="the false-positive study beyond the paper (independent models)",
+                       description="False positives of PMI: train independent, owner and attacked "
+                                   "models, measure the paper's rule (Eq. 13-14) and the permutation "
+                                   "tests, and write beyond_*.json. Every model and measurement is "
+                                   "cached, so a killed run resumes where it stopped.")
+    s.add_argument("--out", default="results", help="folder for the result files (default ./results)")
+    s.add_argument("--config", default="cpu", choices=("cpu", "tiny"),
+                   help="cpu: the committed run; tiny: 3 independent MLPs and 1 owner (default cpu)")
+    s.add_argument("--archs", nargs="+", default=None, help="architectures, e.g. mlp lenet5")
+    s.add_argument("--n-independent", type=int, default=None, help="independent models per architecture")
+    s.add_argument("--n-owners", type=int, default=None, help="owner models per architecture")
+    s.add_argument("--cache-dir", default=None, help="model cache (default $PMI_CACHE_DIR or ~/.cache)")
+    s.add_argument("--quiet", action="store_true", help="no line per model")
     return parser
 
 
@@ -169,8 +184,6 @@ def cmd_train(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    import json
-
     from . import data, fingerprint
     from . import _validate as V
     from .checkpoint import load_checkpoint
@@ -195,9 +208,11 @@ def cmd_verify(args) -> int:
     print(f"verdict (Eq. 13, rho = {args.rho}): acc_r_opt - 1/m = {res.acc_opt - 1 / args.m:.3f} "
           f"{'>=' if verdict else '<'} rho -> {'ownership claimed' if verdict else 'no claim'}")
     if args.json_out:
-        from .experiments import write_json_atomic
+        from . import files
 
-        write_json_atomic(args.json_out, dict(res.to_dict(), verdict=verdict, rho=args.rho))
+        header = files.result_header("pmi-tutorial-verify", "python -m pmi_tutorial " + " ".join(args.argv))
+        files.write_json_atomic(args.json_out, {**header, **res.to_dict(), "verdict": verdict,
+                                                "rho": args.rho, "checkpoint": str(args.checkpoint)})
     return 0
 
 
@@ -245,7 +260,28 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "verify": cmd_verify, "attack": cmd_attack, "reproduce": cmd_reproduce}
+def cmd_study(args) -> int:
+    from dataclasses import replace
+
+    from . import _validate as V
+    from .experiments import study
+
+    changes = {"archs": tuple(args.archs) if args.archs else None,
+               "n_independent": args.n_independent, "n_owners": args.n_owners}
+    for name in ("n_independent", "n_owners"):
+        if changes[name] is not None:
+            V.check_positive_int(changes[name], "--" + name.replace("_", "-"))
+    cfg = replace(study.CONFIGS[args.config], **{k: v for k, v in changes.items() if v is not None})
+    files = study.run_study(cfg, out=args.out, cache_dir=args.cache_dir, progress=not args.quiet,
+                            command="python -m pmi_tutorial " + " ".join(args.argv))
+    prov = files["summary"]["provenance"]
+    print(f"wrote {', '.join(study.FILES.values())} to {args.out} in {prov['run_wall_seconds']} s "
+          f"({prov['run_cpu_seconds']} CPU s)")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "verify": cmd_verify, "attack": cmd_attack, "reproduce": cmd_reproduce,
+            "study": cmd_study}
 
 
 def _one_line(exc: BaseException) -> str:

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
+
+from .files import atomic_writer, write_text_atomic
 
 DATASETS = ("mnist", "cifar10")
 
@@ -160,30 +161,6 @@ def verify_file(name, path) -> None:
     _VERIFIED[key] = ident
 
 
-def _atomic_savez(path: Path, **arrays) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _as_numpy(a, dtype) -> np.ndarray:
     if hasattr(a, "numpy"):
         a = a.numpy()
@@ -208,8 +185,9 @@ def download(name, root=None) -> Path:
         parts[f"x_{part}"] = _as_numpy(ds.data, np.uint8)
         parts[f"y_{part}"] = _as_numpy(ds.targets, np.uint8)
     path = folder / f"{name}.npz"
-    _atomic_savez(path, **parts)
-    _atomic_write_text(path.with_name(path.name + ".sha256"), sha256_of(path) + "\n")
+    with atomic_writer(path) as f:
+        np.savez_compressed(f, **parts)
+    write_text_atomic(path.with_name(path.name + ".sha256"), sha256_of(path) + "\n")
     return path
 
 

@@ -30,14 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _validate as V
-from .checkpoint import (
-    load_checkpoint,
-    read_settings,
-    remove_stale_temps,
-    save_checkpoint,
-    sidecar_path,
-)
+from .checkpoint import load_checkpoint, read_settings, save_checkpoint, sidecar_path
 from .features import eval_mode, model_device
+from .files import remove_stale_temps
 
 DEFAULT_CACHE_DIR = Path("~/.cache/pmi_tutorial/models")
 

@@ -9,7 +9,6 @@ tests/test_reliability.py.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pmi_tutorial import attacks, cli, profiles
+from pmi_tutorial import attacks, cli, files, profiles
 from pmi_tutorial.checkpoint import load_checkpoint, sidecar_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +75,8 @@ def test_train_verify_attack_end_to_end(env, capsys):
     out = capsys.readouterr().out
     assert "class 0: acc_r = " in out and "class 1: acc_r = " in out and "class 2" not in out
     assert "r_opt = " in out and "verdict (Eq. 13" in out
-    saved = json.loads(result.read_text())
+    saved = files.read_result(result, "pmi-tutorial-verify")  # the header with provenance
+    assert saved["provenance"]["command"].startswith("python -m pmi_tutorial verify")
     assert set(saved["acc_by_class"]) == {"0", "1"} and saved["m"] == 3 and saved["n"] == 20
     assert saved["summary"]["r_opt"] in (0, 1) and isinstance(saved["verdict"], bool)
     # the printed acc_r are the saved ones
@@ -109,6 +109,7 @@ SUBCOMMANDS = {
     "attack": ["finetune", "prune", "--checkpoint", "--out", "--rate", "--epochs", "--fraction"],
     "reproduce": ["table1", "figure2", "--profile", "--out", "--trials", "--models", "--ms", "--ns",
                   "resumes"],
+    "study": ["--out", "--config", "tiny", "--archs", "--n-independent", "--n-owners", "resumes"],
 }
 
 
@@ -127,7 +128,7 @@ def test_top_level_help_through_the_entry_point():
     proc = subprocess.run([sys.executable, "-m", "pmi_tutorial", "--help"], capture_output=True, text=True,
                           timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode == 0 and proc.stderr == ""
-    for word in ("train", "verify", "attack", "reproduce", "PMI_DATA_DIR", "PMI_PROFILE", "examples:"):
+    for word in ("train", "verify", "attack", "reproduce", "study", "PMI_DATA_DIR", "PMI_PROFILE", "examples:"):
         assert word in proc.stdout
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 import torch
 
-from pmi_tutorial import attacks, cli, clustering, data, experiments, fingerprint, mmd, pmi, training
+from pmi_tutorial import attacks, cli, clustering, data, experiments, files, fingerprint, mmd, pmi, training
 from pmi_tutorial.checkpoint import load_checkpoint, read_payload, save_checkpoint, sidecar_path
 from pmi_tutorial.models import build_model
 from pmi_tutorial.profiles import Profile, get_profile
@@ -116,7 +116,7 @@ def _old_result_file(tmp_path, monkeypatch):
 def _unwritable_folder(tmp_path, monkeypatch):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    experiments.write_json_atomic(blocker / "results" / "table1_quick.json", {"cells": []})
+    files.write_json_atomic(blocker / "results" / "table1_quick.json", {"cells": []})
 
 
 #: (id, call, exception type, words the message must contain: the problem and the fix)
@@ -474,7 +474,7 @@ SWEEP_CHILD = textwrap.dedent("""
 
 
 def _cells(result):
-    return {experiments._cell_key(c): {k: v for k, v in c.items() if k != "seconds"}
+    return {(c['model'], c.get('rate'), c['m'], c['n']): {k: v for k, v in c.items() if k != "seconds"}
             for c in result["cells"]}
 
 

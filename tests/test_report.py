@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from pmi_tutorial import experiments as E  # noqa: E402
-from pmi_tutorial import report  # noqa: E402
+from pmi_tutorial.experiments import report  # noqa: E402
 from pmi_tutorial.profiles import QUICK  # noqa: E402
 
 RUN = {"command": "python -m pmi_tutorial reproduce table1 --profile quick", "git_commit": "abc123" * 7,
@@ -108,26 +108,15 @@ def test_plot_validation_curve_marks_the_kept_epoch():
         report.plot_validation_curve(res, "vgg19")
 
 
-def test_results_dir_finds_the_committed_files(tmp_path, monkeypatch):
-    import json
-
-    monkeypatch.delenv("PMI_RESULTS_DIR", raising=False)
-    repo = tmp_path / "repo"
-    folder = repo / "book" / "results"
-    folder.mkdir(parents=True)
-    (folder / "table1_quick.json").write_text(json.dumps(fake_result("table1", [])))
-    (repo / "notebooks").mkdir()
-    assert report.results_dir(repo / "notebooks") == folder
-    assert report.results_dir(repo / "book") == folder
-    assert report.load_committed("table1", "quick", repo / "book")["cells"] == []
-    monkeypatch.setenv("PMI_RESULTS_DIR", str(folder))
-    assert report.results_dir(tmp_path) == folder
-    monkeypatch.delenv("PMI_RESULTS_DIR")
-    (tmp_path / "elsewhere").mkdir()
-    if not any(p.joinpath("results").is_dir() or p.joinpath("book", "results").is_dir()
-               for p in tmp_path.parents):
-        with pytest.raises(FileNotFoundError, match="PMI_RESULTS_DIR"):
-            report.results_dir(tmp_path / "elsewhere")
+def test_committed_tables_load_through_the_package():
+    # every committed sweep file is found as package data and passes the header and cell checks
+    for name, profile in (("table1", "paper"), ("table2", "quick"), ("table3", "paper"),
+                          ("table4", "quick"), ("figure2", "paper"), ("figure2", "quick")):
+        res = E.committed_table(name, profile)
+        assert res["settings"]["experiment"] == name
+        assert res["settings"]["profile"]["name"] == profile
+    with pytest.raises(ValueError, match="table1_paper"):  # the error lists what exists
+        E.committed_table("table9", "paper")
 
 
 def test_signal_to_noise_matches_the_gaussian_closed_form():

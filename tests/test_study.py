@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy.stats import binomtest
 
-from pmi_tutorial import study
+from pmi_tutorial.experiments import study
 
 matplotlib.use("Agg")
 REPO = Path(__file__).resolve().parents[1]

@@ -155,7 +155,10 @@ def test_cached_model_trains_once_then_loads(mnist_root, tmp_path, monkeypatch):
                                   device="cpu", root=mnist_root)
     assert not first.from_cache and len(first.history) == 2
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == ["mlp_mnist_e2_w1_tpc30_s0.pt", "mlp_mnist_e2_w1_tpc30_s0.pt.json"]  # no partials
+    # the best-validation model and the last epoch's weights, each with its sidecar; no partials
+    assert files == ["mlp_mnist_e2_w1_tpc30_s0.last.pt", "mlp_mnist_e2_w1_tpc30_s0.last.pt.json",
+                     "mlp_mnist_e2_w1_tpc30_s0.pt", "mlp_mnist_e2_w1_tpc30_s0.pt.json"]
+    assert training.last_epoch_path(first.checkpoint_path).name == files[0]
     assert first.split.train_per_class == 30 and len(first.split.train_y) == 300
     assert len(first.split.val_y) == 20000
 

@@ -1,6 +1,6 @@
 r"""Reading result files in the book (chapters "Reproducing Tables I and II" and "Robustness").
 
-The sweeps of :mod:`pmi_tutorial.experiments` write one JSON result file per experiment. The
+The sweeps of :mod:`pmi_tutorial.experiments.tables` write one JSON result file per experiment. The
 helpers here turn such a file into what a chapter shows:
 
 * :func:`provenance_text` - who made the numbers: command, commit, hardware, date, profile and
@@ -15,36 +15,10 @@ helpers here turn such a file into what a chapter shows:
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 
-from .experiments import MODEL_TITLES, get_spec, load_result, paper_table, plan
-from .profiles import Profile
-
-RESULTS_URL = "https://raw.githubusercontent.com/pmi-tutorial/pmi-tutorial/main/book/results"
-
-
-def results_dir(start=None) -> Path:
-    """The committed result files: ``$PMI_RESULTS_DIR``, else ``book/results`` (or ``results``
-    beside a chapter) in the working folder or one above it."""
-    if os.environ.get("PMI_RESULTS_DIR"):
-        return Path(os.environ["PMI_RESULTS_DIR"]).expanduser()
-    start = Path(start or Path.cwd()).resolve()
-    for folder in (start, *start.parents):
-        for candidate in (folder / "book" / "results", folder / "results"):
-            if candidate.is_dir() and any(candidate.glob("*.json")):
-                return candidate
-    raise FileNotFoundError(
-        f"no book/results folder in {start} or above; run the chapter from the repository, set "
-        f"PMI_RESULTS_DIR, or download the files from {RESULTS_URL}"
-    )
-
-
-def load_committed(name: str, profile: str, start=None) -> dict:
-    """The committed result file ``{name}_{profile}.json`` (see :func:`results_dir`)."""
-    return load_result(results_dir(start) / f"{name}_{profile}.json")
+from ..profiles import Profile
+from .tables import MODEL_TITLES, get_spec, paper_table, plan
 
 
 def _profile(result) -> Profile:
@@ -135,7 +109,7 @@ def plot_pruning(result, models=None, ns=None, axes=None, m: int = 3):
     """
     import matplotlib.pyplot as plt
 
-    from .plotting import NEUTRAL_COLOR
+    from ..plotting import NEUTRAL_COLOR
 
     spec = get_spec(result["settings"]["experiment"])
     if spec.condition != "prune":

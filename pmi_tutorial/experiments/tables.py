@@ -12,23 +12,17 @@ date and run time.
 from __future__ import annotations
 
 import json
-import os
-import platform
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
-
-from . import _validate as V
-from .profiles import Profile, get_profile
+from .. import _validate as V
+from .. import files as F
+from ..profiles import Profile, get_profile
 
 RESULT_FORMAT = "pmi-tutorial-result"
-RESULT_VERSION = 1
+RESULT_VERSION = F.RESULT_FORMATS[RESULT_FORMAT]
 
 
 @dataclass(frozen=True)
@@ -69,128 +63,30 @@ def paper_table(name: str) -> dict:
     return {(row[0], row[1], row[2]): tuple(row[3:6]) for row in tables[name]["rows"]}
 
 
-# --------------------------------------------------------------------------- provenance
-
-
-def _git_commit() -> str:
-    try:
-        root = Path(__file__).resolve().parent.parent
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-        commit = out.stdout.strip()
-        if not commit:
-            return "unknown"
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10,
-        ).stdout.strip()
-        return commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def hardware() -> dict:
-    import torch
-
-    info = {
-        "machine": platform.machine(),
-        "processor": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.is_available(),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def versions() -> dict:
-    import scipy
-    import torch
-
-    from . import __version__
-
-    return {
-        "python": platform.python_version(),
-        "pmi_tutorial": __version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-    }
-
-
-def provenance(command: str | None = None) -> dict:
-    """What produced a result: command, git commit, hardware, library versions, start date."""
-    return {
-        "command": command or " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
-        "git_commit": _git_commit(),
-        "hardware": hardware(),
-        "versions": versions(),
-        "started": _now(),
-    }
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 # --------------------------------------------------------------------------- result files
 
 
-def write_json_atomic(path, obj) -> None:
-    """Write JSON to ``path`` through a temporary file and ``os.replace``: never a half file."""
-    path = Path(path)
-    fd, tmp = V.temp_file_beside(path)  # a clear error for a folder that cannot be written
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a result file is for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def load_result(path) -> dict:
-    """Read a result file, refusing one that is corrupt or of an incompatible version."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no result file at {path}; run `python -m pmi_tutorial reproduce ...`")
-    try:
-        result = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(
-            f"result file {path} is not valid JSON ({exc}); delete it and run the experiment again"
-        ) from None
-    if not isinstance(result, dict) or result.get("format") != RESULT_FORMAT:
-        raise ValueError(f"{path} is not a pmi-tutorial result file; pass a file written by `reproduce`")
-    if result.get("version") != RESULT_VERSION:
-        raise ValueError(
-            f"result file {path} has format version {result.get('version')!r}, this pmi_tutorial "
-            f"reads version {RESULT_VERSION}; rerun the experiment (or use the matching release)"
-        )
+    """Read a table result file (:func:`pmi_tutorial.files.read_result`), checking its cells."""
+    return check_table(F.read_result(path, RESULT_FORMAT), path)
+
+
+def check_table(result: dict, where) -> dict:
+    """Check that a result file of a sweep holds settings, models and a list of cells."""
     missing = [k for k in ("settings", "provenance", "models", "cells") if k not in result]
     if missing or not isinstance(result["cells"], list):
         raise ValueError(
-            f"result file {path} lacks {', '.join(missing) or 'a list of cells'}; "
+            f"result file {where} lacks {', '.join(missing) or 'a list of cells'}; "
             "delete it and run the experiment again"
         )
     return result
+
+
+def committed_table(name: str, profile: str) -> dict:
+    """The committed result file of experiment ``name`` under ``profile`` (e.g. ``table1``,
+    ``paper``), read through :func:`pmi_tutorial.files.committed_result`."""
+    key = f"{name}_{profile}"
+    return check_table(F.committed_result(key, RESULT_FORMAT), f"pmi_tutorial/results/{key}.json")
 
 
 def result_path(out_dir, name: str, profile: Profile) -> Path:
@@ -255,7 +151,7 @@ def _model_info(model_name, profile, trained) -> dict:
 
 def _prepare_model(model_name, spec, profile, seed, cache_dir, progress, log):
     """Train or load the owner's model, apply the fine-tuning attack when the table asks for it."""
-    from . import attacks, training
+    from .. import attacks, training
 
     trained = training.cached_model(model_name, profile, seed=seed, cache_dir=cache_dir, progress=progress)
     info = _model_info(model_name, profile, trained)
@@ -299,7 +195,7 @@ def reproduce(
     ``result["runs"]`` (command, git commit, hardware, versions, dates, seconds, cells done);
     ``result["provenance"]`` is the first of them.
     """
-    from . import attacks, data, fingerprint
+    from .. import attacks, data, fingerprint
 
     spec = get_spec(name)
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
@@ -314,10 +210,8 @@ def reproduce(
     settings = _settings(spec, profile, seed, trials, classes)
     log(profile.banner())
 
-    run = dict(provenance(command), cells_done=0, seconds=0.0)
-    from .checkpoint import remove_stale_temps
-
-    remove_stale_temps(path)  # what a sweep killed while writing left behind
+    run = dict(F.result_header(RESULT_FORMAT, command)["provenance"], cells_done=0, seconds=0.0)
+    F.remove_stale_temps(path)  # what a sweep killed while writing left behind
     if path.exists():
         result = load_result(path)
         if result["settings"] != settings:
@@ -353,7 +247,7 @@ def reproduce(
                 attacked = model if rate is None else attacks.prune(model, rate)
                 features, feature_rate = fingerprint.pool_features(attacked, pools), rate
                 if rate is not None:
-                    from .training import evaluate
+                    from ..training import evaluate
 
                     info.setdefault("val_acc_after_prune", {})[str(rate)] = evaluate(
                         attacked, split.val_x, split.val_y)
@@ -376,8 +270,8 @@ def reproduce(
             result["run_seconds"] = round(result["run_seconds"] + elapsed, 1)
             run["seconds"] = round(run["seconds"] + elapsed, 1)
             run["cells_done"] += 1
-            run["finished"] = result["provenance"]["finished"] = _now()
-            write_json_atomic(path, result)
+            run["finished"] = result["provenance"]["finished"] = F.now()
+            F.write_json_atomic(path, result)
             log(_cell_line(cell))
     if not todo:
         log(f"[{name}] nothing to do: every cell is in {path}")

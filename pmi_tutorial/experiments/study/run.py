@@ -1,0 +1,331 @@
+r"""Does PMI accuse innocent models?  The false-positive study (book chapter "Beyond the paper").
+
+The paper claims ownership when :math:`acc_{r_{opt}} - 1/m \ge \rho` (Eq. 13-14) and never
+measures how often a model that never saw P passes that rule.  This module measures it.
+
+**The design** (one owner's split of MNIST, :func:`pmi_tutorial.data.owner_split`, cut further
+by class into disjoint parts of its *training* images, :func:`make_parts`):
+
+* part A (``member_per_class`` images per class): the owner trains on A.  P = the class-r images
+  of A; Q = the class-r images of the owner's validation split (all of them, or the first
+  ``nonmember_per_class``).
+* part S (``select_per_class``): the validation set that picks the best epoch of *every* model
+  (so no model, owner or not, ever uses a Q image).
+* part C (``distill_per_class``): the images an extractor queries the suspect on in
+  knowledge distillation: never in P, never in Q.
+* the rest R: independent model k trains on its own random ``independent_per_class`` images
+  per class of R (part B_k, seeded by k) from its own initial weights: it never saw P.
+
+Owner models (several seeds, all trained on A) and their attacked copies (fine-tuning as in the
+paper, pruning, int8 quantization, weight noise, distillation, probability-only access) give the
+true positives; independent models give the false positives.  Every model is cached in
+``training.cache_folder() / "beyond"``, keyed by its settings, and so is every model's
+measurement: ``python -m pmi_tutorial study --out pmi_tutorial/results`` resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from ... import files as F
+from .design import (ATTACKS, CPU, REDUCED, Study, StudyConfig, _as_index, _digest,
+                     config_from_dict, independent_part, pool_split, prepare, resplit_part,
+                     training_split)
+from .summary import summarize
+
+RESULT_FORMAT = "pmi-tutorial-beyond"
+RESULT_VERSION = F.RESULT_FORMATS[RESULT_FORMAT]
+#: the three result files of a run, by part; committed as ``pmi_tutorial/results/beyond_*.json``
+FILES = {"paper_rule": "beyond_paper_rule.json", "tests": "beyond_tests.json",
+         "summary": "beyond_summary.json"}
+
+# --------------------------------------------------------------------------- models (cached)
+
+
+def _folder(cache_dir) -> Path:
+    from ...training import cache_folder
+
+    return cache_folder(cache_dir) / "beyond"
+
+
+def _cached_model(folder: Path, key: str, settings: dict, make):
+    """Load ``folder/key.pt``, or ``make(partial_path)`` -> (model, state) and save it."""
+    from ...checkpoint import load_checkpoint, save_checkpoint, sidecar_path
+
+    final = folder / f"{key}.pt"
+    if final.is_file():
+        model, _, state = load_checkpoint(final)
+        return model.eval(), state or {}
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f"{key}.training.pt"
+    t0 = time.process_time()
+    model, state = make(partial)
+    state = {**state, "cpu_seconds": time.process_time() - t0}
+    save_checkpoint(final, model, {"study": settings}, state)
+    for p in (partial, sidecar_path(partial)):
+        p.unlink(missing_ok=True)
+    return model.eval(), state
+
+
+def _trained(study: Study, cfg: StudyConfig, arch, role, k, train_pos, seed, cache_dir):
+    from ...models import build_model
+    from ...training import train
+
+    settings = {"arch": arch, "role": role, "index": int(k), "seed": int(seed),
+                "design": asdict(study.design), "epochs": cfg.epochs, "width": cfg.width}
+
+    def make(partial):
+        model = build_model(arch, num_classes=study.split.num_classes, width=cfg.width, seed=seed)
+        res = train(model, training_split(study.split, train_pos, study.parts.S), cfg.epochs,
+                    seed=seed, checkpoint_path=partial, device="cpu", progress=False)
+        return res.model, {"best_epoch": res.best_epoch, "select_acc": res.best_val_acc}
+
+    key = f"{arch}_{role}{k}_{_digest(settings)}"
+    model, state = _cached_model(_folder(cache_dir), key, settings, make)
+    return model, key, settings, state
+
+
+def independent_model(study, cfg, arch, k, cache_dir=None):
+    """Independent model k: trained on part B_k (never on P) from seed 1000 + k."""
+    pos = independent_part(study.split, study.parts, study.design, k)
+    return _trained(study, cfg, arch, "independent", k, pos, 1000 + int(k), cache_dir)
+
+
+def owner_model(study, cfg, arch, k, cache_dir=None):
+    """Owner model k: trained on part A from seed k."""
+    return _trained(study, cfg, arch, "owner", k, study.parts.A, int(k), cache_dir)
+
+
+def attacked(study, cfg, owner, owner_key, owner_settings, attack, k, cache_dir=None):
+    """The attacked copy of owner model k: ``(model, pool split, feature transform)``.
+
+    The pool split changes only for fine-tuning (its 20% of the validation set leaves Q);
+    ``logprob`` is the owner model itself seen through log-probabilities.
+    """
+    import torch
+
+    from ... import attacks
+    from ...models import build_model
+
+    pools, transform = study.pools, None
+    if attack == "prune":
+        return attacks.prune(owner, cfg.prune_rate), pools, None
+    if attack == "quantize":
+        return attacks.quantize(owner, cfg.quantize_bits), pools, None
+    if attack == "noise":
+        return attacks.weight_noise(owner, cfg.noise_scale, seed=k), pools, None
+    if attack == "logprob":
+        return owner, pools, lambda z: torch.log_softmax(z, dim=1)
+    if attack == "finetune":
+        settings = {"base": owner_key, "attack": attack, "epochs": cfg.finetune_epochs,
+                    "lr": cfg.finetune_lr, "fraction": cfg.finetune_fraction, "seed": k}
+        _, rest = attacks.finetune_split(pools, cfg.finetune_fraction, seed=k)
+
+        def make(_):
+            res = attacks.fine_tune(owner, pools, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr,
+                                    fraction=cfg.finetune_fraction, seed=k, device="cpu")
+            return res.model, {}
+
+        model, _ = _cached_model(_folder(cache_dir), f"{owner_key}_ft_{_digest(settings)}",
+                                 settings, make)
+        return model, rest, None
+    if attack == "distill":
+        settings = {"base": owner_key, "attack": attack, "epochs": cfg.distill_epochs,
+                    "temperature": cfg.distill_temperature, "seed": 500 + k,
+                    "images": "part C"}
+        x = study.split.train_x[_as_index(study.parts.C)]
+
+        def make(_):
+            student = build_model(owner_settings["arch"], num_classes=study.split.num_classes,
+                                  width=cfg.width, seed=500 + k)
+            return attacks.distill(owner, student, x, epochs=cfg.distill_epochs,
+                                   temperature=cfg.distill_temperature, seed=500 + k,
+                                   device="cpu"), {}
+
+        model, _ = _cached_model(_folder(cache_dir), f"{owner_key}_kd_{_digest(settings)}",
+                                 settings, make)
+        return model, pools, None
+    raise ValueError(f"unknown attack {attack!r}; use one of {', '.join(ATTACKS)}")
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def _test_options(cfg: StudyConfig, statistic: str, c: int) -> dict:
+    if statistic == "rbf":
+        return dict(B=cfg.rbf_B, trials=cfg.rbf_trials, bandwidth=math.sqrt(2 * c), dtype="float32")
+    return dict(B=cfg.B, trials=cfg.test_trials)
+
+
+def measure(feature_pools, cfg: StudyConfig) -> dict:
+    """The paper's rule on every (m, n) and the permutation p-values of one model's features.
+
+    Returns ``{"acc": {"m3_n100": [acc_0, ..., acc_9], ...}, "tests": {statistic: {"pvalue",
+    "observed", "per_class_pvalue"}}}``.
+    """
+    from ... import fingerprint, stats
+
+    acc = {}
+    for m in cfg.ms:
+        for n in cfg.ns:
+            res = fingerprint.run_on_features(feature_pools, m, n, trials=cfg.trials, seed=cfg.seed)
+            acc[f"m{m}_n{n}"] = [float(res.acc_by_class[r]) for r in sorted(res.acc_by_class)]
+    c = next(iter(feature_pools.values()))[0].shape[1]
+    tests = {}
+    for name in cfg.statistics:
+        pr = stats.permutation_test(feature_pools, name, seed=cfg.seed, m=cfg.test_m, n=cfg.test_n,
+                                    **_test_options(cfg, name, c))
+        tests[name] = {"pvalue": pr.pvalue, "observed": round(pr.observed, 6),
+                       "per_class_pvalue": [round(pr.per_class_pvalue[r], 6)
+                                            for r in sorted(pr.per_class_pvalue)]}
+    return {"acc": acc, "tests": tests}
+
+
+def _measure_settings(cfg: StudyConfig) -> dict:
+    d = cfg.to_dict()
+    keep = ("trials", "ms", "ns", "statistics", "test_m", "test_n", "B", "test_trials", "rbf_B",
+            "rbf_trials", "seed")
+    return {k: d[k] for k in keep}
+
+
+def measured(model, pools_split, transform, key, cfg, cache_dir=None) -> dict:
+    """:func:`measure` on ``model``'s features of the pools, cached by model key and settings."""
+    from ... import fingerprint
+    from ...data import all_class_pools
+
+    path = _folder(cache_dir) / "records" / f"{key}_{_digest(_measure_settings(cfg))}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    t0 = time.process_time()
+    fp = fingerprint.pool_features(model, all_class_pools(pools_split), transform=transform)
+    correct = sum(int((fQ.argmax(1) == r).sum()) for r, (_, fQ) in fp.items())
+    record = {"val_acc": round(correct / sum(len(fQ) for _, fQ in fp.values()), 4),
+              **measure(fp, cfg)}
+    record["cpu_seconds"] = round(time.process_time() - t0, 2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    F.write_json_atomic(path, record)
+    return record
+
+
+def iter_models(study: Study, cfg: StudyConfig, cache_dir=None):
+    """Yield ``(info, model, pool split, transform, key)`` for every model of the study, in
+    order: per architecture the independent models, then each owner followed by its copies."""
+    for arch in cfg.archs:
+        for k in range(cfg.n_independent):
+            model, key, _, state = independent_model(study, cfg, arch, k, cache_dir)
+            yield _info(arch, "independent", k, None, state), model, study.pools, None, key
+        for k in range(cfg.n_independent if cfg.resplit else 0):
+            model, key, _, _ = independent_model(study, cfg, arch, k, cache_dir)
+            pools = pool_split(study.split, study.parts, study.design,
+                               resplit_part(study.split, study.parts, study.design, k))
+            yield _info(arch, "resplit", k, None, {}), model, pools, None, f"{key}_resplit"
+        for k in range(cfg.n_owners):
+            owner, key, settings, state = owner_model(study, cfg, arch, k, cache_dir)
+            yield _info(arch, "owner", k, k, state), owner, study.pools, None, key
+            for attack in cfg.attacks:
+                model, pools, transform = attacked(study, cfg, owner, key, settings, attack, k,
+                                                   cache_dir)
+                yield (_info(arch, attack, k, k, {}), model, pools, transform,
+                       f"{key}_{attack}_{_digest(_attack_settings(cfg, attack))}")
+
+
+def _attack_settings(cfg, attack) -> dict:
+    d = cfg.to_dict()
+    prefix = {"finetune": "finetune_", "prune": "prune_", "quantize": "quantize_",
+              "noise": "noise_", "distill": "distill_", "logprob": "none"}[attack]
+    return {k: v for k, v in d.items() if k.startswith(prefix)}
+
+
+def _info(arch, kind, k, owner, state) -> dict:
+    return {"arch": arch, "kind": kind, "index": int(k), "owner": owner,
+            "train_cpu_seconds": round(float(state.get("cpu_seconds", 0.0)), 2)}
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def run_study(cfg: StudyConfig = CPU, out=None, cache_dir=None, root=None, progress=True,
+              command=None) -> dict:
+    """Train (or load), attack and measure every model; write the result files to ``out``.
+
+    Returns ``{"paper_rule": ..., "tests": ..., "summary": ...}`` (the three files' contents).
+    The files are rewritten atomically at most every 30 s while models are measured
+    (``"complete": false``) and at the end, so an interrupted run leaves usable partial results
+    and resumes from the caches.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    prov = F.result_header(RESULT_FORMAT, command)["provenance"]
+    t_wall, t_cpu = time.perf_counter(), time.process_time()
+    study = prepare(cfg.design, root)
+    records = []
+    timing = {"run_wall_seconds": 0.0, "run_cpu_seconds": 0.0}
+    last_write = time.perf_counter()
+    for info, model, pools, transform, key in iter_models(study, cfg, cache_dir):
+        rec = {**info, **measured(model, pools, transform, key, cfg, cache_dir)}
+        records.append(rec)
+        if progress:
+            p = ", ".join(f"{s} {t['pvalue']:.3f}" for s, t in rec["tests"].items())
+            print(f"{info['arch']:6s} {info['kind']:11s} {info['index']:2d}: val acc "
+                  f"{rec['val_acc']:.3f}; p-values {p}", flush=True)
+        timing = {"run_wall_seconds": round(time.perf_counter() - t_wall, 1),
+                  "run_cpu_seconds": round(time.process_time() - t_cpu, 1)}
+        if out is not None and time.perf_counter() - last_write > 30:  # partial results
+            write_results(result_files(records, cfg, {**prov, **timing}, complete=False), out)
+            last_write = time.perf_counter()
+    files = result_files(records, cfg, {**prov, **timing}, complete=True)
+    if out is not None:
+        write_results(files, out)
+    return files
+
+
+def result_files(records, cfg: StudyConfig, prov: dict, complete: bool) -> dict:
+    """The contents of the three result files (see :data:`FILES`)."""
+    head = {"format": RESULT_FORMAT, "version": RESULT_VERSION, "settings": cfg.to_dict(),
+            "reduced": list(REDUCED) if cfg.name == "cpu" else [], "provenance": prov,
+            "complete": complete,
+            "compute_cpu_seconds": round(sum(r.get("train_cpu_seconds", 0) + r.get("cpu_seconds", 0)
+                                             for r in records), 1)}
+    base = ("arch", "kind", "index", "owner", "val_acc")
+    return {
+        "paper_rule": {**head, "models": [{**{k: r[k] for k in base}, "acc": r["acc"]}
+                                          for r in records]},
+        "tests": {**head, "models": [{**{k: r[k] for k in base}, "tests": r["tests"]}
+                                     for r in records]},
+        "summary": {**head, "summary": summarize(records, cfg)},
+    }
+
+
+def write_results(files: dict, out) -> None:
+    """Write the three result files (:func:`result_files`) into the folder ``out``, atomically."""
+    for name, content in files.items():
+        F.write_json_atomic(Path(out) / FILES[name], content)
+
+
+def load_results(folder=None) -> tuple[list, StudyConfig, dict]:
+    """Read the study's result files: ``(records, config, files)``.
+
+    ``folder=None`` reads the committed files (:func:`pmi_tutorial.files.committed_result`),
+    otherwise the files a run wrote into ``folder``.  ``records`` merges the per-model entries
+    of ``beyond_paper_rule.json`` and ``beyond_tests.json``; ``config`` is the
+    :class:`StudyConfig` they were made with.
+    """
+    files = {}
+    for name, fname in FILES.items():
+        if folder is None:
+            files[name] = F.committed_result(fname[:-len(".json")], RESULT_FORMAT)
+            continue
+        path = Path(folder) / fname
+        if not path.is_file():
+            raise FileNotFoundError(f"no result file {path}; run `python -m pmi_tutorial study "
+                                    f"--out {folder}`")
+        files[name] = F.read_result(path, RESULT_FORMAT)
+    records = [{**a, **b} for a, b in zip(files["paper_rule"]["models"], files["tests"]["models"])]
+    return records, config_from_dict(files["summary"]["settings"]), files
+
+
