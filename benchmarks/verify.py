@@ -45,7 +45,7 @@ from pmi_tutorial import data, fingerprint
 from pmi_tutorial.clustering import agglomerative, final_clusters
 from pmi_tutorial.features import logits
 from pmi_tutorial.models import build_model
-from pmi_tutorial.pmi import guess_from_clusters, normalize
+from pmi_tutorial.pmi import guess_from_clusters, normalize_features
 
 
 # --------------------------------------------------------------------------- the literal way
@@ -72,7 +72,7 @@ def literal_guesses(model, images: torch.Tensor, draws: fingerprint.Draws, n_P: 
         F = logits(model, x, batch_size=m * n).double().numpy().reshape(m, n, -1)
         if clock is not None:
             clock[0] += time.perf_counter() - t0
-        F = normalize(F)  # Eq. 5-6
+        F = normalize_features(F)  # Eq. 5-6
         D = np.zeros((m, m))
         for a in range(m):
             for b in range(a + 1, m):

@@ -52,54 +52,106 @@ def _shape_hint(name: str, ndim: int) -> str:
     return f"reshape {name} to {ndim} dimensions"
 
 
+_TYPE_WORDS = {int: "an integer", float: "a number", (int, float): "a number"}
+
+
+def check_scalar(x, name: str, target_type=int, *, min_val=None, max_val=None,
+                 include_boundaries: str = "both", hint: str = ""):
+    """Check that ``x`` is a finite scalar of ``target_type`` within bounds; return it converted.
+
+    In the style of ``sklearn.utils.check_scalar``.  ``target_type`` is ``int`` (an integer;
+    ``True``/``False`` and floats such as 3.0 are refused) or ``float`` (any real number; ints
+    and numeric strings are converted; NaN and infinity are refused).  ``include_boundaries``:
+    ``"both"``, ``"left"``, ``"right"`` or ``"neither"`` says which of ``min_val`` and
+    ``max_val`` are allowed.  The ValueError names ``name``, the allowed range, the value given
+    and ``hint`` (how to fix it).
+    """
+    check_choice(include_boundaries, ("both", "left", "right", "neither"), "include_boundaries")
+    low = "[" if include_boundaries in ("both", "left") else "("
+    high = "]" if include_boundaries in ("both", "right") else ")"
+    if min_val is not None and max_val is not None:
+        where = f" in {low}{min_val:g}, {max_val:g}{high}"
+    elif min_val is not None:
+        where = f" {'>=' if low == '[' else '>'} {min_val:g}"
+    elif max_val is not None:
+        where = f" {'<=' if high == ']' else '<'} {max_val:g}"
+    else:
+        where = ""
+    tail = f"; {hint}" if hint else ""
+    message = f"{name} must be {_TYPE_WORDS.get(target_type, 'a number')}{where}, got {name}={x!r}{tail}"
+    if target_type is int:
+        if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+            raise ValueError(message)
+        value = int(x)
+    else:
+        if isinstance(x, bool):
+            raise ValueError(message)
+        try:
+            value = float(x)
+        except (TypeError, ValueError):
+            raise ValueError(message) from None
+        if not np.isfinite(value):
+            raise ValueError(message)
+    too_low = min_val is not None and (value < min_val if low == "[" else value <= min_val)
+    too_high = max_val is not None and (value > max_val if high == "]" else value >= max_val)
+    if too_low or too_high:
+        raise ValueError(message)
+    return value
+
+
+def check_choice(value, choices, name: str):
+    """Return ``value`` if it is one of ``choices``, else ValueError "unknown NAME; use one of ..."."""
+    choices = tuple(choices)
+    try:
+        ok = value in choices
+    except TypeError:  # an unhashable value against dict keys
+        ok = False
+    if not ok:
+        raise ValueError(f"unknown {name} {value!r}; use one of {', '.join(map(repr, choices))}")
+    return value
+
+
 def check_kernel(kernel: str) -> str:
-    if kernel not in KERNELS:
-        raise ValueError(f"unknown kernel {kernel!r}; use one of {', '.join(map(repr, KERNELS))}")
-    return kernel
+    """``kernel`` must be ``"linear"`` (the paper, Eq. 10-11) or ``"rbf"`` (Gaussian)."""
+    return check_choice(kernel, KERNELS, "kernel")
 
 
 def check_linkage(linkage: str) -> str:
-    if linkage not in LINKAGES:
-        raise ValueError(
-            f"unknown linkage {linkage!r}; use one of {', '.join(map(repr, LINKAGES))}"
-        )
-    return linkage
+    """``linkage`` must be one of Algorithm 1's linkages: single (the paper), complete, average."""
+    return check_choice(linkage, LINKAGES, "linkage")
 
 
 def check_m(m) -> int:
+    """m, the number of mini-datasets per trial: an integer >= 2."""
     if isinstance(m, bool) or not isinstance(m, (int, np.integer)):
         raise ValueError(f"m must be an integer >= 2 (the number of mini-datasets), got {m!r}")
-    if m < 2:
-        raise ValueError(
-            f"m must be >= 2 (one member mini-dataset and at least one non-member), got m={m}"
-        )
-    return int(m)
+    return check_scalar(m, "m", int, min_val=2, hint="one member mini-dataset and at least one "
+                        "non-member are needed")
 
 
 def check_n(n) -> int:
+    """n, the samples per mini-dataset: an integer >= 2 (Eq. 10 averages over pairs i != j)."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise ValueError(f"n must be an integer >= 2 (samples per mini-dataset), got {n!r}")
-    if n < 2:
-        raise ValueError(
-            f"n must be >= 2: the unbiased MMD (Eq. 10) averages over pairs i != j, got n={n}"
-        )
-    return int(n)
+    return check_scalar(n, "n", int, min_val=2, hint="the unbiased MMD (Eq. 10) averages over "
+                        "pairs i != j")
 
 
 def check_positive_int(value, name: str) -> int:
+    """``value`` must be a positive integer (``True`` is not one)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
 def check_rate(rate, name: str = "rate") -> float:
+    """A pruning rate: a number in [0, 1)."""
     try:
-        rate = float(rate)
+        value = float(rate)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number in [0, 1), got {rate!r}") from None
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {rate}; e.g. 0.5 prunes half the weights")
-    return rate
+    return check_scalar(value, name, float, min_val=0.0, max_val=1.0, include_boundaries="left",
+                        hint="e.g. 0.5 prunes half the weights")
 
 
 def check_pool_sizes(n_P: int, n_Q: int, m: int, n: int) -> None:

@@ -191,7 +191,7 @@ def cmd_verify(args) -> int:
 
     V.check_n(args.n)
     V.check_positive_int(args.trials, "--trials")
-    fingerprint.verify(1.0, args.m, args.rho)  # checks m and rho now, not after all the trials
+    fingerprint.check_rho(args.rho, args.m)  # checks m and rho now, not after all the trials
     model, settings, _ = load_checkpoint(args.checkpoint)
     print(get_profile(args.profile).banner())
     split = _owner_split(settings, args)

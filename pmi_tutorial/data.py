@@ -243,7 +243,7 @@ def load_dataset(name, root=None) -> Dataset:
 # ----------------------------------------------------------------------------- the split
 
 
-def normalize(images: np.ndarray, name) -> torch.Tensor:
+def normalize_images(images: np.ndarray, name) -> torch.Tensor:
     """uint8 images (N, H, W) or (N, H, W, C) -> normalized float32 tensor (N, C, H, W)."""
     name = check_dataset(name)
     x = torch.from_numpy(np.ascontiguousarray(images))
@@ -313,9 +313,9 @@ def owner_split(name, seed=0, root=None, train_per_class=None) -> Split:
     split = Split(
         name=name,
         seed=seed,
-        train_x=normalize(ds.images[train_index], name),
+        train_x=normalize_images(ds.images[train_index], name),
         train_y=torch.from_numpy(ds.labels[train_index].copy()),
-        val_x=normalize(ds.images[val_index], name),
+        val_x=normalize_images(ds.images[val_index], name),
         val_y=torch.from_numpy(ds.labels[val_index].copy()),
         train_index=train_index,
         val_index=val_index,

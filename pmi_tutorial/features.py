@@ -48,7 +48,7 @@ def _as_input(x) -> torch.Tensor:
     if not x.is_floating_point():
         raise ValueError(
             f"x has dtype {x.dtype}, but the models take normalized float images; raw uint8 "
-            "pixels give meaningless logits: convert them with pmi_tutorial.data.normalize(images, "
+            "pixels give meaningless logits: convert them with pmi_tutorial.data.normalize_images(images, "
             "dataset) or use the pools from pmi_tutorial.data.class_pools"
         )
     if x.ndim < 2 or len(x) == 0:

@@ -11,21 +11,23 @@ position s, and asks PMI (:func:`pmi_tutorial.pmi.identify_member`) for s.  Over
 A sample's features (its logits) do not change between trials, so they are computed once per
 pool and every trial is arithmetic on them.  :func:`class_accuracy` runs all trials of a class
 at once in batched tensor operations; ``method="reference"`` runs them one at a time through
-the from-scratch clustering, and the two give identical decisions on the same draws.
+the from-scratch clustering, and the two give identical decisions on the same draws.  The
+batched arithmetic lives in :mod:`pmi_tutorial.batched` and is shared with
+:func:`pmi_tutorial.stats.permutation_test`.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
 from . import _validate as V
+from . import batched
 from .clustering import agglomerative, final_clusters
 from .mmd import pairwise_mmd
-from .pmi import guess_from_clusters, normalize
+from .pmi import guess_from_clusters, normalize_features
 
 METHODS = ("auto", "fast", "reference")
 
@@ -56,7 +58,8 @@ class Draws:
 
 
 def draw_trials(n_P: int, n_Q: int, m: int, n: int, trials: int, seed=0) -> Draws:
-    """Draw t trials of the protocol (step 1 of DESIGN.md section 1), seeded.
+    """Draw t trials of the protocol, seeded: per trial the member position s, n members from P,
+    n(m-1) distinct non-members from Q and one tie-break uniform u.
 
     The draws depend only on the pool sizes, m, n, t and the seed, never on the model, so
     for an int seed (or a sequence of ints, as :func:`class_seed` gives) they are computed
@@ -114,7 +117,8 @@ def _as_numpy(x):
     return x
 
 
-def _check_features(features_P, features_Q):
+def check_features(features_P, features_Q):
+    """``features_P`` (|P|, c) and ``features_Q`` (|Q|, c) as checked float64 arrays of one width."""
     P = V.as_float_array(_as_numpy(features_P), "features_P", ndim=2)
     Q = V.as_float_array(_as_numpy(features_Q), "features_Q", ndim=2)
     if P.shape[1] != Q.shape[1]:
@@ -125,67 +129,14 @@ def _check_features(features_P, features_Q):
     return P, Q
 
 
-def batched_linkage_guesses(D, u, linkage: str = "single") -> np.ndarray:
-    """Algorithm 1 run on a batch of distance matrices ``D`` (t, m, m) at once, vectorized.
-
-    Each of the m - 1 merge steps is one tensor operation over all t trials: take the closest
-    pair of active clusters (ties go to the smallest cluster ids, exactly as in
-    :func:`pmi_tutorial.clustering.agglomerative`), and give the merged cluster the
-    Lance-Williams distance ``min`` (single) or ``max`` (complete) of its parts, which equals
-    the minimum / maximum over member pairs exactly.  Returns the guess of every trial, picked
-    from the smaller final cluster with the uniforms ``u`` as in :func:`pmi_tutorial.pmi.pick`.
-    """
-    import torch
-
-    if linkage not in ("single", "complete"):
-        V.check_linkage(linkage)  # an unknown name: the general message
-        raise ValueError(
-            f"batched_linkage_guesses covers single and complete linkage, got {linkage!r}; "
-            "use trial_guesses(..., method='reference') for average linkage"
-        )
-    combine = {"single": torch.minimum, "complete": torch.maximum}[linkage]
-    D = torch.as_tensor(D)
-    t, m, _ = D.shape
-    K, dev = 2 * m - 1, D.device
-    ar = torch.arange(t, device=dev)
-    inf = torch.tensor(float("inf"), dtype=D.dtype, device=dev)
-    dist = torch.full((t, K, K), float("inf"), dtype=D.dtype, device=dev)
-    dist[:, :m, :m] = D
-    member = torch.zeros((t, K, m), dtype=torch.bool, device=dev)
-    member[:, torch.arange(m), torch.arange(m)] = True
-    active = torch.zeros((t, K), dtype=torch.bool, device=dev)
-    active[:, :m] = True
-    upper = torch.ones((K, K), dtype=torch.bool, device=dev).triu(1)
-    for step in range(m - 1):
-        pairs = upper & active[:, :, None] & active[:, None, :]
-        flat = torch.where(pairs, dist, inf).reshape(t, -1).argmin(dim=1)
-        a, b = flat // K, flat % K
-        if step == m - 2:
-            break
-        new = m + step
-        row = combine(dist[ar, a], dist[ar, b])
-        dist[:, new, :], dist[:, :, new] = row, row
-        member[:, new] = member[ar, a] | member[ar, b]
-        active[ar, a], active[ar, b] = False, False
-        active[:, new] = True
-    G1, G2 = member[ar, a], member[ar, b]
-    s1, s2 = G1.sum(1, keepdim=True), G2.sum(1, keepdim=True)
-    cand = torch.where(s1 < s2, G1, torch.where(s2 < s1, G2, G1 | G2)).cpu().numpy()
-    count = cand.sum(1)
-    k = np.minimum((np.asarray(u) * count).astype(np.int64), count - 1)
-    rank = np.cumsum(cand, axis=1) - 1
-    return np.argmax(cand & (rank == k[:, None]), axis=1)
-
-
 def trial_guesses(
     features_P, features_Q, draws: Draws, kernel="linear", linkage="single", method="auto"
 ) -> np.ndarray:
     """PMI's guess of the member position in every trial of ``draws``."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; use one of {', '.join(map(repr, METHODS))}")
+    V.check_choice(method, METHODS, "method")
     V.check_kernel(kernel)
     V.check_linkage(linkage)
-    P, Q = _check_features(features_P, features_Q)
+    P, Q = check_features(features_P, features_Q)
     idx = draws.layout(len(P))
     fast = kernel == "linear" and linkage in ("single", "complete")
     if method == "fast" and not fast:
@@ -195,106 +146,13 @@ def trial_guesses(
         )
     feats = np.concatenate([P, Q])
     if fast and method != "reference":
-        return _fast_guesses(feats, idx, draws.u, linkage)
+        return batched.trial_guesses(batched.feature_table(feats), idx, draws.u, "linear", linkage)
     out = np.empty(draws.trials, dtype=np.int64)
     for k in range(draws.trials):
-        D = pairwise_mmd(normalize(feats[idx[k]]), kernel=kernel)
+        D = pairwise_mmd(normalize_features(feats[idx[k]]), kernel=kernel)
         G1, G2 = final_clusters(agglomerative(D, linkage=linkage))
         out[k] = guess_from_clusters(G1, G2, draws.u[k])
     return out
-
-
-#: elements of the gathered (c, trials, m, n) feature block per chunk (float64: 8 bytes each)
-CHUNK_ELEMENTS = 1 << 22
-
-
-@contextmanager
-def _single_thread(device):
-    """Run the trial arithmetic on one CPU thread.
-
-    Its operations are small (a few MB), so intra-op threads cost more in synchronisation
-    than they win, badly so on a busy machine; the threads stay with the forward pass.
-    """
-    import torch
-
-    threads = torch.get_num_threads()
-    if device != "cpu" or threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def trial_distances(feats, idx):
-    r"""MMD distances (Eq. 10-11 after Eq. 5-6) of every trial, from the cached features.
-
-    ``feats`` (N, c) are the features of ``concat([P, Q])`` and ``idx`` (t, m, n) the trials'
-    layout (:meth:`Draws.layout`); returns a float64 tensor (t, m, m) of
-    :math:`\sqrt{\max(\mathrm{MMD}^2_u, 0)}`, equal to ``pairwise_mmd(normalize(feats[idx[k]]))``
-    up to round-off.  Per trial and component k, with :math:`S_{ak} = \sum_i F_{aik}` and
-    :math:`G_{abk} = \sum_i F_{aik} F_{bik}` (one batched matrix product), the normalization
-    of Eq. 5-6 is a weight :math:`w_k = 1/\sigma_k^2` (0 for a component that is constant in
-    the trial), the mean removal cancels in the closed form, and
-
-    .. math:: \mathrm{MMD}^2_{ab} = \frac{\sum_k w_k\,[(S_{ak}-S_{bk})^2 - (G_{aak}+G_{bbk}-2G_{abk})]}{n(n-1)}.
-
-    The features are centred once (by their mean over all N rows; the result does not change,
-    round-off shrinks) and gathered once per chunk of trials, component-major, so that no
-    normalized (t, m, n, c) copy is ever made.  Runs on the GPU when one is available.
-    """
-    import torch
-
-    feats = np.asarray(feats, dtype=np.float64)
-    idx = np.asarray(idx)
-    t, m, n = idx.shape
-    c = feats.shape[1]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    Zt = np.ascontiguousarray((feats - feats.mean(0)).T)  # (c, N), centred
-    Zt_dev = torch.as_tensor(Zt, device=device) if device != "cpu" else None
-    chunk = max(1, CHUNK_ELEMENTS // (c * m * n))
-    out = torch.empty((t, m, m), dtype=torch.float64, device=device)
-    iu = torch.triu_indices(m, m, 1, device=device)
-    with _single_thread(device):
-        for start in range(0, t, chunk):
-            sl = idx[start:start + chunk]
-            b = len(sl)
-            if Zt_dev is None:  # NumPy's take is the fastest gather on the CPU
-                X = torch.from_numpy(np.take(Zt, sl, axis=1))  # (c, b, m, n)
-            else:
-                flat = torch.as_tensor(sl.reshape(-1), device=device)
-                X = torch.index_select(Zt_dev, 1, flat).reshape(c, b, m, n)
-            Xb = X.reshape(c * b, m, n)
-            G = torch.bmm(Xb, Xb.transpose(1, 2)).reshape(c, b, m, m)
-            S = X.sum(-1)  # (c, b, m)
-            g = torch.diagonal(G, dim1=-2, dim2=-1)  # (c, b, m)
-            mn = m * n
-            mu = S.sum(-1) / mn
-            var = g.sum(-1) / mn - mu * mu  # (c, b); one pass, accurate on centred data
-            Xr = X.reshape(c, b, mn)
-            const = Xr.amax(-1) == Xr.amin(-1)  # exactly as normalize() detects it
-            fragile = ~const & (var <= 1e-6 * (g.sum(-1) / mn))
-            if fragile.any():  # nearly constant: the two-pass variance, as normalize() has it
-                two_pass = Xr.var(-1, unbiased=False)
-                var = torch.where(fragile, two_pass, var)
-            w = torch.where(const | (var <= 0), torch.zeros_like(var), 1.0 / var.clamp_min(1e-300))
-            dS = S[..., iu[0]] - S[..., iu[1]]  # (c, b, pairs)
-            paired = g[..., iu[0]] + g[..., iu[1]] - 2 * G[..., iu[0], iu[1]]
-            d2 = (w[..., None] * (dS * dS - paired)).sum(0) / (n * (n - 1))  # (b, pairs)
-            d = d2.clamp_min(0).sqrt()
-            D = out[start:start + b]
-            D.zero_()
-            D[:, iu[0], iu[1]] = d
-            D[:, iu[1], iu[0]] = d  # exactly symmetric, zero diagonal
-    return out
-
-
-def _fast_guesses(feats: np.ndarray, idx: np.ndarray, u: np.ndarray, linkage: str):
-    D = trial_distances(feats, idx)
-    with _single_thread(str(D.device.type)):
-        return batched_linkage_guesses(D, u, linkage)
 
 
 def class_accuracy(
@@ -315,7 +173,7 @@ def class_accuracy(
     :func:`draw_trials` with ``seed``; ``method`` picks the batched path (``"fast"``), the
     per-trial from-scratch path (``"reference"``) or the fast one where it applies (``"auto"``).
     """
-    P, Q = _check_features(features_P, features_Q)
+    P, Q = check_features(features_P, features_Q)
     draws = draw_trials(len(P), len(Q), m, n, trials, seed=seed)
     guesses = trial_guesses(P, Q, draws, kernel=kernel, linkage=linkage, method=method)
     return float(np.mean(guesses == draws.s))
@@ -346,7 +204,7 @@ def _acc_items(acc_by_class):
     return items
 
 
-def summarize(acc_by_class, m: int) -> Summary:
+def summarize_classes(acc_by_class, m: int) -> Summary:
     r"""r_opt (Eq. 14), the accuracy at r_opt, and the mean accuracy over classes (Eq. 15).
 
     ``acc_by_class`` is a dict ``{r: acc_r}`` or a sequence indexed by r.  Ties in Eq. 14 go
@@ -358,16 +216,35 @@ def summarize(acc_by_class, m: int) -> Summary:
     return Summary(int(r_opt), float(acc_opt), float(np.mean([a for _, a in items])), m)
 
 
-def verify(acc: float, m: int, rho: float) -> bool:
-    r"""Eq. 13: claim ownership when :math:`acc - 1/m \ge \rho`, with :math:`\rho \in (0, 1-1/m]`."""
+#: slack of Eq. 13's comparison: acc_r = k/t and 1/m are rounded, so acc - 1/m that equals rho
+#: in exact arithmetic must not fall 1 ulp short of it
+EQ13_SLACK = 1e-12
+
+
+def check_rho(rho, m: int) -> float:
+    r"""The threshold of Eq. 13: a number in :math:`(0, 1 - 1/m]`."""
     m = V.check_m(m)
-    if not 0.0 <= float(acc) <= 1.0:
-        raise ValueError(f"acc must be a success rate in [0, 1], got {acc!r}")
-    if not 0.0 < float(rho) <= 1.0 - 1.0 / m:
+    try:
+        value = float(rho)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 < value <= 1.0 - 1.0 / m:
         raise ValueError(
             f"rho must be in (0, 1 - 1/m] = (0, {1 - 1 / m:.3f}] for m={m}, got {rho!r}"
         )
-    return bool(float(acc) - 1.0 / m >= float(rho) - 1e-12)
+    return value
+
+
+def verify(acc: float, m: int, rho: float) -> bool:
+    r"""Eq. 13: claim ownership when :math:`acc - 1/m \ge \rho`, with :math:`\rho \in (0, 1-1/m]`.
+
+    The one implementation of the paper's rule: :meth:`FingerprintResult.verdict`, the study,
+    the command line and the chapters all call it (with the :data:`EQ13_SLACK` tolerance).
+    """
+    rho = check_rho(rho, m)
+    if not 0.0 <= float(acc) <= 1.0:
+        raise ValueError(f"acc must be a success rate in [0, 1], got {acc!r}")
+    return bool(float(acc) - 1.0 / m >= rho - EQ13_SLACK)
 
 
 @dataclass
@@ -382,7 +259,7 @@ class FingerprintResult:
     summary: Summary = field(init=False)
 
     def __post_init__(self):
-        self.summary = summarize(self.acc_by_class, self.m)
+        self.summary = summarize_classes(self.acc_by_class, self.m)
 
     @property
     def r_opt(self) -> int:
@@ -397,6 +274,7 @@ class FingerprintResult:
         return self.summary.mean_acc
 
     def verdict(self, rho: float) -> bool:
+        """Eq. 13 at r_opt: :func:`verify` on :math:`acc_{r_{opt}}`."""
         return verify(self.acc_opt, self.m, rho)
 
     def to_dict(self) -> dict:
@@ -405,8 +283,9 @@ class FingerprintResult:
         return d
 
 
-def _pool_items(pools):
-    """Accept {r: (P, Q)}, {r: obj with .P/.Q}, or a sequence of such objects with .r."""
+def pool_items(pools):
+    """``[(r, P, Q), ...]`` sorted by r, from {r: (P, Q)}, {r: obj with .P/.Q}, or a sequence of
+    such objects with .r; an empty pool raises ValueError naming its class."""
     if isinstance(pools, dict):
         items = sorted(pools.items())
     elif hasattr(pools, "P") and hasattr(pools, "Q"):
@@ -438,7 +317,7 @@ def run_on_features(feature_pools, m, n, trials=100, seed=0, **kwargs) -> Finger
     """Like :func:`run`, on precomputed features ``{r: (features_P, features_Q)}``."""
     acc = {
         r: class_accuracy(fP, fQ, m, n, trials=trials, seed=class_seed(seed, r), **kwargs)
-        for r, fP, fQ in _pool_items(feature_pools)
+        for r, fP, fQ in pool_items(feature_pools)
     }
     return FingerprintResult(acc, m, n, trials, seed)
 
@@ -451,7 +330,7 @@ def pool_features(model, pools, batch_size: int = 1024, transform=None) -> dict:
     from .features import logits
 
     out = {}
-    for r, P, Q in _pool_items(pools):
+    for r, P, Q in pool_items(pools):
         fP, fQ = logits(model, P, batch_size=batch_size), logits(model, Q, batch_size=batch_size)
         if transform is not None:
             fP, fQ = transform(fP), transform(fQ)

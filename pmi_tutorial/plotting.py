@@ -204,7 +204,7 @@ def draw_pmi_overview(m=3, n=60, c=4, s=1, seed=6):
     the model; each gives a feature matrix :math:`F_i` (n x c logits); the MMD distances
     between them (Eq. 10-11) are clustered by single linkage (Algorithm 1, Eq. 12); the smaller
     of the two final clusters is the guess.  The matrices, the distances and the dendrogram in
-    the figure are computed (:func:`synthetic_features`, :func:`pmi_tutorial.pmi.normalize`,
+    the figure are computed (:func:`synthetic_features`, :func:`pmi_tutorial.pmi.normalize_features`,
     :func:`pmi_tutorial.mmd.pairwise_mmd`, :func:`pmi_tutorial.clustering.agglomerative`).
 
     Returns
@@ -213,11 +213,11 @@ def draw_pmi_overview(m=3, n=60, c=4, s=1, seed=6):
     """
     from .clustering import agglomerative, final_clusters
     from .mmd import pairwise_mmd
-    from .pmi import normalize
+    from .pmi import normalize_features
 
     if not 0 <= s < m:
         raise ValueError(f"s must index one of the m={m} mini-datasets, got {s}")
-    F = normalize(synthetic_features(m=m, n=n, c=c, s=s, seed=seed))
+    F = normalize_features(synthetic_features(m=m, n=n, c=c, s=s, seed=seed))
     D = pairwise_mmd(F)
     Z = agglomerative(D, linkage="single")
     G1, G2 = final_clusters(Z)

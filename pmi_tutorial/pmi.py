@@ -18,7 +18,7 @@ from .clustering import agglomerative, final_clusters
 from .mmd import pairwise_mmd
 
 
-def normalize(F):
+def normalize_features(F):
     r"""Eq. 5-6: every component has zero mean and unit variance over all :math:`mn` rows.
 
     .. math::
@@ -84,6 +84,6 @@ def identify_member(F, rng=None, kernel: str = "linear", linkage: str = "single"
     F = V.as_float_array(F, "F", ndim=3)
     V.check_m(F.shape[0])
     V.check_n(F.shape[1])
-    D = pairwise_mmd(normalize(F), kernel=kernel)
+    D = pairwise_mmd(normalize_features(F), kernel=kernel)
     G1, G2 = final_clusters(agglomerative(D, linkage=linkage))
     return guess_from_clusters(G1, G2, rng.random())

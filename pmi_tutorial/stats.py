@@ -26,21 +26,15 @@ scores (the loss-threshold baselines of the chapter "Membership inference").
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from . import _validate as V
-from .fingerprint import (
-    _check_features,
-    _pool_items,
-    batched_linkage_guesses,
-    class_seed,
-    draw_trials,
-)
-from .pmi import normalize
+from . import batched
+from .fingerprint import check_features, class_seed, draw_trials, pool_items
+from .pmi import normalize_features
 
 # A fixed tag keeps the permutation stream of class r apart from its trial stream class_seed(seed, r).
 _PERM_TAG = 7919
@@ -112,139 +106,6 @@ def bonferroni(pvalues) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def _device():
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _torch_dtype(dtype):
-    import torch
-
-    table = {"float64": torch.float64, "float32": torch.float32}
-    if dtype not in table:
-        raise ValueError(f"unknown dtype {dtype!r}; use 'float64' (exact) or 'float32' (faster)")
-    return table[dtype]
-
-
-def _gather(ZT, idx):
-    """Rows ``idx`` (T, m, n) of the pooled features, as a (d, T, m, n) tensor.
-
-    ``ZT`` is the (d, N) transposed feature table.  On the CPU, NumPy's ``take`` gathers
-    several times faster than torch's advanced indexing; on a GPU torch does it in place.
-    """
-    import torch
-
-    idx = np.asarray(idx.cpu() if hasattr(idx, "cpu") else idx, dtype=np.int64)
-    T, m, n = idx.shape
-    if ZT.device.type == "cpu":
-        X = torch.from_numpy(np.take(ZT.numpy(), idx.reshape(-1), axis=1))
-    else:
-        X = torch.index_select(ZT, 1, torch.as_tensor(idx.reshape(-1), device=ZT.device))
-    return X.reshape(ZT.shape[0], T, m, n)
-
-
-def _linear_mmd2(ZT, idx):
-    r"""Unbiased linear MMD^2 of Eq. 10-11 after Eq. 5-6, for a batch of trials.
-
-    ``ZT`` (d, N) is the transposed feature table, ``idx`` (T, m, n) the rows of every trial.
-    With :math:`C_{abk} = \sum_i x_{aik} x_{bik}` (one small batched matrix product per
-    component k) and the block sums :math:`S_{ak}`, everything follows without a normalized
-    copy of the data:
-
-    * Eq. 5-6 per trial: :math:`\sigma_k^2 = \sum_a C_{aak}/(mn) - \mu_k^2`;
-    * the closed form :math:`(\lVert S_a - S_b\rVert^2 - \sum_i\lVert x_{ai} - x_{bi}\rVert^2)
-      /(n(n-1))` only involves differences of rows, so the mean removal cancels and the
-      normalized quantities are :math:`\sum_k C_{abk}/\sigma_k^2` and
-      :math:`S_{ak}/\sigma_k`.
-
-    Equal to ``pairwise_mmd2_linear(normalize(F))`` up to round-off (tested); a component
-    constant over a trial contributes 0, as in :func:`pmi_tutorial.pmi.normalize`.
-    """
-    import torch
-
-    X = _gather(ZT, idx)  # (d, T, m, n)
-    d, T, m, n = X.shape
-    A = X.reshape(d * T, m, n)
-    C = torch.bmm(A, A.transpose(1, 2)).reshape(d, T, m, m)
-    S = X.sum(-1)  # (d, T, m)
-    mu = S.sum(-1) / (m * n)
-    var = C.diagonal(dim1=2, dim2=3).sum(-1) / (m * n) - mu * mu  # (d, T)
-    Xr = X.reshape(d, T, m * n)
-    const = Xr.amax(-1) == Xr.amin(-1)  # exactly as normalize() detects a constant component
-    w = torch.where(const | (var <= 0), torch.zeros_like(var), 1.0 / var.clamp_min(1e-300))
-    G = (C * w[:, :, None, None]).sum(0)  # (T, m, m)
-    Sw = S * w.sqrt()[:, :, None]
-    SS = torch.einsum("kta,ktb->tab", Sw, Sw)
-    g, s2 = G.diagonal(dim1=1, dim2=2), SS.diagonal(dim1=1, dim2=2)
-    out = ((s2[:, :, None] + s2[:, None, :] - 2 * SS) - (g[:, :, None] + g[:, None, :] - 2 * G)) / (
-        n * (n - 1)
-    )
-    out = (out + out.transpose(1, 2)) / 2
-    return out * (1 - torch.eye(m, dtype=out.dtype, device=out.device))
-
-
-def _median_positive(sq):
-    """Row-wise median of sqrt(sq) over the positive entries (``mmd.median_bandwidth``; 1.0 if none).
-
-    ``sq`` (T, L) holds squared distances.  The square root is monotone, so only the one or
-    two middle entries are needed: a linear-time partition (NumPy) instead of a sort, when no
-    row has a zero distance (the usual case); otherwise a sort that puts the zeros first.
-    """
-    import torch
-
-    T, L = sq.shape
-    if sq.device.type == "cpu" and not bool((sq <= 0).any()):
-        lo, hi = (L - 1) // 2, L // 2
-        part = np.partition(sq.numpy(), [lo, hi], axis=1)
-        mid = torch.from_numpy(np.sqrt(part[:, [lo, hi]]))
-        return mid.mean(1)
-    d, _ = torch.sort(sq.clamp_min(0).sqrt(), dim=1)
-    z = (d <= 0).sum(1)
-    p = L - z
-    lo = (z + (p - 1).clamp_min(0) // 2).clamp_max(L - 1)
-    hi = (z + p // 2).clamp_max(L - 1)
-    med = (d.gather(1, lo[:, None]) + d.gather(1, hi[:, None]))[:, 0] / 2
-    return torch.where(p > 0, med, torch.ones_like(med))
-
-
-def _rbf_mmd2(ZT, idx, bandwidth=None):
-    """Unbiased Gaussian-kernel MMD^2 (Eq. 10-11) after Eq. 5-6, batched over trials.
-
-    The bandwidth is, per trial, the median distance between the m*n normalized rows, as in
-    :func:`pmi_tutorial.mmd.pairwise_mmd`; a fixed ``bandwidth`` skips that (faster).
-    """
-    import torch
-
-    F = normalize(_gather(ZT, idx).permute(1, 2, 3, 0))  # (T, m, n, d)
-    T, m, n, d = F.shape
-    Y = F.reshape(T, m * n, d)
-    q = (Y * Y).sum(-1)
-    sq = torch.baddbmm(q[:, :, None] + q[:, None, :], Y, Y.transpose(1, 2), alpha=-2).clamp_min_(0)
-    if bandwidth is None:
-        iu = torch.triu_indices(m * n, m * n, 1, device=Y.device)
-        bw = _median_positive(sq[:, iu[0], iu[1]])
-    else:
-        bw = torch.full((T,), float(bandwidth), dtype=Y.dtype, device=Y.device)
-    K = sq.div_(-2 * bw[:, None, None] ** 2).exp_().reshape(T, m, n, m, n)
-    Ks = K.sum((2, 4))  # (T, m, m): sum over all i, j of block (a, b)
-    Kt = K.diagonal(dim1=2, dim2=4).sum(-1)  # (T, m, m): sum over i of block (a, b) at (i, i)
-    off = Ks - Kt
-    diag = off.diagonal(dim1=1, dim2=2)
-    out = (diag[:, :, None] + diag[:, None, :] - off - off.transpose(1, 2)) / (n * (n - 1))
-    return out * (1 - torch.eye(m, dtype=out.dtype, device=out.device))
-
-
-def _outlier_guesses(D, u):
-    """The mini-dataset with the largest mean distance to the others; ties drawn with ``u``."""
-    Dm = D.sum(-1)
-    cand = (Dm == Dm.max(-1, keepdim=True).values).cpu().numpy()
-    count = cand.sum(1)
-    k = np.minimum((np.asarray(u) * count).astype(np.int64), count - 1)
-    rank = np.cumsum(cand, axis=1) - 1
-    return np.argmax(cand & (rank == k[:, None]), axis=1)
-
-
 @dataclass
 class _Context:
     """What one class needs for any number of permutations (built once per class)."""
@@ -277,7 +138,7 @@ class Statistic:
 
 
 def _pooled(features_P, features_Q):
-    P, Q = _check_features(features_P, features_Q)
+    P, Q = check_features(features_P, features_Q)
     return P, Q, np.concatenate([P, Q])
 
 
@@ -287,8 +148,6 @@ def _pooled(features_P, features_Q):
 def _prepare_trials(kind):
     def prepare(features_P, features_Q, seed=0, r=None, m=3, n=100, trials=100, linkage="single",
                 bandwidth=None, dtype="float64", chunk_trials=None, **unknown):
-        import torch
-
         _no_unknown(unknown)
         if kind != "outlier":
             V.check_linkage(linkage)
@@ -299,60 +158,32 @@ def _prepare_trials(kind):
                 )
         P, Q, Z = _pooled(features_P, features_Q)
         draws = draw_trials(len(P), len(Q), m, n, trials, seed=seed)
-        Z = Z - Z.mean(0)  # label-free centering: keeps float32 round-off small, changes nothing
-        ZT = torch.as_tensor(np.ascontiguousarray(Z.T), dtype=_torch_dtype(dtype), device=_device())
         if chunk_trials is None:  # bounded memory: rbf holds (m n)^2 kernel entries per trial
             chunk_trials = max(1, 2**21 // (m * n) ** 2) if kind == "rbf" else 2048
         return _Context(len(P), len(Q), dict(
-            ZT=ZT, layout=draws.layout(len(P)), s=draws.s, u=draws.u, kind=kind,
-            linkage=linkage, bandwidth=bandwidth, chunk=V.check_positive_int(chunk_trials, "chunk_trials"),
+            ZT=batched.feature_table(Z, dtype), layout=draws.layout(len(P)), s=draws.s, u=draws.u,
+            kind=kind, linkage=linkage, bandwidth=bandwidth,
+            chunk=V.check_positive_int(chunk_trials, "chunk_trials"),
         ))
 
     return prepare
 
 
-@contextmanager
-def _one_thread(device):
-    """The trial arithmetic runs on one CPU thread: its operations are a few MB each, and
-    intra-op threads cost more in hand-offs than they win, badly so on a busy machine."""
-    import torch
-
-    old = torch.get_num_threads()
-    if device.type != "cpu" or old == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def _evaluate_trials(ctx, perms):
-    with _one_thread(ctx.data["ZT"].device):
-        return _evaluate_trials_inner(ctx, perms)
-
-
-def _evaluate_trials_inner(ctx, perms):
+    """acc_r of every permutation's re-split pools: the trials' draws read in permuted rows."""
     c = ctx.data
     layout, s, u = c["layout"], c["s"], c["u"]
     t, m, n = layout.shape
     per = max(1, c["chunk"] // t)  # permutations per chunk
+    kernel = "rbf" if c["kind"] == "rbf" else "linear"
+    rule = "outlier" if c["kind"] == "outlier" else "cluster"
     out = np.empty(len(perms))
     for start in range(0, len(perms), per):
         p = perms[start:start + per]
         b = len(p)
-        idx = p[:, layout].reshape(b * t, m, n)
-        uu = np.tile(u, b)
-        if c["kind"] == "rbf":
-            D2 = _rbf_mmd2(c["ZT"], idx, c["bandwidth"])
-        else:
-            D2 = _linear_mmd2(c["ZT"], idx)
-        D = D2.clamp_min(0).sqrt()
-        if c["kind"] == "outlier":
-            g = _outlier_guesses(D, uu)
-        else:
-            g = batched_linkage_guesses(D, uu, c["linkage"])
+        g = batched.trial_guesses(c["ZT"], p[:, layout].reshape(b * t, m, n), np.tile(u, b),
+                                  kernel=kernel, linkage=c["linkage"], rule=rule,
+                                  bandwidth=c["bandwidth"], chunk=b * t)
         out[start:start + b] = (g.reshape(b, t) == s[None, :]).mean(1)
     return out
 
@@ -383,7 +214,7 @@ def _prepare_mmd(features_P, features_Q, seed=0, r=None, m=3, n=100, trials=100,
             raise ValueError(
                 f"the pool {name} has {k} sample(s); the unbiased MMD needs at least 2 in each pool"
             )
-    Zn = normalize(Z[None])[0]  # Eq. 5-6 over P and Q jointly: the same for every re-split
+    Zn = normalize_features(Z[None])[0]  # Eq. 5-6 over P and Q jointly: the same for every re-split
     return _Context(len(P), len(Q), dict(Z=Zn, q=(Zn * Zn).sum(1)))
 
 
@@ -420,10 +251,7 @@ def confidence_scores(features, r, confidence="logprob") -> np.ndarray:
     unchanged); ``"maxprob"``: the largest softmax probability; ``"margin"``:
     :math:`z_r - \max_{j \ne r} z_j`.
     """
-    if confidence not in CONFIDENCES:
-        raise ValueError(
-            f"unknown confidence {confidence!r}; use one of {', '.join(map(repr, CONFIDENCES))}"
-        )
+    V.check_choice(confidence, CONFIDENCES, "confidence")
     Z = V.as_float_array(features, "features", ndim=2)
     c = Z.shape[1]
     if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or not 0 <= r < c:
@@ -598,11 +426,7 @@ def permutation_test(
     -------
     :class:`PermutationResult`.
     """
-    if statistic not in STATISTICS:
-        raise ValueError(
-            f"unknown statistic {statistic!r}; use one of {', '.join(map(repr, STATISTICS))}"
-        )
-    stat = STATISTICS[statistic]
+    stat = STATISTICS[V.check_choice(statistic, STATISTICS, "statistic")]
     if isinstance(B, bool) or not isinstance(B, (int, np.integer)) or B < 1:
         raise ValueError(
             f"B (the number of permutations) must be an integer >= 1, got {B!r}; "
@@ -610,7 +434,7 @@ def permutation_test(
         )
     B = int(B)
     seed = _check_seed(seed)
-    items = _pool_items(feature_pools) if feature_pools is not None else []
+    items = pool_items(feature_pools) if feature_pools is not None else []
     if not items:
         raise ValueError(
             "feature_pools is empty; pass {r: (features_P, features_Q)} for at least one class "
@@ -618,7 +442,7 @@ def permutation_test(
         )
     widths = set()
     for r, fP, fQ in items:
-        widths.add(_check_features(fP, fQ)[0].shape[1])
+        widths.add(check_features(fP, fQ)[0].shape[1])
     if len(widths) > 1:
         raise ValueError(
             f"the classes' features have different widths {sorted(widths)}; compute every "

@@ -8,7 +8,7 @@ import torch
 from scipy.cluster.hierarchy import fcluster, linkage as scipy_linkage
 from scipy.spatial.distance import pdist, squareform
 
-from pmi_tutorial import fingerprint
+from pmi_tutorial import batched, fingerprint
 
 
 def pools(seed, n_P=600, n_Q=1500, c=5, shift=0.0):
@@ -126,13 +126,13 @@ def test_fast_and_reference_give_identical_guesses(m, linkage, shift):
 def test_null_pools_really_have_zero_distance_ties():
     # guard for the test above: under the null, clipped-at-zero distances are common
     from pmi_tutorial.mmd import pairwise_mmd
-    from pmi_tutorial.pmi import normalize
+    from pmi_tutorial.pmi import normalize_features
 
     P, Q = pools(400, n_P=200, n_Q=600, c=3)
     d = fingerprint.draw_trials(len(P), len(Q), 5, 6, 50, seed=5)
     feats = np.concatenate([P, Q])
     idx = d.layout(len(P))
-    zeros = [int((pairwise_mmd(normalize(feats[idx[k]]))[np.triu_indices(5, 1)] == 0).sum()) for k in range(50)]
+    zeros = [int((pairwise_mmd(normalize_features(feats[idx[k]]))[np.triu_indices(5, 1)] == 0).sum()) for k in range(50)]
     assert sum(z >= 2 for z in zeros) > 10
 
 
@@ -152,7 +152,7 @@ def test_batched_linkage_guesses_against_scipy(m):
     t = 60
     D = np.stack([squareform(pdist(rng.normal(size=(m, 2)))) for _ in range(t)])
     u = rng.random(t)
-    g = fingerprint.batched_linkage_guesses(torch.tensor(D), u, "single")
+    g = batched.linkage_guesses(torch.tensor(D), u, "single")
     for k in range(t):
         cand, guess = smaller_cluster_guess(D[k], u[k])
         assert g[k] in cand
@@ -163,7 +163,7 @@ def test_batched_linkage_guesses_complete_against_scipy():
     rng = np.random.default_rng(0)
     m, t = 6, 60
     D = np.stack([squareform(pdist(rng.normal(size=(m, 3)))) for _ in range(t)])
-    g = fingerprint.batched_linkage_guesses(D, np.zeros(t), "complete")
+    g = batched.linkage_guesses(D, np.zeros(t), "complete")
     for k in range(t):
         labels = fcluster(scipy_linkage(squareform(D[k]), "complete"), 2, criterion="maxclust")
         groups = sorted([np.flatnonzero(labels == lab) for lab in np.unique(labels)], key=len)
@@ -176,17 +176,17 @@ def test_summarize_hand_example_list_and_dict():
     # m = 4, chance 0.25: acc - 1/m = [0.05, 0.30, 0.30, -0.15] -> argmax tie r = 1, 2 -> r = 1
     acc = [0.30, 0.55, 0.55, 0.10]
     for arg in (acc, {0: 0.30, 1: 0.55, 2: 0.55, 3: 0.10}, {2: 0.55, 3: 0.10, 0: 0.30, 1: 0.55}):
-        s = fingerprint.summarize(arg, 4)
+        s = fingerprint.summarize_classes(arg, 4)
         assert s.r_opt == 1
         assert s.acc_opt == 0.55
         assert s.mean_acc == pytest.approx(1.5 / 4)
         assert s.m == 4 and s.chance == 0.25
     # dict keys need not be 0..c-1
-    s = fingerprint.summarize({7: 0.9, 3: 0.5, 5: 0.9}, 3)
+    s = fingerprint.summarize_classes({7: 0.9, 3: 0.5, 5: 0.9}, 3)
     assert (s.r_opt, s.acc_opt) == (5, 0.9)
     assert s.mean_acc == pytest.approx(2.3 / 3)
     # numpy floats and ints
-    s = fingerprint.summarize([np.float64(0.2), 1, 0], 2)
+    s = fingerprint.summarize_classes([np.float64(0.2), 1, 0], 2)
     assert (s.r_opt, s.acc_opt, s.mean_acc) == (1, 1.0, pytest.approx(0.4))
 
 
@@ -243,8 +243,8 @@ Q_INF[0, 0] = -np.inf
         (P10, Q30, {"m": 3, "n": 11}, r"larger than the member pool P \(10 samples\); use n <= 10"),
         (P10, Q30[:29], {"m": 4, "n": 10}, r"non-member pool Q has 29 samples.*needs n\(m-1\)=30"),
         (P10, Q30[:25], {"m": 4, "n": 10}, r"non-member pool Q has 25 samples.*lower n to <= 8 or m"),
-        (P10, Q30, {"m": 1, "n": 5}, "m must be >= 2"),
-        (P10, Q30, {"m": 3, "n": 1}, "n must be >= 2"),
+        (P10, Q30, {"m": 1, "n": 5}, "m must be an integer >= 2"),
+        (P10, Q30, {"m": 3, "n": 1}, "n must be an integer >= 2"),
         (P10, Q30, {"m": 3, "n": 5, "trials": 0}, "trials must be a positive integer"),
         (P10, Q30[:, :2], {"m": 3, "n": 5}, "same width"),
         (P10[:, :, None], Q30, {"m": 3, "n": 5}, "must have 2 dimensions"),
@@ -275,7 +275,7 @@ def test_m4_n10_pool_message():
 @pytest.mark.parametrize("linkage,match", [("average", "single.*complete"), ("ward", "linkage")])
 def test_batched_linkage_guesses_bad_linkage(linkage, match):
     with pytest.raises(ValueError, match=match):
-        fingerprint.batched_linkage_guesses(np.zeros((2, 3, 3)), np.zeros(2), linkage)
+        batched.linkage_guesses(np.zeros((2, 3, 3)), np.zeros(2), linkage)
 
 
 @pytest.mark.parametrize(
@@ -287,13 +287,13 @@ def test_batched_linkage_guesses_bad_linkage(linkage, match):
         ([0.5, "0.7"], 3, r"acc_r must be a success rate"),
         ([], 3, "empty"),
         ({}, 3, "empty"),
-        ([0.5], 1, "m must be >= 2"),
+        ([0.5], 1, "m must be an integer >= 2"),
         ([0.5], 2.5, "m must be an integer"),
     ],
 )
 def test_summarize_bad_input(acc, m, match):
     with pytest.raises(ValueError, match=match):
-        fingerprint.summarize(acc, m)
+        fingerprint.summarize_classes(acc, m)
 
 
 @pytest.mark.parametrize(
@@ -307,7 +307,7 @@ def test_summarize_bad_input(acc, m, match):
         (1.5, 3, 0.2, r"acc must be a success rate in \[0, 1\]"),
         (-0.01, 3, 0.2, r"acc must be a success rate in \[0, 1\]"),
         (float("nan"), 3, 0.2, r"acc must be a success rate"),
-        (0.5, 1, 0.2, "m must be >= 2"),
+        (0.5, 1, 0.2, "m must be an integer >= 2"),
     ],
 )
 def test_verify_bad_input(acc, m, rho, match):
@@ -315,17 +315,24 @@ def test_verify_bad_input(acc, m, rho, match):
         fingerprint.verify(acc, m, rho)
 
 
-@pytest.mark.xfail(
-    reason="known limitation: with discrete features, MMD^2 values that are equal (often 0) in exact "
-    "arithmetic differ by round-off between the batched torch path and the NumPy reference "
-    "(sqrt turns 4e-16 into 2e-8), so exact ties can break differently",
-    strict=False,
-)
-def test_fast_and_reference_identical_on_discrete_features():
+def test_fast_and_reference_differ_on_discrete_features_only_at_exact_ties():
+    # A known limitation, checked rather than marked xfail: with discrete features, MMD^2 values
+    # that are equal in exact arithmetic (often 0) differ by round-off between the batched path
+    # and the NumPy reference (sqrt turns 4e-16 into 2e-8), so exact ties can break
+    # differently.  Every trial where the two disagree must hold such a tie.
+    from pmi_tutorial.mmd import pairwise_mmd
+    from pmi_tutorial.pmi import normalize_features
+
     rng = np.random.default_rng(37)
     P = rng.integers(0, 2, size=(100, 1)).astype(float)
     Q = rng.integers(0, 2, size=(400, 1)).astype(float)
     d = fingerprint.draw_trials(100, 400, 5, 2, 300, seed=1)
-    np.testing.assert_array_equal(
-        fingerprint.trial_guesses(P, Q, d, method="fast"), fingerprint.trial_guesses(P, Q, d, method="reference")
-    )
+    fast = fingerprint.trial_guesses(P, Q, d, method="fast")
+    ref = fingerprint.trial_guesses(P, Q, d, method="reference")
+    differ = np.flatnonzero(fast != ref)
+    assert 0 < len(differ) < len(fast) // 4  # the limitation exists, and is rare
+    feats, idx = np.concatenate([P, Q]), d.layout(100)
+    for k in differ:
+        D = pairwise_mmd(normalize_features(feats[idx[k]]))
+        upper = np.sort(D[np.triu_indices(5, 1)])
+        assert np.any(np.diff(upper) < 1e-7), f"trial {k} differs without a tie"

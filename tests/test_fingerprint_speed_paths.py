@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from pmi_tutorial import data, fingerprint
+from pmi_tutorial import batched, data, fingerprint
 from pmi_tutorial.clustering import agglomerative, final_clusters
 from pmi_tutorial.features import logits
 from pmi_tutorial.mmd import pairwise_mmd
 from pmi_tutorial.models import build_model
-from pmi_tutorial.pmi import guess_from_clusters, normalize
+from pmi_tutorial.pmi import guess_from_clusters, normalize_features
 
 
 def literal_guesses(model, images, draws, n_P):
@@ -26,7 +26,7 @@ def literal_guesses(model, images, draws, n_P):
     out = np.empty(t, dtype=np.int64)
     for k in range(t):
         F = logits(model, images[torch.from_numpy(idx[k].reshape(-1))], batch_size=m * n)
-        F = normalize(F.double().numpy().reshape(m, n, -1))
+        F = normalize_features(F.double().numpy().reshape(m, n, -1))
         D = np.zeros((m, m))
         for a in range(m):
             for b in range(a + 1, m):
@@ -89,14 +89,14 @@ def test_trial_distances_match_reference_distances(mnist_small, tiny_mlp):
     d = fingerprint.draw_trials(len(fP), len(fQ), 5, 20, 30, seed=1)
     feats = np.concatenate([fP.double().numpy(), fQ.double().numpy()])
     idx = d.layout(len(fP))
-    D = fingerprint.trial_distances(feats, idx).cpu().numpy()
+    D = batched.distances(batched.feature_table(feats), idx).cpu().numpy()
     for k in range(len(idx)):
-        np.testing.assert_allclose(D[k], pairwise_mmd(normalize(feats[idx[k]])), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(D[k], pairwise_mmd(normalize_features(feats[idx[k]])), rtol=1e-9, atol=1e-12)
         assert np.array_equal(D[k], D[k].T) and np.all(np.diag(D[k]) == 0)
 
 
 def test_trial_distances_constant_and_nearly_constant_components():
-    # a component constant in a trial counts for nothing (normalize() maps it to 0); one that
+    # a component constant in a trial counts for nothing (normalize_features() maps it to 0); one that
     # is constant in some trials only, and a tiny-variance one, still match the reference
     rng = np.random.default_rng(0)
     P, Q = rng.normal(size=(60, 4)) + 50.0, rng.normal(size=(90, 4)) + 50.0
@@ -106,8 +106,8 @@ def test_trial_distances_constant_and_nearly_constant_components():
     P[:, 3] = 1e6 + 1e-3 * rng.normal(size=60)
     d = fingerprint.draw_trials(60, 90, 3, 10, 80, seed=2)
     feats, idx = np.concatenate([P, Q]), d.layout(60)
-    D = fingerprint.trial_distances(feats, idx).cpu().numpy()
-    Dr = np.stack([pairwise_mmd(normalize(feats[idx[k]])) for k in range(len(idx))])
+    D = batched.distances(batched.feature_table(feats), idx).cpu().numpy()
+    Dr = np.stack([pairwise_mmd(normalize_features(feats[idx[k]])) for k in range(len(idx))])
     np.testing.assert_allclose(D, Dr, rtol=1e-7, atol=1e-9)
     np.testing.assert_array_equal(
         fingerprint.trial_guesses(P, Q, d, method="fast"), fingerprint.trial_guesses(P, Q, d, method="reference")

@@ -235,7 +235,7 @@ INF5[0, 0] = np.inf
     "X,Y,kwargs,match",
     [
         (np.zeros((5, 3)), np.zeros((4, 3)), {}, "same number of samples"),
-        (np.zeros((1, 3)), np.zeros((1, 3)), {}, "n must be >= 2"),
+        (np.zeros((1, 3)), np.zeros((1, 3)), {}, "n must be an integer >= 2"),
         (np.zeros(5), np.zeros(5), {}, "must have 2 dimensions"),
         (np.zeros((2, 5, 3)), np.zeros((2, 5, 3)), {}, "must have 2 dimensions"),
         (np.zeros((5, 3)), np.zeros((5, 4)), {}, "same feature width"),
@@ -265,8 +265,8 @@ F_NAN[1, 1, 1] = np.nan
 @pytest.mark.parametrize(
     "F,kwargs,match",
     [
-        (np.zeros((1, 4, 2)), {}, "m must be >= 2"),
-        (np.zeros((3, 1, 2)), {}, "n must be >= 2"),
+        (np.zeros((1, 4, 2)), {}, "m must be an integer >= 2"),
+        (np.zeros((3, 1, 2)), {}, "n must be an integer >= 2"),
         (np.zeros((4, 2)), {}, "must have 3 dimensions"),
         (np.zeros((2, 3, 4, 2)), {}, "must have 3 dimensions"),
         (F_NAN, {}, "NaN or infinite"),

@@ -27,7 +27,7 @@ def explicit_normalize(F):
 def test_normalize_matches_explicit_computation(shape):
     rng = np.random.default_rng(sum(shape))
     F = rng.normal(loc=3.0, scale=[0.5 * (k + 1) for k in range(shape[2])], size=shape)
-    out = pmi.normalize(F)
+    out = pmi.normalize_features(F)
     np.testing.assert_allclose(out, explicit_normalize(F), rtol=1e-10, atol=1e-12)
     rows = out.reshape(-1, shape[2])
     # Eq. 5: zero mean; Eq. 6: (1/nm) sum F^2 = 1 -- per component, over ALL m*n rows
@@ -38,7 +38,7 @@ def test_normalize_matches_explicit_computation(shape):
 def test_normalize_is_joint_not_per_mini_dataset():
     F = np.zeros((2, 3, 1))
     F[1] = 2.0  # mini-dataset 0 all zeros, mini-dataset 1 all twos -> -1 and +1 jointly
-    np.testing.assert_allclose(pmi.normalize(F)[..., 0], [[-1, -1, -1], [1, 1, 1]])
+    np.testing.assert_allclose(pmi.normalize_features(F)[..., 0], [[-1, -1, -1], [1, 1, 1]])
 
 
 @pytest.mark.parametrize("const", [0.0, 0.1, 1 / 3, 0.7, 123.456, -5e6 + 0.1])
@@ -46,7 +46,7 @@ def test_constant_component_becomes_zero_not_nan(const):
     rng = np.random.default_rng(0)
     F = rng.normal(size=(4, 37, 3))
     F[:, :, 1] = const
-    for out in (pmi.normalize(F), pmi.normalize(torch.tensor(F)).numpy()):
+    for out in (pmi.normalize_features(F), pmi.normalize_features(torch.tensor(F)).numpy()):
         assert np.isfinite(out).all()
         np.testing.assert_array_equal(out[:, :, 1], 0.0)
         np.testing.assert_allclose(out[:, :, [0, 2]], explicit_normalize(F[:, :, [0, 2]]), rtol=1e-10, atol=1e-12)
@@ -55,27 +55,27 @@ def test_constant_component_becomes_zero_not_nan(const):
 def test_normalize_torch_equals_numpy():
     rng = np.random.default_rng(5)
     F = rng.normal(size=(4, 9, 3)) * [1.0, 10.0, 0.01]
-    out_t = pmi.normalize(torch.tensor(F))
+    out_t = pmi.normalize_features(torch.tensor(F))
     assert isinstance(out_t, torch.Tensor)
-    np.testing.assert_allclose(out_t.numpy(), pmi.normalize(F), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(out_t.numpy(), pmi.normalize_features(F), rtol=1e-12, atol=1e-13)
     # integer tensors work too (converted to float)
     Fi = torch.tensor(rng.integers(0, 10, size=(3, 4, 2)))
-    np.testing.assert_allclose(pmi.normalize(Fi).numpy(), pmi.normalize(Fi.numpy()), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(pmi.normalize_features(Fi).numpy(), pmi.normalize_features(Fi.numpy()), rtol=1e-12, atol=1e-13)
 
 
 def test_normalize_batched_leading_axis():
     rng = np.random.default_rng(6)
     F = rng.normal(size=(3, 4, 5, 2))
-    out = pmi.normalize(F)
+    out = pmi.normalize_features(F)
     for t in range(3):
         np.testing.assert_allclose(out[t], explicit_normalize(F[t]), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(pmi.normalize(torch.tensor(F)).numpy(), out, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(pmi.normalize_features(torch.tensor(F)).numpy(), out, rtol=1e-12, atol=1e-13)
 
 
 @pytest.mark.parametrize("F", [np.zeros((4, 3)), np.zeros(5), torch.zeros(4, 3)])
 def test_normalize_wrong_dimensions(F):
     with pytest.raises(ValueError, match=r"shape \(m, n, c\)"):
-        pmi.normalize(F)
+        pmi.normalize_features(F)
 
 
 # ----------------------------------------------------------------------------- identify_member
@@ -142,8 +142,8 @@ def test_smaller_cluster_with_two_members_picks_inside_it():
 @pytest.mark.parametrize(
     "F,kwargs,match",
     [
-        (np.zeros((1, 5, 2)), {}, "m must be >= 2"),
-        (np.zeros((3, 1, 2)), {}, "n must be >= 2"),
+        (np.zeros((1, 5, 2)), {}, "m must be an integer >= 2"),
+        (np.zeros((3, 1, 2)), {}, "n must be an integer >= 2"),
         (np.zeros((5, 2)), {}, "must have 3 dimensions"),
         (np.full((3, 5, 2), np.nan), {}, "NaN or infinite"),
         (np.full((3, 5, 2), np.inf), {}, "NaN or infinite"),

@@ -166,13 +166,27 @@ def test_summary_counts_match_the_records():
                ((0.5, [0.5, 0.3]), (0.04, [0.3, 0.3]), (0.9, [0.35, 0.2]), (0.2, [0.6, 0.1]))]
     records += [rec("owner", 0.005, [0.9, 0.4]), rec("prune", 0.045, [0.4, 0.3])]
     cfg = study.StudyConfig(statistics=("pmi",), rhos=(0.1,))
-    s = study.summarize(records, cfg)["mlp"]
-    assert s["paper_rule"]["m3_n100"]["fpr_rho0.1"] == 0.5  # 0.5 and 0.6 pass 0.4333
-    assert s["paper_rule"]["m3_n100"]["tpr_owner_rho0.1"] == 1.0
+    summary = study.summarize_records(records, cfg)
+    s = summary["mlp"]
+    assert study.rule_rate(summary, "mlp", 3, 100, 0.1) == 0.5  # 0.5 and 0.6 pass 0.4333
+    assert study.rule_rate(summary, "mlp", 3, 100, 0.1, "tpr_owner") == 1.0
+    assert study.cells(summary, "mlp") == [(3, 100)]
+    assert study.test_rate(summary, "mlp", "pmi", 0.05) == 0.25
+    assert study.test_rate(summary, "mlp", "pmi", 0.01) == 0.0
+    assert study.detection_rate(summary, "mlp", "pmi", 0.05, "prune") == 1.0
+    assert study.detection_rate(summary, "mlp", "pmi", 0.01, "prune") == 0.0
+    # naive binomial test at r_opt (t = 100 trials, chance 1/3), recomputed with SciPy
+    best = [0.5, 0.3, 0.35, 0.6]
+    want = np.mean([binomtest(round(100 * a), 100, 1 / 3, alternative="greater").pvalue <= 0.05
+                    for a in best])
+    assert want == 0.5 and study.naive_rate(summary, "mlp", 3, 100, 0.05) == want
     t = s["tests"]["pmi"]
-    assert t["fpr_a0.05"] == 0.25 and t["fpr_a0.01"] == 0.0
-    assert t["verdicts"]["prune"]["detected_a0.05"] == 1.0
-    assert t["verdicts"]["prune"]["detected_a0.01"] == 0.0
+    with pytest.raises(ValueError, match="no cell m = 4, n = 100"):
+        study.rule_rate(summary, "mlp", 4, 100, 0.1)
+    with pytest.raises(ValueError, match="unknown kind 'tpr'"):
+        study.rule_rate(summary, "mlp", 3, 100, 0.1, "tpr")
+    with pytest.raises(ValueError, match="no architecture 'vgg19'"):
+        study.rule_rate(summary, "vgg19", 3, 100, 0.1)
     # ROC on -log10 p: the owner (0.005) beats every independent model, the pruned copy (0.045)
     # beats all but the one at 0.04, so AUC = (4 + 3) / 8, and at FPR 0 only the owner is found
     assert t["auc"] == pytest.approx(7 / 8)
@@ -182,17 +196,29 @@ def test_summary_counts_match_the_records():
 def test_figures_and_table_from_a_summary(tmp_path):
     import matplotlib.pyplot as plt
 
-    def rec(kind, p):
-        return {"arch": "mlp", "kind": kind, "acc": {"m3_n100": [0.4, 0.3]},
+    def rec(kind, p, acc):
+        return {"arch": "mlp", "kind": kind, "acc": {"m3_n100": acc},
                 "tests": {"pmi": {"pvalue": p}, "mmd": {"pvalue": p}}}
 
-    records = [rec("independent", p) for p in (0.3, 0.6, 0.9)] + [rec("owner", 0.01)]
-    cfg = study.StudyConfig(statistics=("pmi", "mmd"))
-    summary = study.summarize(records, cfg)
-    study.plot_paper_rule_fpr(summary, "mlp")
-    study.plot_acc_distribution(records, "mlp")
-    study.plot_roc(records, "mlp", ["pmi", "mmd"])
-    study.plot_pvalue_hist(records, "mlp", ["pmi", "mmd"])
+    records = [rec("independent", p, a) for p, a in ((0.3, [0.5, 0.3]), (0.6, [0.4, 0.3]),
+                                                      (0.9, [0.45, 0.2]))]
+    records.append(rec("owner", 0.01, [0.9, 0.5]))
+    cfg = study.StudyConfig(statistics=("pmi", "mmd"), rhos=(0.1,))
+    summary = study.summarize_records(records, cfg)
+    ax = study.plot_paper_rule_fpr(summary, "mlp")
+    heights = [b.get_height() for b in ax.patches]
+    assert heights == [study.rule_rate(summary, "mlp", 3, 100, 0.1)] == [2 / 3]  # 0.5, 0.45 pass
+    ax = study.plot_acc_distribution(records, "mlp", m=3, n=100)
+    from matplotlib.patches import Rectangle
+
+    bars = [b for b in ax.patches if isinstance(b, Rectangle)]
+    assert sum(b.get_height() for b in bars) == 4  # acc_r_opt of 3 independent models + 1 owner
+    assert ax.get_xlabel() == "accuracy (m = 3, n = 100)"
+    ax = study.plot_roc(records, "mlp", ["pmi", "mmd"])
+    x, y = ax.lines[0].get_data()
+    assert list(x)[-1] == 1.0 and list(y)[-1] == 1.0 and "AUC 1.00" in ax.get_legend_handles_labels()[1][0]
+    axes = study.plot_pvalue_hist(records, "mlp", ["pmi", "mmd"])
+    assert sum(b.get_height() for b in axes[0].patches) == 3  # three independent p-values
     plt.close("all")
     table = study.verdict_table(summary, "mlp", ["pmi", "mmd"])
     assert "| owner (no attack) | 1/1" in table and "0/3" in table

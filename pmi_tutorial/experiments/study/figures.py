@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .design import ATTACK_TITLES, NEGATIVES
-from .summary import _groups
+from .summary import _groups, cells, record_acc, rejects, rule_cell, rule_rate, test_rate
 
 # --------------------------------------------------------------------------- figures
 
@@ -17,24 +17,24 @@ def plot_paper_rule_fpr(summary: dict, arch: str, ax=None, rho=None):
     import matplotlib.pyplot as plt
 
     ax = ax or plt.subplots(figsize=(5, 3.2))[1]
-    rule = summary[arch]["paper_rule"]
-    rhos = sorted({k.split("rho")[1] for c in rule.values() for k in c if k.startswith("fpr_rho")})
-    rho = rhos[0] if rho is None else f"{rho:g}"
-    ms = sorted({int(k[1:].split("_")[0]) for k in rule})
-    ns = sorted({int(k.split("_n")[1]) for k in rule})
+    grid = cells(summary, arch)
+    if rho is None:  # the smallest threshold the summary holds
+        first = rule_cell(summary, arch, *grid[0])
+        rho = min(float(k.split("rho")[1]) for k in first if k.startswith("fpr_rho"))
+    ms, ns = sorted({m for m, _ in grid}), sorted({n for _, n in grid})
     w = 0.8 / len(ms)
     for i, m in enumerate(ms):
-        vals = [rule[f"m{m}_n{n}"][f"fpr_rho{rho}"] for n in ns]
+        vals = [rule_rate(summary, arch, m, n, rho) for n in ns]
         ax.bar(np.arange(len(ns)) + (i - (len(ms) - 1) / 2) * w, vals, w, label=f"m = {m}")
     ax.set_xticks(range(len(ns)), [f"n = {n}" for n in ns])
     ax.set_ylim(0, 1)
     ax.set_ylabel("false-positive rate")
-    ax.set_title(f"{_title(arch)}: paper's rule, rho = {rho}")
+    ax.set_title(f"{_title(arch)}: paper's rule, rho = {rho:g}")
     ax.legend(fontsize=8)
     return ax
 
 
-def plot_acc_distribution(records, arch: str, key="m3_n100", ax=None, rho=0.1):
+def plot_acc_distribution(records, arch: str, m: int = 3, n: int = 100, ax=None, rho=0.1):
     """Histograms of acc_{r_opt} for independent and owner models, with 1/m and 1/m + rho."""
     import matplotlib.pyplot as plt
 
@@ -42,17 +42,16 @@ def plot_acc_distribution(records, arch: str, key="m3_n100", ax=None, rho=0.1):
 
     ax = ax or plt.subplots(figsize=(5, 3.2))[1]
     g = _groups(records, arch)
-    m = int(key[1:].split("_")[0])
     bins = np.linspace(0, 1, 41)
     for kind, color in (("independent", NONMEMBER_COLOR), ("owner", MEMBER_COLOR)):
-        accs = [r["acc"][key] for r in g.get(kind, [])]
+        accs = [record_acc(r, m, n) for r in g.get(kind, [])]
         ax.hist([max(a) for a in accs], bins, color=color, alpha=0.6,
                 label=f"{kind}: $acc_{{r_{{opt}}}}$")
         ax.hist([np.mean(a) for a in accs], bins, color=color, alpha=0.9, histtype="step",
                 linestyle="--", label=f"{kind}: mean $acc_r$")
     ax.axvline(1 / m, color=NEUTRAL_COLOR, lw=1)
     ax.axvline(1 / m + rho, color="black", lw=1.5, linestyle=":")
-    ax.set_xlabel(f"accuracy ({key.replace('_', ', ').replace('m', 'm = ').replace('n', 'n = ')})")
+    ax.set_xlabel(f"accuracy (m = {m}, n = {n})")
     ax.set_ylabel("models")
     ax.set_title(f"{_title(arch)}: chance 1/m (grey), 1/m + rho (dotted)")
     ax.legend(fontsize=7)
@@ -110,24 +109,24 @@ def verdict_table(summary: dict, arch: str, statistics, alpha=0.05) -> str:
     head = "| model | " + " | ".join(statistics) + " |"
     lines = [head, "|" + " --- |" * (len(statistics) + 1)]
     for kind in kinds:
-        cells = []
+        row = []
         for s in statistics:
             v = tests[s]["verdicts"].get(kind)
             if v is None:
-                cells.append("")
+                row.append("")
                 continue
-            k = sum(p <= alpha + 1e-12 for p in v["pvalues"])
-            cells.append(f"{k}/{len(v['pvalues'])} (max p {max(v['pvalues']):.3f})")
-        lines.append(f"| {ATTACK_TITLES.get(kind, kind)} | " + " | ".join(cells) + " |")
+            k = sum(rejects(p, alpha) for p in v["pvalues"])
+            row.append(f"{k}/{len(v['pvalues'])} (max p {max(v['pvalues']):.3f})")
+        lines.append(f"| {ATTACK_TITLES.get(kind, kind)} | " + " | ".join(row) + " |")
     n_ind = summary[arch]["n_independent"]
-    cells = [f"{round(tests[s][f'fpr_a{alpha:g}'] * n_ind)}/{n_ind}" for s in statistics]
-    lines.append("| **independent, owner's P (false positives)** | " + " | ".join(cells) + " |")
+    row = [f"{round(test_rate(summary, arch, s, alpha) * n_ind)}/{n_ind}" for s in statistics]
+    lines.append("| **independent, owner's P (false positives)** | " + " | ".join(row) + " |")
     n_res = summary[arch].get("n_resplit", 0)
     if n_res:
-        cells = [f"{round(tests[s][f'resplit_fpr_a{alpha:g}'] * n_res)}/{n_res}"
-                 for s in statistics]
+        row = [f"{round(test_rate(summary, arch, s, alpha, 'resplit_fpr') * n_res)}/{n_res}"
+               for s in statistics]
         lines.append("| **independent, own random P (false positives)** | "
-                     + " | ".join(cells) + " |")
+                     + " | ".join(row) + " |")
     return "\n".join(lines)
 
 

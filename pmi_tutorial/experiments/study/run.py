@@ -35,7 +35,7 @@ from ... import files as F
 from .design import (ATTACKS, CPU, REDUCED, Study, StudyConfig, _as_index, _digest,
                      config_from_dict, independent_part, pool_split, prepare, resplit_part,
                      training_split)
-from .summary import summarize
+from .summary import cell_key, summarize_records
 
 RESULT_FORMAT = "pmi-tutorial-beyond"
 RESULT_VERSION = F.RESULT_FORMATS[RESULT_FORMAT]
@@ -111,7 +111,7 @@ def attacked(study, cfg, owner, owner_key, owner_settings, attack, k, cache_dir=
     from ... import attacks
     from ...models import build_model
 
-    pools, transform = study.pools, None
+    pools = study.pools
     if attack == "prune":
         return attacks.prune(owner, cfg.prune_rate), pools, None
     if attack == "quantize":
@@ -173,7 +173,7 @@ def measure(feature_pools, cfg: StudyConfig) -> dict:
     for m in cfg.ms:
         for n in cfg.ns:
             res = fingerprint.run_on_features(feature_pools, m, n, trials=cfg.trials, seed=cfg.seed)
-            acc[f"m{m}_n{n}"] = [float(res.acc_by_class[r]) for r in sorted(res.acc_by_class)]
+            acc[cell_key(m, n)] = [float(res.acc_by_class[r]) for r in sorted(res.acc_by_class)]
     c = next(iter(feature_pools.values()))[0].shape[1]
     tests = {}
     for name in cfg.statistics:
@@ -297,7 +297,7 @@ def result_files(records, cfg: StudyConfig, prov: dict, complete: bool) -> dict:
                                           for r in records]},
         "tests": {**head, "models": [{**{k: r[k] for k in base}, "tests": r["tests"]}
                                      for r in records]},
-        "summary": {**head, "summary": summarize(records, cfg)},
+        "summary": {**head, "summary": summarize_records(records, cfg)},
     }
 
 

@@ -8,14 +8,104 @@ import numpy as np
 from ... import _validate as V
 from .design import NEGATIVES, StudyConfig
 
+# --------------------------------------------------------------------------- addressing results
+# The result files key a cell (m, n) of the paper's rule as "m3_n100" and a rate by its kind and
+# threshold ("fpr_rho0.1", "naive_fpr_a0.05", ...).  Those strings are built and read here only.
+
+
+def cell_key(m: int, n: int) -> str:
+    """The result files' key of the cell (m, n): ``cell_key(3, 100) == "m3_n100"``."""
+    return f"m{int(m)}_n{int(n)}"
+
+
+def parse_cell_key(key: str) -> tuple[int, int]:
+    """``(m, n)`` of a key made by :func:`cell_key`."""
+    m, n = key.split("_")
+    if not (m.startswith("m") and n.startswith("n")):
+        raise ValueError(f"{key!r} is not a cell key like 'm3_n100'")
+    return int(m[1:]), int(n[1:])
+
+
+def cells(summary: dict, arch: str) -> list[tuple[int, int]]:
+    """The (m, n) cells of the paper's rule in ``summary`` for ``arch``, sorted."""
+    return sorted(parse_cell_key(k) for k in _arch(summary, arch)["paper_rule"])
+
+
+def record_acc(record: dict, m: int, n: int) -> list:
+    """acc_r over the classes r of one model's record at the cell (m, n)."""
+    return record["acc"][cell_key(m, n)]
+
+
+def _arch(summary, arch):
+    if arch not in summary:
+        raise ValueError(f"the summary holds no architecture {arch!r}; use one of {sorted(summary)}")
+    return summary[arch]
+
+
+def rule_cell(summary: dict, arch: str, m: int, n: int) -> dict:
+    """Everything the summary says about the paper's rule for ``arch`` at the cell (m, n)."""
+    rule = _arch(summary, arch)["paper_rule"]
+    key = cell_key(m, n)
+    if key not in rule:
+        raise ValueError(f"the summary holds no cell m = {m}, n = {n} for {arch}; use one of "
+                         f"{cells(summary, arch)}")
+    return rule[key]
+
+
+RULE_RATES = ("fpr", "resplit_fpr", "tpr_owner")
+NAIVE_RATES = ("naive_fpr", "naive_bonferroni_fpr", "resplit_naive_fpr",
+               "resplit_naive_bonferroni_fpr")
+
+
+def rule_rate(summary: dict, arch: str, m: int, n: int, rho: float, kind: str = "fpr") -> float:
+    """How often the paper's rule (Eq. 13-14 at threshold ``rho``) fires at the cell (m, n).
+
+    ``kind``: ``"fpr"`` (independent models against the owner's P), ``"resplit_fpr"``
+    (independent models, each against its own random P) or ``"tpr_owner"`` (owner models).
+    """
+    V.check_choice(kind, RULE_RATES, "kind")
+    return rule_cell(summary, arch, m, n)[f"{kind}_rho{float(rho):g}"]
+
+
+def naive_rate(summary: dict, arch: str, m: int, n: int, alpha: float, kind: str = "naive_fpr") -> float:
+    """How often the naive binomial test at r_opt rejects at level ``alpha`` at the cell (m, n).
+
+    ``kind``: one of :data:`NAIVE_RATES` (with or without Bonferroni; owner's or own random P).
+    """
+    V.check_choice(kind, NAIVE_RATES, "kind")
+    return rule_cell(summary, arch, m, n)[f"{kind}_a{float(alpha):g}"]
+
+
+def test_rate(summary: dict, arch: str, statistic: str, alpha: float, kind: str = "fpr") -> float:
+    """The permutation test's rejection rate at level ``alpha``: ``kind="fpr"`` (independent
+    models, owner's P) or ``"resplit_fpr"`` (independent models, own random P)."""
+    V.check_choice(kind, ("fpr", "resplit_fpr"), "kind")
+    tests = _arch(summary, arch)["tests"]
+    V.check_choice(statistic, tuple(tests), "statistic")
+    return tests[statistic][f"{kind}_a{float(alpha):g}"]
+
+
+test_rate.__test__ = False  # not a pytest test, despite its name
+
+
+def detection_rate(summary: dict, arch: str, statistic: str, alpha: float, kind: str = "owner") -> float:
+    """The fraction of the owner-derived models of ``kind`` (``"owner"`` or an attack such as
+    ``"finetune"``) whose permutation p-value is <= ``alpha``."""
+    tests = _arch(summary, arch)["tests"]
+    V.check_choice(statistic, tuple(tests), "statistic")
+    verdicts = tests[statistic]["verdicts"]
+    V.check_choice(kind, tuple(verdicts), "kind")
+    return verdicts[kind][f"detected_a{float(alpha):g}"]
+
+
 # --------------------------------------------------------------------------- the numbers
 
 
 def paper_rule_accuses(acc_by_class, m: int, rho: float) -> bool:
     r"""Eq. 13-14: does :math:`\max_r acc_r - 1/m \ge \rho` accuse this model?"""
-    from ...fingerprint import summarize as summarize_acc, verify
+    from ...fingerprint import summarize_classes, verify
 
-    return verify(summarize_acc(list(acc_by_class), m).acc_opt, m, rho)
+    return verify(summarize_classes(list(acc_by_class), m).acc_opt, m, rho)
 
 
 def paper_rule_fpr(acc_lists, m: int, rho: float) -> float:
@@ -39,7 +129,13 @@ def rejection_rate(pvalues, alpha: float) -> float:
     p = V.as_float_array(list(pvalues), "pvalues", ndim=1)
     if p.size == 0:
         raise ValueError("no p-values given")
-    return float(np.mean(p <= alpha + 1e-12))
+    return float(np.mean([rejects(x, alpha) for x in p]))
+
+
+def rejects(pvalue: float, alpha: float) -> bool:
+    """A test at level ``alpha`` rejects when its p-value is <= alpha (1e-12 slack: a p-value
+    (k + 1)/(B + 1) equal to alpha must not be lost to round-off)."""
+    return bool(float(pvalue) <= float(alpha) + 1e-12)
 
 
 def _groups(records, arch):
@@ -65,7 +161,7 @@ def _rule_rates(accs, m, cfg, prefix) -> dict:
     return out
 
 
-def summarize(records, cfg: StudyConfig) -> dict:
+def summarize_records(records, cfg: StudyConfig) -> dict:
     """Per architecture: the paper's rule (FPR on independent models, TPR on owners, the naive
     binomial test), and per statistic the permutation test's FPR, TPR, AUC, TPR at FPR 1% / 5%
     and the verdict on every attacked copy.  Keys with ``resplit_`` hold the same rates for the
@@ -78,7 +174,7 @@ def summarize(records, cfg: StudyConfig) -> dict:
         ind, own, res = g.get("independent", []), g.get("owner", []), g.get("resplit", [])
         rule = {}
         for key in (ind or own or [{"acc": {}}])[0]["acc"]:
-            m = int(key[1:].split("_")[0])
+            m, _ = parse_cell_key(key)
             accs = [r["acc"][key] for r in ind]
             cell = {"acc_opt_independent": [max(a) for a in accs],
                     "mean_acc_independent": [round(float(np.mean(a)), 4) for a in accs]}
