@@ -164,10 +164,9 @@ def overfit_model(per_class: int = OVERFIT_PER_CLASS, epochs: int = OVERFIT_EPOC
     later calls with the same arguments load it.  Returns a
     :class:`pmi_tutorial.training.TrainResult` whose ``split`` is the subset.
     """
-    from .checkpoint import load_checkpoint, save_checkpoint
     from .data import owner_split, subset
     from .models import build_model, dataset_of
-    from .training import TrainResult, cache_folder, pick_device, train
+    from .training import _from_state, _summary_state, cache_folder, load_or_train, pick_device, train
 
     per_class = V.check_positive_int(per_class, "per_class")
     epochs = V.check_positive_int(epochs, "epochs")
@@ -180,20 +179,16 @@ def overfit_model(per_class: int = OVERFIT_PER_CLASS, epochs: int = OVERFIT_EPOC
            f"vpc{'all' if val_per_class is None else val_per_class}_e{epochs}_s{seed}")
     path = cache_folder(cache_dir) / f"{key}.pt"
     device = torch.device(device) if device is not None else pick_device()
-    if path.is_file():
-        model, settings, state = load_checkpoint(path)
-        model.to(device).eval()
-        return TrainResult(model, list(state["history"]), int(state["best_epoch"]),
-                           float(state["best_val_acc"]), split, settings, path, from_cache=True)
-    model = build_model(model_name, num_classes=split.num_classes, seed=seed)
-    result = train(model, split, epochs, seed=seed, device=device, progress=progress)
-    settings = {"purpose": "over-fitted on purpose (chapter Membership inference)",
-                "epochs": epochs, "train_per_class": per_class, "val_per_class": val_per_class,
-                "seed": seed, "n_train": len(split.train_y), "n_val": len(split.val_y),
-                "torch": torch.__version__}
-    state = {"history": result.history, "best_epoch": result.best_epoch,
-             "best_val_acc": result.best_val_acc}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(path, result.model, settings, state)
-    result.split, result.settings, result.checkpoint_path = split, settings, path
-    return result
+
+    def make(partial):
+        model = build_model(model_name, num_classes=split.num_classes, seed=seed)
+        result = train(model, split, epochs, seed=seed, checkpoint_path=partial, device=device,
+                       progress=progress)
+        settings = {"purpose": "over-fitted on purpose (chapter Membership inference)",
+                    "epochs": epochs, "train_per_class": per_class, "val_per_class": val_per_class,
+                    "seed": seed, "n_train": len(split.train_y), "n_val": len(split.val_y),
+                    "torch": torch.__version__}
+        return result.model, settings, _summary_state(result)
+
+    model, settings, state, from_cache = load_or_train(path, make, device=device)
+    return _from_state(model, state, split, settings, path, from_cache)

@@ -275,6 +275,45 @@ def last_epoch_path(final) -> Path:
     return final.with_name(final.stem + ".last.pt")
 
 
+def partial_path(final) -> Path:
+    """Where :func:`load_or_train` keeps the per-epoch (resume) checkpoint of ``final``."""
+    final = Path(final)
+    return final.with_name(final.stem + ".training.pt")
+
+
+def load_or_train(final, make, keep_last: bool = False, device=None):
+    """The one model cache: load the checkpoint ``final``, or make it once and save it there.
+
+    ``make(partial)`` trains the model (resumable through the epoch checkpoint ``partial``,
+    :func:`partial_path`) and returns ``(model, settings, state)``; ``settings`` and ``state``
+    are saved with the model (:func:`pmi_tutorial.checkpoint.save_checkpoint`).  Afterwards
+    the epoch checkpoint is removed, or, with ``keep_last``, kept as :func:`last_epoch_path`
+    (the last epoch's weights beside the best-validation model).  Returns ``(model, settings,
+    state, from_cache)`` with the settings as read back from the sidecar, the model on
+    ``device`` (default: where it is) in eval mode.
+    """
+    final = Path(final)
+    if final.is_file():
+        model, settings, state = load_checkpoint(final)
+        from_cache = True
+    else:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        partial = partial_path(final)
+        model, settings, state = make(partial)
+        save_checkpoint(final, model, settings, state)
+        if keep_last and partial.is_file():
+            last = last_epoch_path(final)
+            os.replace(partial, last)
+            os.replace(sidecar_path(partial), sidecar_path(last))
+        else:
+            for p in (partial, sidecar_path(partial)):
+                p.unlink(missing_ok=True)
+        settings, from_cache = read_settings(final), False
+    if device is not None:
+        model.to(device)
+    return model.eval(), settings, state or {}, from_cache
+
+
 def cached_model(model_name, profile=None, seed=0, cache_dir=None, progress=True, device=None,
                  root=None, split_seed=None) -> TrainResult:
     """The profile's trained ``model_name``: loaded from the cache, or trained once and cached.
@@ -284,7 +323,8 @@ def cached_model(model_name, profile=None, seed=0, cache_dir=None, progress=True
     owner's split (unless ``split_seed`` is given), the initial weights and the batch order.
     The cache folder is ``cache_dir``, else ``$PMI_CACHE_DIR``, else ``~/.cache/pmi_tutorial/models``.
     The result carries the split (``result.split``) and the training history (the validation
-    curve); an interrupted training resumes from its epoch checkpoint on the next call.
+    curve); an interrupted training resumes from its epoch checkpoint on the next call, and the
+    last epoch's weights are kept at :func:`last_epoch_path`.
     """
     from .data import owner_split
     from .models import build_model, dataset_of
@@ -296,40 +336,37 @@ def cached_model(model_name, profile=None, seed=0, cache_dir=None, progress=True
     tpc = prof.train_per_class[dataset]
     split_seed = seed if split_seed is None else split_seed
     split = owner_split(dataset, seed=split_seed, root=root, train_per_class=tpc)
-    folder = cache_folder(cache_dir)
     key = cache_key(model_name, dataset, epochs, width, tpc, seed, split_seed,
                     prof.batch_size, prof.lr)
-    final = folder / f"{key}.pt"
+    final = cache_folder(cache_dir) / f"{key}.pt"
     device = torch.device(device) if device is not None else pick_device()
 
-    if final.is_file():
-        model, settings, state = load_checkpoint(final)
-        model.to(device).eval()
-        return TrainResult(model, list(state["history"]), int(state["best_epoch"]),
-                           float(state["best_val_acc"]), split, settings, final, from_cache=True)
+    def make(partial):
+        if progress:
+            print(f"training {model_name} on {dataset} ({prof.name} profile: {epochs} epochs, "
+                  f"width {width:g}, {len(split.train_y)} training images); cached as {final}")
+        model = build_model(model_name, num_classes=split.num_classes, width=width, seed=seed)
+        result = train(model, split, epochs, lr=prof.lr, batch_size=prof.batch_size, seed=seed,
+                       checkpoint_path=partial, device=device, progress=progress)
+        settings = {
+            "profile": prof.name, "epochs": epochs, "train_per_class": tpc, "seed": seed,
+            "split_seed": split_seed, "batch_size": prof.batch_size, "lr": prof.lr,
+            "n_train": len(split.train_y), "n_val": len(split.val_y), "device": str(device),
+            "torch": torch.__version__,
+        }
+        return result.model, settings, _summary_state(result)
 
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / f"{key}.training.pt"
-    if progress:
-        print(f"training {model_name} on {dataset} ({prof.name} profile: {epochs} epochs, "
-              f"width {width:g}, {len(split.train_y)} training images); cached as {final}")
-    model = build_model(model_name, num_classes=split.num_classes, width=width, seed=seed)
-    result = train(model, split, epochs, lr=prof.lr, batch_size=prof.batch_size, seed=seed,
-                   checkpoint_path=partial, device=device, progress=progress)
-    settings = {
-        "profile": prof.name, "epochs": epochs, "train_per_class": tpc, "seed": seed,
-        "split_seed": split_seed, "batch_size": prof.batch_size, "lr": prof.lr,
-        "n_train": len(split.train_y), "n_val": len(split.val_y), "device": str(device),
-        "torch": torch.__version__,
-    }
-    state = {"history": result.history, "best_epoch": result.best_epoch,
-             "best_val_acc": result.best_val_acc}
-    save_checkpoint(final, result.model, settings, state)
-    # The epoch checkpoint holds the weights of the *last* epoch: keep them beside the
-    # best-validation model (``last_epoch_path``), for analyses of the kept-model choice.
-    last = last_epoch_path(final)
-    os.replace(partial, last)
-    os.replace(sidecar_path(partial), sidecar_path(last))
-    settings = read_settings(final)
-    result.split, result.settings, result.checkpoint_path = split, settings, final
-    return result
+    model, settings, state, from_cache = load_or_train(final, make, keep_last=True, device=device)
+    return _from_state(model, state, split, settings, final, from_cache)
+
+
+def _summary_state(result: TrainResult) -> dict:
+    """What a cached model keeps of its training: the curves and the kept epoch."""
+    return {"history": result.history, "best_epoch": result.best_epoch,
+            "best_val_acc": result.best_val_acc}
+
+
+def _from_state(model, state, split, settings, path, from_cache) -> TrainResult:
+    return TrainResult(model, list(state["history"]), int(state["best_epoch"]),
+                       float(state["best_val_acc"]), split, settings, Path(path),
+                       from_cache=from_cache)

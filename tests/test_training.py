@@ -186,3 +186,28 @@ def test_cache_folder(monkeypatch, tmp_path):
     monkeypatch.delenv("PMI_CACHE_DIR")
     assert training.cache_folder() == Path("~/.cache/pmi_tutorial/models").expanduser()
     assert training.cache_key("vgg19", "cifar10", 15, 0.125, 500, 0) == "vgg19_cifar10_e15_w0.125_tpc500_s0"
+
+
+def test_load_or_train_makes_once_and_handles_the_epoch_checkpoint(tmp_path):
+    from pmi_tutorial.checkpoint import save_checkpoint
+
+    calls = []
+
+    def make(partial):
+        calls.append(partial)
+        model = build_model("mlp", seed=3)
+        save_checkpoint(partial, model, {"kind": "training"}, {"epoch": 1})  # what train() leaves
+        return model, {"note": "test"}, {"best_epoch": 1}
+
+    final = tmp_path / "m.pt"
+    model, settings, state, cached = training.load_or_train(final, make)
+    assert not cached and calls == [training.partial_path(final)] and settings["note"] == "test"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "m.pt.json"]  # partial removed
+    again, settings2, state2, cached2 = training.load_or_train(final, make)
+    assert cached2 and len(calls) == 1 and state2 == {"best_epoch": 1} and settings2 == settings
+    assert _weights_equal(model, again) and not again.training  # eval mode
+
+    kept = tmp_path / "k.pt"
+    training.load_or_train(kept, make, keep_last=True)
+    assert training.last_epoch_path(kept).is_file()
+    assert not training.partial_path(kept).exists()

@@ -53,22 +53,17 @@ def _folder(cache_dir) -> Path:
 
 
 def _cached_model(folder: Path, key: str, settings: dict, make):
-    """Load ``folder/key.pt``, or ``make(partial_path)`` -> (model, state) and save it."""
-    from ...checkpoint import load_checkpoint, save_checkpoint, sidecar_path
+    """``folder/key.pt`` through the model cache (:func:`pmi_tutorial.training.load_or_train`):
+    ``make(partial)`` -> (model, state) trains it, its CPU seconds are kept in the state."""
+    from ...training import load_or_train
 
-    final = folder / f"{key}.pt"
-    if final.is_file():
-        model, _, state = load_checkpoint(final)
-        return model.eval(), state or {}
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / f"{key}.training.pt"
-    t0 = time.process_time()
-    model, state = make(partial)
-    state = {**state, "cpu_seconds": time.process_time() - t0}
-    save_checkpoint(final, model, {"study": settings}, state)
-    for p in (partial, sidecar_path(partial)):
-        p.unlink(missing_ok=True)
-    return model.eval(), state
+    def train_and_time(partial):
+        t0 = time.process_time()
+        model, state = make(partial)
+        return model, {"study": settings}, {**state, "cpu_seconds": time.process_time() - t0}
+
+    model, _, state, _ = load_or_train(folder / f"{key}.pt", train_and_time)
+    return model, state
 
 
 def _trained(study: Study, cfg: StudyConfig, arch, role, k, train_pos, seed, cache_dir):
