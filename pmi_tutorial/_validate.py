@@ -60,8 +60,8 @@ def check_scalar(x, name: str, target_type=int, *, min_val=None, max_val=None,
     """Check that ``x`` is a finite scalar of ``target_type`` within bounds; return it converted.
 
     In the style of ``sklearn.utils.check_scalar``.  ``target_type`` is ``int`` (an integer;
-    ``True``/``False`` and floats such as 3.0 are refused) or ``float`` (any real number; ints
-    and numeric strings are converted; NaN and infinity are refused).  ``include_boundaries``:
+    ``True``/``False`` and floats such as 3.0 are refused) or ``float`` (a real number: ints
+    are converted; strings, NaN and infinity are refused).  ``include_boundaries``:
     ``"both"``, ``"left"``, ``"right"`` or ``"neither"`` says which of ``min_val`` and
     ``max_val`` are allowed.  The ValueError names ``name``, the allowed range, the value given
     and ``hint`` (how to fix it).
@@ -78,18 +78,23 @@ def check_scalar(x, name: str, target_type=int, *, min_val=None, max_val=None,
     else:
         where = ""
     tail = f"; {hint}" if hint else ""
-    message = f"{name} must be {_TYPE_WORDS.get(target_type, 'a number')}{where}, got {name}={x!r}{tail}"
+    kind = _TYPE_WORDS.get(target_type, "a number")
+    noun = kind.split(" ", 1)[1]
+    if max_val is None and min_val == 0:  # the plain words for the common ranges
+        what = f"a positive {noun}" if low == "(" else f"a non-negative {noun}"
+    elif max_val is None and min_val == 1 and target_type is int and low == "[":
+        what = "a positive integer"
+    else:
+        what = kind + where
+    message = f"{name} must be {what}, got {name}={x!r}{tail}"
     if target_type is int:
         if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
             raise ValueError(message)
         value = int(x)
     else:
-        if isinstance(x, bool):
+        if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
             raise ValueError(message)
-        try:
-            value = float(x)
-        except (TypeError, ValueError):
-            raise ValueError(message) from None
+        value = float(x)
         if not np.isfinite(value):
             raise ValueError(message)
     too_low = min_val is not None and (value < min_val if low == "[" else value <= min_val)
@@ -99,7 +104,7 @@ def check_scalar(x, name: str, target_type=int, *, min_val=None, max_val=None,
     return value
 
 
-def check_choice(value, choices, name: str):
+def check_choice(value, choices, name: str, hint: str = ""):
     """Return ``value`` if it is one of ``choices``, else ValueError "unknown NAME; use one of ..."."""
     choices = tuple(choices)
     try:
@@ -107,7 +112,8 @@ def check_choice(value, choices, name: str):
     except TypeError:  # an unhashable value against dict keys
         ok = False
     if not ok:
-        raise ValueError(f"unknown {name} {value!r}; use one of {', '.join(map(repr, choices))}")
+        tail = f" ({hint})" if hint else ""
+        raise ValueError(f"unknown {name} {value!r}; use one of {', '.join(map(repr, choices))}{tail}")
     return value
 
 

@@ -69,8 +69,7 @@ def quantize(model: nn.Module, bits: int = 8) -> nn.Module:
     The scale of output channel k is ``max |w_k| / (2^(bits-1) - 1)``; this is what an int8
     deployment stores, seen in floating point.
     """
-    if not isinstance(bits, int) or not 2 <= bits <= 16:
-        raise ValueError(f"bits must be an integer in [2, 16], got {bits!r}")
+    bits = V.check_scalar(bits, "bits", int, min_val=2, max_val=16, hint="8 is int8")
     model = copy.deepcopy(model)
     qmax = 2 ** (bits - 1) - 1
     for w in prunable_weights(model):
@@ -83,12 +82,8 @@ def quantize(model: nn.Module, bits: int = 8) -> nn.Module:
 @torch.no_grad()
 def weight_noise(model: nn.Module, scale: float, seed: int = 0) -> nn.Module:
     """Add Gaussian noise to every prunable weight: ``w + scale * std(w) * N(0, 1)``, seeded."""
-    try:
-        scale = float(scale)
-    except (TypeError, ValueError):
-        raise ValueError(f"scale must be a non-negative number such as 0.1, got {scale!r}") from None
-    if not np.isfinite(scale) or scale < 0:
-        raise ValueError(f"scale must be a non-negative number, got {scale!r}")
+    scale = V.check_scalar(scale, "scale", float, min_val=0.0,
+                           hint="a non-negative multiple of std(w) such as 0.1")
     model = copy.deepcopy(model)
     gen = torch.Generator().manual_seed(int(seed))
     for w in prunable_weights(model):
@@ -98,10 +93,8 @@ def weight_noise(model: nn.Module, scale: float, seed: int = 0) -> nn.Module:
 
 
 def _check_positive(value, name: str, example: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number such as {example}, got {value!r}")
-    return float(value)
+    return V.check_scalar(value, name, float, min_val=0.0, include_boundaries="neither",
+                          hint=f"a positive finite number such as {example}")
 
 
 @dataclass
@@ -121,9 +114,8 @@ def finetune_split(split, fraction: float = 0.2, seed: int = 0):
     The fine-tuning samples leave the validation set (so they leave every Q); the training
     set (every P) is unchanged, as in the paper.
     """
-    fraction = float(fraction)
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"fraction must be in (0, 1), got {fraction}; the paper uses 0.2")
+    fraction = V.check_scalar(fraction, "fraction", float, min_val=0.0, max_val=1.0,
+                              include_boundaries="neither", hint="the paper uses 0.2")
     n_val = len(split.val_y)
     rng = np.random.default_rng([int(seed), 20_000])
     tuned = np.sort(rng.choice(n_val, size=max(1, int(round(fraction * n_val))), replace=False))

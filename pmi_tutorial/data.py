@@ -26,6 +26,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from . import _validate as V
 from .files import atomic_writer, write_text_atomic
 
 DATASETS = ("mnist", "cifar10")
@@ -99,11 +100,8 @@ class Split:
 
 
 def check_dataset(name) -> str:
-    if name not in DATASETS:
-        raise ValueError(
-            f"unknown dataset {name!r}; use one of {', '.join(map(repr, DATASETS))}"
-        )
-    return name
+    """``name`` must be one of :data:`DATASETS` (``"mnist"``, ``"cifar10"``)."""
+    return V.check_choice(name, DATASETS, "dataset")
 
 
 def data_dir(root=None) -> Path:
@@ -282,9 +280,7 @@ def split_indices(name, seed=0, labels=None, train_per_class=None):
 
 
 def _check_per_class(k, what) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"{what} must be a positive integer (images per class) or None, got {k!r}")
-    return int(k)
+    return V.check_scalar(k, what, int, min_val=1, hint="a number of images per class, or None")
 
 
 _SPLITS: dict = {}

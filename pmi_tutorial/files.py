@@ -25,6 +25,8 @@ from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
+from ._validate import check_choice
+
 #: result-file formats this package writes and the version of each it reads
 RESULT_FORMATS = {
     "pmi-tutorial-result": 1,  # Tables I-IV and Figure 2 (``reproduce``)
@@ -203,9 +205,7 @@ def provenance(command: str | None = None) -> dict:
 
 
 def _check_format(fmt: str) -> int:
-    if fmt not in RESULT_FORMATS:
-        raise ValueError(f"unknown result format {fmt!r}; use one of {', '.join(RESULT_FORMATS)}")
-    return RESULT_FORMATS[fmt]
+    return RESULT_FORMATS[check_choice(fmt, RESULT_FORMATS, "result format")]
 
 
 def result_header(fmt: str, command: str | None = None) -> dict:

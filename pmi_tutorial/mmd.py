@@ -67,13 +67,8 @@ def rbf_kernel(A, B, bandwidth: float) -> np.ndarray:
 
 
 def _check_bandwidth(bandwidth) -> float:
-    try:
-        bw = float(bandwidth)
-    except (TypeError, ValueError):
-        bw = float("nan")
-    if not np.isfinite(bw) or bw <= 0:
-        raise ValueError(f"bandwidth must be a positive number, got {bandwidth!r}")
-    return bw
+    return V.check_scalar(bandwidth, "bandwidth", float, min_val=0.0, include_boundaries="neither",
+                          hint="a positive number such as mmd.median_bandwidth(Z)")
 
 
 def mmd2_unbiased(X, Y, kernel: str = "linear", bandwidth: float | None = None) -> float:

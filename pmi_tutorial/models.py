@@ -15,10 +15,10 @@ The models return logits (no softmax): the features PMI works on.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
+
+from . import _validate as V
 
 MODELS = ("mlp", "lenet5", "vgg19", "resnet34")
 _DATASET = {"mlp": "mnist", "lenet5": "mnist", "vgg19": "cifar10", "resnet34": "cifar10"}
@@ -29,9 +29,8 @@ VGG19_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
 
 
 def check_model_name(name) -> str:
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; use one of {', '.join(map(repr, MODELS))}")
-    return name
+    """``name`` must be one of :data:`MODELS`."""
+    return V.check_choice(name, MODELS, "model")
 
 
 def dataset_of(name) -> str:
@@ -158,14 +157,9 @@ def build_model(name, num_classes=10, width=1.0, seed=None) -> nn.Module:
     given, fixes the initial weights without touching the global random state.
     """
     name = check_model_name(name)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    try:
-        width = float(width)
-    except (TypeError, ValueError):
-        raise ValueError(f"width must be a positive number such as 1.0 or 0.125, got {width!r}") from None
-    if not (width > 0 and math.isfinite(width)):
-        raise ValueError(f"width must be a positive number such as 1.0 or 0.125, got {width!r}")
+    num_classes = V.check_scalar(num_classes, "num_classes", int, min_val=2)
+    width = V.check_scalar(width, "width", float, min_val=0.0, include_boundaries="neither",
+                           hint="a positive number such as 1.0 or 0.125")
     ctor = {
         "mlp": lambda: MLP(num_classes, width),
         "lenet5": lambda: LeNet5(num_classes, width),

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 
+from . import _validate as V
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -70,10 +72,5 @@ PROFILES = {p.name: p for p in (QUICK, PAPER)}
 def get_profile(name: str | None = None) -> Profile:
     """The profile called ``name``, or the one named by ``PMI_PROFILE`` (default ``quick``)."""
     name = name or os.environ.get("PMI_PROFILE", "quick")
-    try:
-        return PROFILES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown profile {name!r}; use one of {', '.join(map(repr, PROFILES))} "
-            "(set PMI_PROFILE=quick or PMI_PROFILE=paper)"
-        ) from None
+    return PROFILES[V.check_choice(name, PROFILES, "profile",
+                                   hint="set PMI_PROFILE=quick or PMI_PROFILE=paper")]

@@ -368,9 +368,7 @@ def _permutations(N, B, seed, r):
 
 
 def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}; e.g. seed=0")
-    return int(seed)
+    return V.check_scalar(seed, "seed", int, min_val=0, hint="a non-negative integer, e.g. seed=0")
 
 
 def permutation_test(
@@ -427,12 +425,8 @@ def permutation_test(
     :class:`PermutationResult`.
     """
     stat = STATISTICS[V.check_choice(statistic, STATISTICS, "statistic")]
-    if isinstance(B, bool) or not isinstance(B, (int, np.integer)) or B < 1:
-        raise ValueError(
-            f"B (the number of permutations) must be an integer >= 1, got {B!r}; "
-            "use e.g. B=999 (the smallest possible p-value is 1/(B+1))"
-        )
-    B = int(B)
+    B = V.check_scalar(B, "B", int, min_val=1, hint="B is the number of permutations, e.g. "
+                       "B=999 (the smallest possible p-value is 1/(B+1))")
     seed = _check_seed(seed)
     items = pool_items(feature_pools) if feature_pools is not None else []
     if not items:

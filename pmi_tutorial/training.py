@@ -177,8 +177,8 @@ def train(model, split, epochs, lr=1e-3, batch_size=64, seed=0, checkpoint_path=
     """
     epochs = V.check_positive_int(epochs, "epochs")
     batch_size = V.check_positive_int(batch_size, "batch_size")
-    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a positive number such as 1e-3, got {lr!r}")
+    lr = V.check_scalar(lr, "lr", float, min_val=0.0, include_boundaries="neither",
+                        hint="a positive number such as 1e-3")
     device = torch.device(device) if device is not None else pick_device()
     amp = (device.type == "cuda") if amp is None else bool(amp and device.type == "cuda")
     model.to(device)

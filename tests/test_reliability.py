@@ -301,7 +301,7 @@ CLI_CASES = [
     ("trials-0", ["verify", "--checkpoint", "{ok}", "--trials", "0"], ["--trials must be a positive integer"]),
     ("rho-outside", ["verify", "--checkpoint", "{ok}", "--rho", "0.9"], ["rho must be in (0, 1 - 1/m]", "got 0.9"]),
     ("rate-outside", ["attack", "prune", "--checkpoint", "{ok}", "--rate", "1.5", "--out", "x.pt"],
-     ["--rate must be a number in [0, 1)", "got 1.5"]),
+     ["--rate must be a number in [0, 1)", "got --rate=1.5"]),
     ("old-result-file", ["reproduce", "table1", "--out", "{old}", "--no-progress"],
      ["format version 0", "rerun the experiment"]),
     ("unknown-profile", ["reproduce", "table1", "--profile", "fast"], ["unknown profile 'fast'", "PMI_PROFILE=quick"]),

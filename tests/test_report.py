@@ -58,7 +58,7 @@ def test_comparison_matches_the_papers_table_i():
     top = report.largest_differences(res, k=1)
     assert top == [rows[0]]
     assert report.largest_differences(res, k=1, by="d_mean_acc_r")[0]["model"] == "mlp"
-    with pytest.raises(ValueError, match="by must be"):
+    with pytest.raises(ValueError, match="unknown by .acc.; use one of .d_acc_r_opt."):
         report.largest_differences(res, by="acc")
     assert report.comparison(fake_result("figure2", [cell("mlp", 3, 100, 0.5, 0.4, rate=0.1)])) == []
 

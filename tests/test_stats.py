@@ -316,7 +316,7 @@ def test_seeding():
 @pytest.mark.parametrize(
     "pools, kw, match",
     [
-        ("ok", dict(B=0), r"B .* >= 1.*B=999"),
+        ("ok", dict(B=0), r"B must be a positive integer, got B=0.*B=999"),
         ("ok", dict(B=2.5), r"B=999"),
         ("ok", dict(statistic="nope"), r"unknown statistic 'nope'; use one of"),
         ({0: (np.zeros((20, 3)), np.zeros((30, 4)))}, {}, r"same width"),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _validate as V
 from ..profiles import Profile
 from .tables import MODEL_TITLES, get_spec, paper_table, plan
 
@@ -92,8 +93,7 @@ def comparison(result) -> list[dict]:
 
 def largest_differences(result, k: int = 3, by: str = "d_acc_r_opt") -> list[dict]:
     """The ``k`` cells whose ``by`` difference (ours - paper) is largest in absolute value."""
-    if by not in ("d_acc_r_opt", "d_mean_acc_r"):
-        raise ValueError(f"by must be 'd_acc_r_opt' or 'd_mean_acc_r', got {by!r}")
+    V.check_choice(by, ("d_acc_r_opt", "d_mean_acc_r"), "by")
     return sorted(comparison(result), key=lambda row: -abs(row[by]))[:k]
 
 
@@ -189,8 +189,7 @@ def signal_to_noise(features_P, features_Q, n: int) -> float:
     if P.ndim != 2 or Q.ndim != 2 or P.shape[1] != Q.shape[1]:
         raise ValueError(f"features_P and features_Q must be (samples, c) arrays of one width, "
                          f"got shapes {P.shape} and {Q.shape}")
-    if int(n) < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    n = V.check_positive_int(n, "n")
     both = np.concatenate([P, Q])
     mu, sd = both.mean(0), both.std(0)
     sd = np.where(sd > 0, sd, 1.0)

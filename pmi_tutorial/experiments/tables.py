@@ -46,12 +46,8 @@ MODEL_TITLES = {"mlp": "MLP", "lenet5": "LeNet-5", "vgg19": "VGG-19", "resnet34"
 
 
 def get_spec(name: str) -> Spec:
-    try:
-        return EXPERIMENTS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown experiment {name!r}; use one of {', '.join(EXPERIMENTS)}"
-        ) from None
+    """The :class:`Spec` of experiment ``name`` (one of :data:`EXPERIMENTS`)."""
+    return EXPERIMENTS[V.check_choice(name, EXPERIMENTS, "experiment")]
 
 
 def paper_table(name: str) -> dict:

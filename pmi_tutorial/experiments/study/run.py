@@ -31,6 +31,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from ... import _validate as V
 from ... import files as F
 from .design import (ATTACKS, CPU, REDUCED, Study, StudyConfig, _as_index, _digest,
                      config_from_dict, independent_part, pool_split, prepare, resplit_part,
@@ -106,6 +107,7 @@ def attacked(study, cfg, owner, owner_key, owner_settings, attack, k, cache_dir=
     from ... import attacks
     from ...models import build_model
 
+    V.check_choice(attack, ATTACKS, "attack")
     pools = study.pools
     if attack == "prune":
         return attacks.prune(owner, cfg.prune_rate), pools, None
@@ -144,7 +146,6 @@ def attacked(study, cfg, owner, owner_key, owner_settings, attack, k, cache_dir=
         model, _ = _cached_model(_folder(cache_dir), f"{owner_key}_kd_{_digest(settings)}",
                                  settings, make)
         return model, pools, None
-    raise ValueError(f"unknown attack {attack!r}; use one of {', '.join(ATTACKS)}")
 
 
 # --------------------------------------------------------------------------- measurements
