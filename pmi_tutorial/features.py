@@ -2,8 +2,8 @@
 Section III-B, step 2 of a trial; book chapter "PMI end to end").
 
 PMI represents a sample by the model's last-layer output without softmax (the logits), shape
-``(n, c)``.  :func:`log_probs` gives the log-softmax of the logits, for an owner who can only
-see the model's probabilities (DESIGN.md section 3).
+``(n, c)``.  An owner who can only see the model's probabilities applies a transform to
+these logits (``fingerprint.pool_features(..., transform=...)``, e.g. log-softmax).
 """
 
 from __future__ import annotations
@@ -102,8 +102,3 @@ def logits(model: nn.Module, x, batch_size: int = 1024, device=None) -> torch.Te
     finally:
         if device != home:
             model.to(home)
-
-
-def log_probs(model: nn.Module, x, batch_size: int = 1024, device=None) -> torch.Tensor:
-    """Log-probabilities (log-softmax of the logits): the features of probability-only access."""
-    return torch.log_softmax(logits(model, x, batch_size=batch_size, device=device), dim=1)

@@ -175,8 +175,3 @@ def build_model(name, num_classes=10, width=1.0, seed=None) -> nn.Module:
     # What rebuilds it: read by pmi_tutorial.checkpoint.save_checkpoint.
     model.arch = {"model": name, "num_classes": num_classes, "width": width}
     return model
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

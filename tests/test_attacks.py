@@ -6,8 +6,6 @@ direct computations (counts of zeros, the rounding grid, the teacher's predictio
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,15 +15,6 @@ from pmi_tutorial import attacks, data
 from pmi_tutorial.features import logits
 from pmi_tutorial.models import build_model
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # a shared 2-core machine: two threads can be far slower
-    yield
-    torch.set_num_threads(before)
 
 
 def _snapshot(model):
@@ -132,17 +121,9 @@ def test_weight_noise_seeded_and_scale_zero_is_identity():
 # ----------------------------------------------------------------------------- fine-tuning
 
 
-def _real_data_dir() -> Path:
-    for c in (os.environ.get("PMI_DATA_DIR"), REPO.parent / "shared" / "data"):
-        if c and (Path(c) / "mnist.npz").is_file():
-            return Path(c)
-    pytest.skip("real mnist.npz not found (set PMI_DATA_DIR to the folder holding it)")
-
-
 @pytest.fixture(scope="module")
-def small():
-    root = _real_data_dir()
-    return data.subset(data.owner_split("mnist", seed=0, root=root), 30, seed=0, val_per_class=60)
+def small(mnist_root):
+    return data.subset(data.owner_split("mnist", seed=0, root=mnist_root), 30, seed=0, val_per_class=60)
 
 
 def test_fine_tune_changes_weights_and_keeps_pools_disjoint(small):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,37 +11,14 @@ import torch
 
 from pmi_tutorial import data
 
-REPO = Path(__file__).resolve().parents[1]
-
-# Class counts from the data README (MNIST train / test parts).
+# Class counts of MNIST's published train / test parts (the real file's labels).
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
-def _real_data_dir(name: str) -> Path:
-    candidates = [os.environ.get("PMI_DATA_DIR"), REPO.parent / "shared" / "data"]
-    for c in candidates:
-        if c and (Path(c) / f"{name}.npz").is_file():
-            return Path(c)
-    pytest.skip(
-        f"real {name}.npz not found (set PMI_DATA_DIR to the folder holding it, "
-        "e.g. PMI_DATA_DIR=../shared/data)"
-    )
-
-
 @pytest.fixture(scope="module")
-def mnist_root():
-    return _real_data_dir("mnist")
-
-
-@pytest.fixture(scope="module")
-def mnist_split(mnist_root):
-    return data.owner_split("mnist", seed=0, root=mnist_root)
-
-
-@pytest.fixture(scope="module")
-def cifar_root():
-    return _real_data_dir("cifar10")
+def mnist_split(real_mnist_root):
+    return data.owner_split("mnist", seed=0, root=real_mnist_root)
 
 
 def _fake_arrays(n_train=20, n_test=10, shape=(28, 28), seed=0):
@@ -58,8 +34,8 @@ def _fake_arrays(n_train=20, n_test=10, shape=(28, 28), seed=0):
 # ----------------------------------------------------------------------------- files
 
 
-def test_load_dataset_mnist(mnist_root):
-    ds = data.load_dataset("mnist", root=mnist_root)
+def test_load_dataset_mnist(real_mnist_root):
+    ds = data.load_dataset("mnist", root=real_mnist_root)
     assert ds.name == "mnist"
     assert ds.images.shape == (70000, 28, 28) and ds.images.dtype == np.uint8
     assert ds.labels.shape == (70000,) and ds.labels.dtype == np.int64
@@ -67,15 +43,15 @@ def test_load_dataset_mnist(mnist_root):
     assert counts.tolist() == MNIST_TRAIN_COUNTS
     assert np.bincount(ds.labels[60000:], minlength=10).tolist() == MNIST_TEST_COUNTS
     # train part first, then test part, as in the file
-    with np.load(mnist_root / "mnist.npz") as f:
+    with np.load(real_mnist_root / "mnist.npz") as f:
         assert np.array_equal(ds.images[60000:], f["x_test"])
         assert np.array_equal(ds.labels[:60000], f["y_train"])
     assert not ds.images.flags.writeable  # shared: callers must not modify it
 
 
-def test_load_dataset_uses_env_var(mnist_root, monkeypatch):
-    monkeypatch.setenv("PMI_DATA_DIR", str(mnist_root))
-    assert data.data_dir() == mnist_root
+def test_load_dataset_uses_env_var(real_mnist_root, monkeypatch):
+    monkeypatch.setenv("PMI_DATA_DIR", str(real_mnist_root))
+    assert data.data_dir() == real_mnist_root
     assert data.load_dataset("mnist").images.shape == (70000, 28, 28)
 
 
@@ -97,8 +73,8 @@ def test_corrupt_file_detected(tmp_path):
         data.load_dataset("mnist", root=tmp_path)
 
 
-def test_corrupted_copy_of_real_file(mnist_root, tmp_path):
-    raw = bytearray((mnist_root / "mnist.npz").read_bytes())
+def test_corrupted_copy_of_real_file(real_mnist_root, tmp_path):
+    raw = bytearray((real_mnist_root / "mnist.npz").read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     (tmp_path / "mnist.npz").write_bytes(bytes(raw))
     with pytest.raises(ValueError, match="corrupt"):
@@ -201,7 +177,7 @@ def test_missing_file_offline(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- the split
 
 
-def test_owner_split_mnist(mnist_split, mnist_root):
+def test_owner_split_mnist(mnist_split, real_mnist_root):
     s = mnist_split
     assert (s.name, s.seed, s.num_classes, s.input_shape) == ("mnist", 0, 10, (1, 28, 28))
     assert s.train_x.shape == (50000, 1, 28, 28) and s.val_x.shape == (20000, 1, 28, 28)
@@ -210,7 +186,7 @@ def test_owner_split_mnist(mnist_split, mnist_root):
     # a partition of all 70,000 images
     assert np.array_equal(np.sort(np.concatenate([s.train_index, s.val_index])), np.arange(70000))
     # normalization, checked against an independent NumPy computation
-    ds = data.load_dataset("mnist", root=mnist_root)
+    ds = data.load_dataset("mnist", root=real_mnist_root)
     i = [0, 123, 49999]
     ref = (ds.images[s.train_index[i]].astype(np.float64) / 255 - 0.1307) / 0.3081
     np.testing.assert_allclose(s.train_x[i, 0].numpy(), ref, rtol=1e-5, atol=1e-5)
@@ -218,13 +194,13 @@ def test_owner_split_mnist(mnist_split, mnist_root):
     assert abs(float(s.train_x.mean())) < 0.02 and abs(float(s.train_x.std()) - 1) < 0.02
 
 
-def test_owner_split_cached(mnist_root):
-    a = data.owner_split("mnist", seed=0, root=mnist_root)
-    assert data.owner_split("mnist", seed=0, root=mnist_root) is a
+def test_owner_split_cached(real_mnist_root):
+    a = data.owner_split("mnist", seed=0, root=real_mnist_root)
+    assert data.owner_split("mnist", seed=0, root=real_mnist_root) is a
 
 
-def test_split_deterministic_and_seeded(mnist_root):
-    labels = data.load_dataset("mnist", root=mnist_root).labels
+def test_split_deterministic_and_seeded(real_mnist_root):
+    labels = data.load_dataset("mnist", root=real_mnist_root).labels
     a = data.split_indices("mnist", 0, labels)
     b = data.split_indices("mnist", 0, labels)
     c = data.split_indices("mnist", 1, labels)
@@ -233,8 +209,8 @@ def test_split_deterministic_and_seeded(mnist_root):
     assert len(c[0]) == 50000 and len(c[1]) == 20000
 
 
-def test_class_pools_counts_and_disjoint(mnist_split, mnist_root):
-    labels = data.load_dataset("mnist", root=mnist_root).labels
+def test_class_pools_counts_and_disjoint(mnist_split, real_mnist_root):
+    labels = data.load_dataset("mnist", root=real_mnist_root).labels
     pools = data.all_class_pools(mnist_split)
     assert sorted(pools) == list(range(10))
     total_P = total_Q = 0
@@ -259,17 +235,17 @@ def test_class_pools_bad_r(mnist_split, r):
         data.class_pools(mnist_split, r)
 
 
-def test_train_per_class(mnist_split, mnist_root):
-    s = data.owner_split("mnist", seed=0, root=mnist_root, train_per_class=50)
+def test_train_per_class(mnist_split, real_mnist_root):
+    s = data.owner_split("mnist", seed=0, root=real_mnist_root, train_per_class=50)
     assert s.train_x.shape == (500, 1, 28, 28)
     assert np.bincount(s.train_y.numpy(), minlength=10).tolist() == [50] * 10
     # the dropped images are unused, not moved to validation
     assert np.array_equal(s.val_index, mnist_split.val_index)
     assert np.isin(s.train_index, mnist_split.train_index).all()
     with pytest.raises(ValueError, match="train_per_class"):
-        data.owner_split("mnist", seed=0, root=mnist_root, train_per_class=0)
+        data.owner_split("mnist", seed=0, root=real_mnist_root, train_per_class=0)
     with pytest.raises(ValueError, match="more than"):
-        data.owner_split("mnist", seed=0, root=mnist_root, train_per_class=10**6)
+        data.owner_split("mnist", seed=0, root=real_mnist_root, train_per_class=10**6)
 
 
 def test_subset(mnist_split):
@@ -283,11 +259,11 @@ def test_subset(mnist_split):
     assert np.bincount(a.val_y.numpy()).tolist() == [30] * 10
 
 
-def test_cifar10_split(cifar_root):
-    s = data.owner_split("cifar10", seed=0, root=cifar_root, train_per_class=500)
+def test_cifar10_split(real_cifar_root):
+    s = data.owner_split("cifar10", seed=0, root=real_cifar_root, train_per_class=500)
     assert s.train_x.shape == (5000, 3, 32, 32) and s.val_x.shape == (15000, 3, 32, 32)
     assert s.input_shape == (3, 32, 32) and s.train_x.dtype == torch.float32
-    ds = data.load_dataset("cifar10", root=cifar_root)
+    ds = data.load_dataset("cifar10", root=real_cifar_root)
     assert ds.images.shape == (60000, 32, 32, 3) and ds.labels.dtype == np.int64
     assert ds.labels[:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
     # channels last in the file -> channels first, normalized per channel

@@ -39,11 +39,8 @@ def literal_guesses(model, images, draws, n_P):
 
 
 @pytest.fixture(scope="module")
-def mnist_small():
-    try:
-        split = data.owner_split("mnist")
-    except FileNotFoundError as exc:  # no data and no internet
-        pytest.skip(str(exc))
+def mnist_small(mnist_root):
+    split = data.owner_split("mnist", root=mnist_root)
     small = data.subset(split, 150, seed=0, val_per_class=120)
     return {r: data.class_pools(small, r) for r in (0, 3)}
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +12,6 @@ from scipy.stats import mannwhitneyu, norm
 from pmi_tutorial import membership, stats
 from pmi_tutorial.models import build_model
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -206,17 +203,8 @@ def test_pooled_auc_normal_rejects_bad_input():
 # ----------------------------------------------------------------------------- the over-fitted model
 
 
-def _real_data_dir() -> Path:
-    for c in (os.environ.get("PMI_DATA_DIR"), REPO.parent / "shared" / "data"):
-        if c and (Path(c) / "mnist.npz").is_file():
-            return Path(c)
-    pytest.skip("real mnist.npz not found (set PMI_DATA_DIR to the folder holding it, "
-                "e.g. PMI_DATA_DIR=../shared/data)")
-
-
-def test_overfit_model_is_trained_once_then_loaded(tmp_path):
-    root = _real_data_dir()
-    kwargs = dict(per_class=5, epochs=3, val_per_class=5, cache_dir=tmp_path, root=root,
+def test_overfit_model_is_trained_once_then_loaded(tmp_path, mnist_root):
+    kwargs = dict(per_class=5, epochs=3, val_per_class=5, cache_dir=tmp_path, root=mnist_root,
                   device="cpu")
     first = membership.overfit_model(**kwargs)
     assert not first.from_cache

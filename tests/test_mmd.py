@@ -92,8 +92,10 @@ def test_torch_input_equals_numpy(kernel, dtype):
     got = mmd.mmd2_unbiased(Xt, Yt, kernel=kernel)
     assert isinstance(got, float)
     assert got == pytest.approx(expected, rel=1e-12, abs=1e-15)
-    if kernel == "linear":
-        assert got == pytest.approx(brute_mmd2_u(Xn, Yn, k_linear), rel=1e-9, abs=1e-9)
+    # and the literal double loop, for either kernel (the Gaussian one with SciPy's median)
+    bw = float(np.median(pdist(np.vstack([Xn, Yn]))))
+    k = k_linear if kernel == "linear" else (lambda a, b: k_rbf(a, b, bw))
+    assert got == pytest.approx(brute_mmd2_u(Xn, Yn, k), rel=1e-9, abs=1e-9)
 
 
 def test_biased_linear_is_squared_mean_difference():

@@ -7,7 +7,12 @@ import torch
 import torchvision
 
 from pmi_tutorial import models
-from pmi_tutorial.models import MODELS, build_model, count_parameters, dataset_of, input_shape_of
+from pmi_tutorial.models import MODELS, build_model, dataset_of, input_shape_of
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
 
 KNOWN = {"mlp": 50_890, "lenet5": 61_706, "vgg19": 20_040_522, "resnet34": 21_282_122}
 

@@ -22,16 +22,6 @@ from pmi_tutorial.mmd import pairwise_mmd, pairwise_mmd2_linear
 from pmi_tutorial.pmi import normalize_features
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # The tensors here are tiny: with 2 threads on a shared 2-core machine, thread hand-offs
-    # dominate.  Restored afterwards so other test modules see the default.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def null_pools(rng, n_P, n_Q, d, classes=1):
     return {r: (rng.normal(size=(n_P, d)), rng.normal(size=(n_Q, d))) for r in range(classes)}
 

@@ -2,8 +2,6 @@
 are well formed, and its rates match hand counts."""
 
 import json
-import os
-from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -14,7 +12,6 @@ from scipy.stats import binomtest
 from pmi_tutorial.experiments import study
 
 matplotlib.use("Agg")
-REPO = Path(__file__).resolve().parents[1]
 DESIGN = study.Design(member_per_class=20, independent_per_class=20, distill_per_class=20,
                       select_per_class=10, nonmember_per_class=60)
 TINY = study.StudyConfig(
@@ -24,24 +21,9 @@ TINY = study.StudyConfig(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _real_data_dir() -> Path:
-    for c in (os.environ.get("PMI_DATA_DIR"), REPO.parent / "shared" / "data"):
-        if c and (Path(c) / "mnist.npz").is_file():
-            return Path(c)
-    pytest.skip("real mnist.npz not found (set PMI_DATA_DIR to the folder holding it)")
-
-
 @pytest.fixture(scope="module")
-def prepared():
-    return study.prepare(DESIGN, root=_real_data_dir())
+def prepared(mnist_root):
+    return study.prepare(DESIGN, root=mnist_root)
 
 
 # ----------------------------------------------------------------------------- the design
@@ -78,7 +60,7 @@ def test_independent_models_never_see_P(prepared):
     assert set(prepared.pools.val_index.tolist()) <= set(split.val_index.tolist())
 
 
-def test_distillation_queries_only_part_C(prepared, monkeypatch):
+def test_distillation_queries_only_part_C(prepared, monkeypatch, tmp_path):
     from pmi_tutorial import attacks
     from pmi_tutorial.models import build_model
 
@@ -91,7 +73,7 @@ def test_distillation_queries_only_part_C(prepared, monkeypatch):
     monkeypatch.setattr(attacks, "distill", spy)
     owner = build_model("mlp", seed=0)
     study.attacked(prepared, TINY, owner, "k", {"arch": "mlp"}, "distill", 0,
-                   cache_dir=Path(os.environ.get("TMPDIR", "/tmp")) / f"beyond_spy_{os.getpid()}")
+                   cache_dir=tmp_path)
     C = prepared.parts.C
     assert torch.equal(got["x"], prepared.split.train_x[torch.as_tensor(C)])
     ids = set(prepared.split.train_index[C].tolist())
@@ -107,10 +89,10 @@ def test_a_design_too_big_for_the_split_is_refused(prepared):
 # ----------------------------------------------------------------------------- the run
 
 
-def test_tiny_study_writes_well_formed_result_files(tmp_path):
-    _real_data_dir()
+def test_tiny_study_writes_well_formed_result_files(tmp_path, mnist_root):
     out, cache = tmp_path / "out", tmp_path / "cache"
-    files = study.run_study(TINY, out=out, cache_dir=cache, progress=False, command="test")
+    files = study.run_study(TINY, out=out, cache_dir=cache, root=mnist_root, progress=False,
+                            command="test")
     for name in study.FILES.values():
         content = json.loads((out / name).read_text())
         assert content["format"] == study.RESULT_FORMAT and content["complete"] is True
@@ -130,7 +112,7 @@ def test_tiny_study_writes_well_formed_result_files(tmp_path):
     s = files["summary"]["summary"]["mlp"]
     assert set(s["tests"]["pmi"]["verdicts"]) == {"owner", *study.ATTACKS}
     # a second run takes every model and measurement from the cache: same numbers
-    again = study.run_study(TINY, out=None, cache_dir=cache, progress=False)
+    again = study.run_study(TINY, out=None, cache_dir=cache, root=mnist_root, progress=False)
     assert again["tests"]["models"] == files["tests"]["models"]
     assert again["summary"]["summary"] == files["summary"]["summary"]
 

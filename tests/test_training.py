@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,20 +12,6 @@ from pmi_tutorial.checkpoint import load_checkpoint, sidecar_path
 from pmi_tutorial.models import build_model
 from pmi_tutorial.profiles import Profile
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _real_data_dir() -> Path:
-    for c in (os.environ.get("PMI_DATA_DIR"), REPO.parent / "shared" / "data"):
-        if c and (Path(c) / "mnist.npz").is_file():
-            return Path(c)
-    pytest.skip("real mnist.npz not found (set PMI_DATA_DIR to the folder holding it, "
-                "e.g. PMI_DATA_DIR=../shared/data)")
-
-
-@pytest.fixture(scope="module")
-def mnist_root():
-    return _real_data_dir()
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ and II", "Robustness" and "Beyond the paper").
 
 from . import report, study
 from .tables import (EXPERIMENTS, MODEL_TITLES, RESULT_FORMAT, RESULT_VERSION, TABLE_COLUMNS, Spec,
-                     cells_frame, check_table, committed_table, feasible_classes, format_table,
+                     check_table, committed_table, feasible_classes, format_table,
                      get_spec, load_result, paper_table, plan, reproduce, result_path)
 
 __all__ = [
     "report", "study", "EXPERIMENTS", "MODEL_TITLES", "RESULT_FORMAT", "RESULT_VERSION",
-    "TABLE_COLUMNS", "Spec", "cells_frame", "check_table", "committed_table", "feasible_classes",
+    "TABLE_COLUMNS", "Spec", "check_table", "committed_table", "feasible_classes",
     "format_table", "get_spec", "load_result", "paper_table", "plan", "reproduce", "result_path",
 ]

@@ -350,14 +350,3 @@ def format_table(result: dict) -> str:
     lines = head + [fmt.format(*cols), fmt.format(*("-" * w for w in widths))]
     lines += [fmt.format(*r) for r in rows]
     return "\n".join(lines + notes)
-
-
-def cells_frame(result: dict) -> list[dict]:
-    """The cells with the paper's numbers attached (``paper_acc_r_opt``, ``paper_mean_acc_r``)."""
-    paper = paper_table(result["settings"]["experiment"])
-    out = []
-    for c in result["cells"]:
-        ref = paper.get((c["model"], c["m"], c["n"]))
-        extra = {"paper_r_opt": ref[0], "paper_acc_r_opt": ref[1], "paper_mean_acc_r": ref[2]} if ref else {}
-        out.append({**c, **extra})
-    return out

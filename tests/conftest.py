@@ -1,0 +1,112 @@
+"""Shared fixtures: the data folder, one torch thread per test, tiny profiles and models.
+
+* ``mnist_root``: a folder holding ``mnist.npz``: the real MNIST when ``$PMI_DATA_DIR`` has it,
+  otherwise a synthetic MNIST-shaped data set (:func:`write_synthetic_mnist`), so that the
+  end-to-end tests run rather than skip without the real data.
+* ``real_mnist_root`` / ``real_cifar_root``: the real files, or the test is skipped (tests of
+  facts about the published data sets: class counts, checksums).
+* ``synthetic_mnist_root``: always the synthetic set (tests that must not depend on real data).
+* ``one_thread`` (automatic): every test runs torch on one thread (the machines that run the
+  suite are small and shared; two threads can be far slower), restored afterwards.
+* ``tiny_profile(**changes)``: a :class:`pmi_tutorial.profiles.Profile` that trains in seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+#: MNIST's shape: 60,000 training and 10,000 test images of 28 x 28 pixels, 10 classes
+MNIST_SHAPE = {"train": 60_000, "test": 10_000, "side": 28, "classes": 10}
+
+
+def real_data_dir(name: str = "mnist") -> Path | None:
+    """``$PMI_DATA_DIR`` when it holds ``{name}.npz``, else None."""
+    folder = os.environ.get("PMI_DATA_DIR")
+    if folder and (Path(folder) / f"{name}.npz").is_file():
+        return Path(folder)
+    return None
+
+
+def write_synthetic_mnist(folder: Path, seed: int = 0) -> Path:
+    """Write an MNIST-shaped ``mnist.npz`` (and its sha256 sidecar) into ``folder``.
+
+    Every class r has a fixed random binary template of about 120 lit pixels; an image is its
+    class's template with 5% of the pixels flipped, so a small MLP learns it within an epoch,
+    and a model still fits its training images better than unseen ones.  Labels are balanced
+    (7,000 images per class over both parts), in a seeded random order.
+    """
+    rng = np.random.default_rng(seed)
+    side, c = MNIST_SHAPE["side"], MNIST_SHAPE["classes"]
+    total = MNIST_SHAPE["train"] + MNIST_SHAPE["test"]
+    templates = rng.random((c, side * side)) < 0.15
+    y = rng.permutation(np.repeat(np.arange(c), total // c)).astype(np.uint8)
+    flips = rng.integers(0, 20, size=(total, side * side), dtype=np.uint8) == 0
+    x = ((templates[y] ^ flips) * np.uint8(255)).astype(np.uint8).reshape(total, side, side)
+    n = MNIST_SHAPE["train"]
+    path = folder / "mnist.npz"
+    np.savez(path, x_train=x[:n], y_train=y[:n], x_test=x[n:], y_test=y[n:])  # 55 MB, fast
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    (folder / "mnist.npz.sha256").write_text(digest + "\n")  # as data.download writes it
+    return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_mnist_root(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("synthetic_data")
+    write_synthetic_mnist(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mnist_root(synthetic_mnist_root) -> Path:
+    return real_data_dir("mnist") or synthetic_mnist_root
+
+
+@pytest.fixture(scope="session")
+def real_mnist_root() -> Path:
+    found = real_data_dir("mnist")
+    if found is None:
+        pytest.skip("the real mnist.npz is not in $PMI_DATA_DIR (set it to the folder holding it)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def real_cifar_root() -> Path:
+    found = real_data_dir("cifar10")
+    if found is None:
+        pytest.skip("the real cifar10.npz is not in $PMI_DATA_DIR (set it to the folder holding it)")
+    return found
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_profile():
+    """``tiny_profile(**changes)``: the quick profile cut down to seconds (2 MLP epochs on 30
+    images per class, 15 trials), with ``changes`` applied."""
+    from pmi_tutorial.profiles import QUICK
+
+    base = dataclasses.replace(
+        QUICK, name="tiny", description="tests: a few images per class, seconds",
+        epochs={"mlp": 2, "lenet5": 1, "vgg19": 1, "resnet34": 1},
+        train_per_class={"mnist": 30, "cifar10": 30},
+        width={"mlp": 1.0, "lenet5": 1.0, "vgg19": 0.125, "resnet34": 0.125},
+        trials=15, finetune_epochs=1, reduced=("everything: a test profile",))
+
+    def make(**changes):
+        return dataclasses.replace(base, **changes)
+
+    return make
