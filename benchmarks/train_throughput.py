@@ -14,8 +14,8 @@ an epoch) with time.perf_counter, scales it to a full epoch (50,000 images, 782 
 the median over repeats.  Prints
 the ratio DataLoader time / in-memory time per model (target: >= 5x for the MLP).
 
-    PMI_DATA_DIR=../shared/data python benchmarks/train_throughput.py          # ~1-2 minutes
-    PMI_DATA_DIR=../shared/data python benchmarks/train_throughput.py --quick  # < 60 s (CI)
+    PMI_DATA_DIR=/path/to/data python benchmarks/train_throughput.py          # ~1-2 minutes
+    PMI_DATA_DIR=/path/to/data python benchmarks/train_throughput.py --quick  # < 60 s (CI)
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ CIFAR-10 pool images is ~70 TFLOP, hours on a 2-core CPU (a GPU takes it in seco
 ``data.all_class_pools``).  Peak memory: tracemalloc (NumPy) over one verification, CUDA
 peak on a GPU, ru_maxrss of the process.
 
-    PMI_DATA_DIR=../shared/data python benchmarks/verify.py           # several minutes on 2 cores
-    PMI_DATA_DIR=../shared/data python benchmarks/verify.py --quick   # < 60 s (CI; never fails on time)
+    PMI_DATA_DIR=/path/to/data python benchmarks/verify.py           # several minutes on 2 cores
+    PMI_DATA_DIR=/path/to/data python benchmarks/verify.py --quick   # < 60 s (CI; never fails on time)
 """
 
 from __future__ import annotations

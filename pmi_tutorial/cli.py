@@ -39,6 +39,7 @@ def _owner_args(p):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m pmi_tutorial`` with its five subcommands."""
     parser = argparse.ArgumentParser(
         prog="python -m pmi_tutorial",
         description="Pooled Membership Inference: fingerprint a neural network without changing it.",
@@ -150,6 +151,7 @@ def _owner_split(settings, args):
 
 
 def cmd_train(args) -> int:
+    """``train``: fit a model on the owner's split (best-validation epoch), resumable."""
     from . import data
     from .checkpoint import save_checkpoint, sidecar_path
     from .models import build_model, dataset_of
@@ -184,6 +186,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_verify(args) -> int:
+    """``verify``: acc_r per class, r_opt (Eq. 14), the mean (Eq. 15) and the Eq. 13 verdict."""
     from . import data, fingerprint
     from . import _validate as V
     from .checkpoint import load_checkpoint
@@ -217,6 +220,7 @@ def cmd_verify(args) -> int:
 
 
 def cmd_attack(args) -> int:
+    """``attack``: fine-tune or prune a checkpoint (the paper's robustness attacks)."""
     from . import attacks
     from .checkpoint import load_checkpoint, save_checkpoint
     from .profiles import get_profile
@@ -246,6 +250,7 @@ def cmd_attack(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
+    """``reproduce``: run (or resume) a sweep of Tables I-IV or Figure 2."""
     from . import experiments
 
     res = experiments.reproduce(
@@ -261,6 +266,7 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_study(args) -> int:
+    """``study``: run (or resume) the false-positive study and write its result files."""
     from dataclasses import replace
 
     from . import _validate as V
@@ -295,6 +301,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def main(argv=None) -> int:
+    """Run the command line on ``argv``; returns the exit status (2 and one line on bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

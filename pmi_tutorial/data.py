@@ -4,7 +4,7 @@ The paper pools each dataset's official train and test parts and splits the pool
 MNIST's 70,000 images into 50,000 training / 20,000 validation images, CIFAR-10's 60,000 into
 45,000 / 15,000.  The model owner trains on the training part and uses the validation part only
 to pick the best epoch.  For a class r, the member pool P holds the training images of class r
-and the non-member pool Q the validation images of class r (DESIGN.md section 1).
+and the non-member pool Q the validation images of class r (the paper, Section IV-B).
 
 Files.  Each dataset is one NumPy archive ``{root}/{name}.npz`` with the keys ``x_train``,
 ``y_train``, ``x_test``, ``y_test`` (uint8, channels last).  ``root`` is the argument, else the
@@ -31,7 +31,7 @@ from .files import atomic_writer, write_text_atomic
 
 DATASETS = ("mnist", "cifar10")
 
-#: sha256 of the published archives (see the data README).
+#: sha256 of the archives this package reads (the published MNIST and CIFAR-10, converted to .npz)
 CHECKSUMS = {
     "mnist": "06af5dfe73b70e3bc1c36439982b18a8d76803db9b544f6fdf838a37fbb01b64",
     "cifar10": "2d272e8812ecd24d1ae79a1796702033f14117b252d024dbbbdc74567d6c45f4",
@@ -112,10 +112,12 @@ def data_dir(root=None) -> Path:
 
 
 def dataset_path(name, root=None) -> Path:
+    """Where the file of data set ``name`` lives: ``data_dir(root) / f"{name}.npz"``."""
     return data_dir(root) / f"{check_dataset(name)}.npz"
 
 
 def sha256_of(path, chunk: int = 1 << 20) -> str:
+    """The sha256 hex digest of the file at ``path``, read in chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):

@@ -43,6 +43,7 @@ class Draws:
 
     @property
     def trials(self) -> int:
+        """t, the number of trials drawn."""
         return len(self.s)
 
     def layout(self, n_P: int) -> np.ndarray:
@@ -118,7 +119,7 @@ def _as_numpy(x):
 
 
 def check_features(features_P, features_Q):
-    """``features_P`` (|P|, c) and ``features_Q`` (|Q|, c) as checked float64 arrays of one width."""
+    """``features_P`` (``|P|``, c) and ``features_Q`` (``|Q|``, c) as checked float64 arrays of one width."""
     P = V.as_float_array(_as_numpy(features_P), "features_P", ndim=2)
     Q = V.as_float_array(_as_numpy(features_Q), "features_Q", ndim=2)
     if P.shape[1] != Q.shape[1]:
@@ -168,7 +169,7 @@ def class_accuracy(
 ) -> float:
     r""":math:`acc_r`: the fraction of t trials in which PMI finds the member mini-dataset.
 
-    ``features_P`` (|P|, c) and ``features_Q`` (|Q|, c) are the per-sample features (logits) of
+    ``features_P`` (``|P|``, c) and ``features_Q`` (``|Q|``, c) are the per-sample features (logits) of
     the member and non-member pools of one class, computed once.  Trials are drawn by
     :func:`draw_trials` with ``seed``; ``method`` picks the batched path (``"fast"``), the
     per-trial from-scratch path (``"reference"``) or the fast one where it applies (``"auto"``).
@@ -181,6 +182,7 @@ def class_accuracy(
 
 @dataclass(frozen=True)
 class Summary:
+    """Eq. 14-15 over the classes: r_opt, its accuracy and the mean accuracy, for m mini-datasets."""
     r_opt: int
     acc_opt: float
     mean_acc: float
@@ -188,6 +190,7 @@ class Summary:
 
     @property
     def chance(self) -> float:
+        """1/m, the accuracy of a random guess."""
         return 1.0 / self.m
 
 
@@ -263,14 +266,17 @@ class FingerprintResult:
 
     @property
     def r_opt(self) -> int:
+        """r_opt of Eq. 14."""
         return self.summary.r_opt
 
     @property
     def acc_opt(self) -> float:
+        """acc_r at r_opt (Eq. 14)."""
         return self.summary.acc_opt
 
     @property
     def mean_acc(self) -> float:
+        """The mean of acc_r over the classes (Eq. 15)."""
         return self.summary.mean_acc
 
     def verdict(self, rho: float) -> bool:
@@ -278,6 +284,7 @@ class FingerprintResult:
         return verify(self.acc_opt, self.m, rho)
 
     def to_dict(self) -> dict:
+        """Plain JSON data: the settings, acc_r per class (string keys) and the summary."""
         d = asdict(self)
         d["acc_by_class"] = {str(k): v for k, v in self.acc_by_class.items()}
         return d

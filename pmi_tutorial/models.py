@@ -59,6 +59,7 @@ class MLP(nn.Module):
         )
 
     def forward(self, x):
+        """Logits of a batch of images."""
         return self.net(x)
 
 
@@ -80,6 +81,7 @@ class LeNet5(nn.Module):
         )
 
     def forward(self, x):
+        """Logits of a batch of images."""
         return self.classifier(self.features(x))
 
 
@@ -100,10 +102,12 @@ class VGG(nn.Module):
         self.classifier = nn.Linear(c, num_classes)
 
     def forward(self, x):
+        """Logits of a batch of images."""
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
 class BasicBlock(nn.Module):
+    """ResNet's two-convolution residual block (with a projection when the shape changes)."""
     expansion = 1
 
     def __init__(self, in_planes, planes, stride=1):
@@ -119,6 +123,7 @@ class BasicBlock(nn.Module):
             )
 
     def forward(self, x):
+        """The block's output: relu(F(x) + shortcut(x))."""
         out = torch.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return torch.relu(out + self.shortcut(x))
@@ -145,6 +150,7 @@ class ResNet(nn.Module):
         self.linear = nn.Linear(c, num_classes)
 
     def forward(self, x):
+        """Logits of a batch of images."""
         out = torch.relu(self.bn1(self.conv1(x)))
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
         return self.linear(torch.flatten(self.pool(out), 1))

@@ -14,6 +14,7 @@ from . import _validate as V
 
 @dataclass(frozen=True)
 class Profile:
+    """Named settings of every experiment: epochs, widths, images per class, trials, sweeps."""
     name: str
     description: str
     epochs: dict  # model name -> training epochs (best-validation epoch kept)
@@ -32,9 +33,11 @@ class Profile:
     reduced: tuple = field(default_factory=tuple)  # plain-language list of what differs from the paper
 
     def to_dict(self) -> dict:
+        """The profile as plain JSON data (as result files record it)."""
         return asdict(self)
 
     def banner(self) -> str:
+        """The line printed at the top of every chapter and command: the profile and what it reduces."""
         lines = [f"PMI profile: {self.name} ({self.description})"]
         lines += [f"  reduced: {item}" for item in self.reduced] or ["  reduced: nothing"]
         return "\n".join(lines)

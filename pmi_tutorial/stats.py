@@ -11,7 +11,7 @@ p-value in two ways.
 * :func:`permutation_test`, the valid one.  Under the null hypothesis "the model did not train
   on P", the member pool P and the non-member pool Q of a class are *exchangeable* for the
   model: their features are draws from the same distribution.  Re-splitting
-  :math:`P \cup Q` at random into sizes |P|, |Q| and recomputing the statistic then gives
+  :math:`P \cup Q` at random into sizes ``|P|``, ``|Q|`` and recomputing the statistic then gives
   draws from the statistic's null distribution, whatever the dependence between trials, and
   :math:`p = (k + 1) / (B + 1)` with :math:`k = \#\{\text{permuted} \ge \text{observed}\}`
   is exact (P(p <= a) <= a for every a).
@@ -62,7 +62,7 @@ def binomial_pvalue(acc, trials, m) -> float:
 
     **Why it is invalid for PMI.**  The binomial model needs the t trials to be independent
     draws.  They are not: every trial draws its member mini-dataset from the *same* finite pool
-    P (and its non-members from the same Q).  When |P| is close to n the same member samples
+    P (and its non-members from the same Q).  When ``|P|`` is close to n the same member samples
     recur in every trial, so one pool that happens to sit apart from Q, by chance alone, is
     found in most trials; the successes come in lumps, their variance is far above
     :math:`t\,p(1-p)`, and the test rejects innocent models much more often than its level
@@ -122,7 +122,7 @@ class Statistic:
     Call it as ``STATISTICS[name](features_P, features_Q, seed=0, r=..., m=3, n=100,
     trials=100)`` for the observed value.  :func:`permutation_test` evaluates the same code on
     many re-splits of P and Q at once (``prepare`` once per class, ``evaluate`` on a (B, N)
-    array of permutations of the pooled rows; the first |P| positions of a row form P').
+    array of permutations of the pooled rows; the first ``|P|`` positions of a row form P').
     """
 
     name: str
@@ -387,8 +387,8 @@ def permutation_test(
     Parameters
     ----------
     feature_pools : ``{r: (features_P, features_Q)}``, per-sample features (logits, or
-        log-probabilities) of each class's member and non-member pools, shape (|P|, c) and
-        (|Q|, c), NumPy or torch; as returned by :func:`pmi_tutorial.fingerprint.pool_features`.
+        log-probabilities) of each class's member and non-member pools, shape (``|P|``, c) and
+        (``|Q|``, c), NumPy or torch; as returned by :func:`pmi_tutorial.fingerprint.pool_features`.
     statistic : a name in :data:`STATISTICS`: ``"pmi"`` (acc_r, Eq. 13), ``"outlier"``,
         ``"rbf"``, ``"mmd"``, ``"directional"``.
     B : number of random re-splits (permutations).
@@ -408,9 +408,11 @@ def permutation_test(
         differ from float64 in near-ties; still a valid test, since observed and permuted
         values go through the same code), ``chunk_trials`` (trials per batch).
 
+    Notes
+    -----
     The null hypothesis: for the model, P and Q of every class are exchangeable (P was not
     trained on, or trained on no more than Q).  A permutation re-splits :math:`P\cup Q` at
-    random into sizes |P| and |Q| and recomputes the statistic; the trial statistics keep the
+    random into sizes ``|P|`` and ``|Q|`` and recomputes the statistic; the trial statistics keep the
     trials' index draws and read them in the re-split pools, and the normalization of Eq. 5-6
     is redone in every trial.  The p-value :math:`(k + 1)/(B + 1)` is exact for any B.
 
@@ -505,7 +507,7 @@ def roc_curve(scores_pos, scores_neg):
 
 def auc(scores_pos, scores_neg) -> float:
     """Area under :func:`roc_curve` (trapezoids): P(pos > neg) + P(pos = neg) / 2, the
-    Mann-Whitney U statistic divided by |pos| |neg|."""
+    Mann-Whitney U statistic divided by ``|pos|`` ``|neg|``."""
     fpr, tpr, _ = roc_curve(scores_pos, scores_neg)
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
 

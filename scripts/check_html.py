@@ -55,8 +55,8 @@ class Page(HTMLParser):
         classes = (a.get("class") or "").split()
         if tag in ("span", "div") and "math" in classes:
             self._math_stack.append([tag, ""])
-        elif self._math_stack:
-            self._math_stack[-1].append(None)  # a nested element inside math
+        elif self._math_stack:  # a nested element inside math; "eqno": a labelled equation's number
+            self._math_stack[-1].append("eqno" if "eqno" in classes else None)
 
     def handle_endtag(self, tag):
         if not self._math_stack:
@@ -70,7 +70,7 @@ class Page(HTMLParser):
             self._math_stack.pop()
 
     def handle_data(self, data):
-        if self._math_stack:
+        if self._math_stack and "eqno" not in self._math_stack[-1][2:]:
             self._math_stack[-1][1] += data
 
 

@@ -6,6 +6,7 @@
 * ``real_mnist_root`` / ``real_cifar_root``: the real files, or the test is skipped (tests of
   facts about the published data sets: class counts, checksums).
 * ``synthetic_mnist_root``: always the synthetic set (tests that must not depend on real data).
+* ``data_dir_env`` (automatic): ``$PMI_DATA_DIR`` names ``mnist_root`` for the whole run.
 * ``one_thread`` (automatic): every test runs torch on one thread (the machines that run the
   suite are small and shared; two threads can be far slower), restored afterwards.
 * ``tiny_profile(**changes)``: a :class:`pmi_tutorial.profiles.Profile` that trains in seconds.
@@ -67,6 +68,16 @@ def synthetic_mnist_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def mnist_root(synthetic_mnist_root) -> Path:
     return real_data_dir("mnist") or synthetic_mnist_root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_dir_env(mnist_root):
+    """``$PMI_DATA_DIR`` points at ``mnist_root`` for the whole run (the real folder when set,
+    else the synthetic one), so that code reading the environment finds data either way."""
+    with pytest.MonkeyPatch.context() as mp:
+        if real_data_dir("mnist") is None:
+            mp.setenv("PMI_DATA_DIR", str(mnist_root))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ def test_unknown_profile(bad, monkeypatch):
 
 
 def test_paper_profile_has_the_papers_settings():
-    # DESIGN.md section 1: Adam lr 1e-3, batch 64, 300 epochs, whole split, t = 100 trials,
+    # the paper (Section IV-A): Adam lr 1e-3, batch 64, 300 epochs, whole split, t = 100 trials,
     # m in {3, 4, 5}, n in {100, 200, 300}, fine-tuning on 20% of the validation set.
     p = profiles.get_profile("paper")
     assert p.lr == 1e-3 and p.batch_size == 64 and p.trials == 100

@@ -27,6 +27,7 @@ RESULT_VERSION = F.RESULT_FORMATS[RESULT_FORMAT]
 
 @dataclass(frozen=True)
 class Spec:
+    """One of the paper's experiments: its table, data set, models and the attack before PMI."""
     name: str
     title: str
     dataset: str | None  # None: both data sets (figure2)
@@ -86,6 +87,7 @@ def committed_table(name: str, profile: str) -> dict:
 
 
 def result_path(out_dir, name: str, profile: Profile) -> Path:
+    """The result file of experiment ``name`` under ``profile`` in ``out_dir``."""
     return Path(out_dir) / f"{name}_{profile.name}.json"
 
 

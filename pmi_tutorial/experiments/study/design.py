@@ -80,6 +80,7 @@ class StudyConfig:
 
 
     def to_dict(self) -> dict:
+        """The settings as plain JSON data (tuples become lists)."""
         return json.loads(json.dumps(asdict(self)))
 
 
@@ -227,6 +228,7 @@ def prepare(design: Design = Design(), root=None) -> Study:
 
 
 def config_from_dict(d: dict) -> StudyConfig:
+    """The :class:`StudyConfig` a result file's ``settings`` describe (inverse of ``to_dict``)."""
     d = dict(d)
     d["design"] = Design(**d["design"])
     return StudyConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
