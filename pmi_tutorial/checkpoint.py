@@ -113,6 +113,21 @@ def save_checkpoint(path, model: nn.Module, settings: dict | None = None, state:
     return path
 
 
+def _check_marker(obj, where, what: str) -> None:
+    """``obj`` (a sidecar or a payload) must carry this package's format marker and version."""
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise ValueError(f"{where} is not a pmi_tutorial {what}; pass the path of a file written "
+                         "by pmi_tutorial.checkpoint.save_checkpoint")
+    _check_version(obj.get("format_version"), where)
+
+
+def _no_checkpoint(path) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"no checkpoint at {path}; check the path, or train the model first "
+        "(pmi_tutorial.training.train with checkpoint_path=...)"
+    )
+
+
 def _check_version(version, where) -> None:
     if version != FORMAT_VERSION:
         raise ValueError(
@@ -138,12 +153,7 @@ def read_settings(path) -> dict:
             f"the checkpoint sidecar {side} is corrupt ({exc}); delete {path} and its sidecar "
             "and re-create the checkpoint"
         ) from None
-    if not isinstance(settings, dict) or settings.get("format") != FORMAT:
-        raise ValueError(
-            f"{side} is not a pmi_tutorial checkpoint sidecar (no \"format\": \"{FORMAT}\"); "
-            "pass the path of a file written by pmi_tutorial.checkpoint.save_checkpoint"
-        )
-    _check_version(settings.get("format_version"), side)
+    _check_marker(settings, side, f"checkpoint sidecar (no \"format\": \"{FORMAT}\")")
     return settings
 
 
@@ -151,10 +161,7 @@ def read_payload(path) -> dict:
     """``torch.load(path, weights_only=True, map_location="cpu")`` with clear errors."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"no checkpoint at {path}; check the path, or train the model first "
-            "(pmi_tutorial.training.train with checkpoint_path=...)"
-        )
+        raise _no_checkpoint(path)
     try:
         payload = torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as exc:
@@ -171,12 +178,7 @@ def read_payload(path) -> dict:
             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); delete it and its "
             "sidecar and re-create it (an interrupted copy or a full disk are common causes)"
         ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(
-            f"{path} is not a pmi_tutorial checkpoint (a plain torch file without the "
-            f"\"{FORMAT}\" marker); save models with pmi_tutorial.checkpoint.save_checkpoint"
-        )
-    _check_version(payload.get("format_version"), path)
+    _check_marker(payload, path, f"checkpoint (a plain torch file without the \"{FORMAT}\" marker)")
     return payload
 
 
@@ -189,10 +191,7 @@ def load_checkpoint(path, model: nn.Module | None = None):
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"no checkpoint at {path}; check the path, or train the model first "
-            "(pmi_tutorial.training.train with checkpoint_path=...)"
-        )
+        raise _no_checkpoint(path)
     settings = read_settings(path)
     payload = read_payload(path)
     if payload.get("checkpoint_id") != settings.get("checkpoint_id"):

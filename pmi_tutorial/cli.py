@@ -117,22 +117,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _ints(text, name):
+def _numbers(text, name, kind=int):
+    """``"3,4,5"`` -> ``[3, 4, 5]`` (``kind`` int or float); None stays None."""
     if text is None:
         return None
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        return [kind(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"--{name} must be comma-separated integers, got {text!r}") from None
+        what = "integers" if kind is int else "numbers"
+        raise ValueError(f"--{name} must be comma-separated {what}, got {text!r}") from None
+
+
+def _ints(text, name):
+    return _numbers(text, name, int)
 
 
 def _floats(text, name):
-    if text is None:
-        return None
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(f"--{name} must be comma-separated numbers, got {text!r}") from None
+    return _numbers(text, name, float)
 
 
 def _owner_split(settings, args):

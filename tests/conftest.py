@@ -80,20 +80,21 @@ def data_dir_env(mnist_root):
         yield
 
 
+def _real_or_skip(name: str) -> Path:
+    found = real_data_dir(name)
+    if found is None:
+        pytest.skip(f"the real {name}.npz is not in $PMI_DATA_DIR (set it to the folder holding it)")
+    return found
+
+
 @pytest.fixture(scope="session")
 def real_mnist_root() -> Path:
-    found = real_data_dir("mnist")
-    if found is None:
-        pytest.skip("the real mnist.npz is not in $PMI_DATA_DIR (set it to the folder holding it)")
-    return found
+    return _real_or_skip("mnist")
 
 
 @pytest.fixture(scope="session")
 def real_cifar_root() -> Path:
-    found = real_data_dir("cifar10")
-    if found is None:
-        pytest.skip("the real cifar10.npz is not in $PMI_DATA_DIR (set it to the folder holding it)")
-    return found
+    return _real_or_skip("cifar10")
 
 
 @pytest.fixture(autouse=True)

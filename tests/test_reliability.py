@@ -284,15 +284,6 @@ CLI_CASES = [
 #: the cases also run as ``python -m pmi_tutorial`` in a subprocess (the others: cli.main in-process)
 SUBPROCESS = ("missing-checkpoint", "pickled-code", "rho-outside")
 
-OFFLINE = textwrap.dedent("""
-    import sys, torchvision.datasets as tvd
-    class Offline:
-        def __init__(self, *a, **kw):
-            raise OSError("<urlopen error [Errno -3] Temporary failure\\n in name resolution>")
-    tvd.MNIST = Offline
-    from pmi_tutorial import cli
-    sys.exit(cli.main(sys.argv[1:]))
-""")
 
 
 @pytest.fixture(scope="module")
