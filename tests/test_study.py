@@ -153,6 +153,8 @@ def test_summary_counts_match_the_records():
     assert study.rule_rate(summary, "mlp", 3, 100, 0.1) == 0.5  # 0.5 and 0.6 pass 0.4333
     assert study.rule_rate(summary, "mlp", 3, 100, 0.1, "tpr_owner") == 1.0
     assert study.cells(summary, "mlp") == [(3, 100)]
+    assert study.cell_key(3, 100) == "m3_n100" and study.parse_cell_key("m3_n100") == (3, 100)
+    assert study.record_acc(records[0], 3, 100) == [0.5, 0.3]
     assert study.test_rate(summary, "mlp", "pmi", 0.05) == 0.25
     assert study.test_rate(summary, "mlp", "pmi", 0.01) == 0.0
     assert study.detection_rate(summary, "mlp", "pmi", 0.05, "prune") == 1.0
