@@ -3,7 +3,9 @@
 A companion package to the book *pmi-tutorial*.  The modules follow the paper
 (H. Wu, "Robust and Lossless Fingerprinting of Deep Neural Networks via Pooled Membership
 Inference"): ``mmd`` (Eq. 7-11), ``clustering`` (Algorithm 1), ``pmi`` (Eq. 5-6 and one trial),
-``fingerprint`` (Eq. 13-15).  Import them by name: ``from pmi_tutorial import fingerprint``.
+``batched`` (the same arithmetic for many trials at once), ``fingerprint`` (Eq. 13-15),
+``stats`` (p-values), ``experiments`` (the paper's tables and the study beyond them) and
+``files`` (result files).  Import them by name: ``from pmi_tutorial import fingerprint``.
 """
 
 from importlib import import_module
@@ -11,7 +13,7 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "attacks", "checkpoint", "clustering", "data", "experiments", "features", "files",
+    "attacks", "batched", "checkpoint", "clustering", "data", "experiments", "features", "files",
     "fingerprint", "membership",
     "mmd", "models", "plotting", "pmi", "profiles", "stats", "training",
 )
