@@ -11,7 +11,7 @@ ifneq ($(wildcard ../shared/data/mnist.npz),)
 export PMI_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: setup book test unit notebooks sync check-sync build-book check-html screenshots benchmarks clean
+.PHONY: setup book test unit notebooks check-notebooks nbval build-book check-html screenshots benchmarks clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,18 +27,19 @@ book: setup build-book
 	@echo "Book built: open _build/html/index.html"
 
 ## make test: set up, then unit tests, notebook sync check, every notebook under nbval, book build -W
-test: setup unit check-sync notebooks build-book check-html
+test: setup unit check-notebooks nbval build-book check-html
 
 unit:
 	$(PYTEST) tests -q
 
-sync:
-	$(VENV)/bin/jupytext --sync book/*.md
-
-check-sync:
-	$(PY) scripts/check_sync.py
-
+## make notebooks: (re)generate the reader notebooks notebooks/*.ipynb from book/*.md
 notebooks:
+	$(PY) scripts/make_notebooks.py
+
+check-notebooks:
+	$(PY) scripts/make_notebooks.py --check
+
+nbval:
 	$(PY) -m pytest --nbval-lax --nbval-current-env -p scripts.notebook_timing notebooks/ -q
 
 build-book:
