@@ -1,0 +1,103 @@
+"""pytest plugin: keep what nbval executed, so the book build does not execute it again.
+
+Load it with ``pytest --nbval-lax -p scripts.nbval_outputs notebooks/`` (``make nbval`` does).
+For every reader notebook ``notebooks/NAME.ipynb`` whose cells all passed, at the end of the
+session it
+
+* writes the executed notebook to ``_build/reader_notebooks/NAME.ipynb`` (what a reader
+  gets, with outputs: ``scripts/check_outputs.py`` and the browser check read it);
+* stores the chapter ``book/NAME.md``, with the same outputs cell by cell, in the book build's
+  execution cache (``_build/.jupyter_cache``; ``execute_notebooks: cache`` in ``_config.yml``).
+  The reader notebook's code cells are the chapter's own, so they pair one to one.  The book
+  build then finds every chapter in the cache and executes none of them a second time.
+
+A notebook with a failed cell is written nowhere: the build executes that chapter itself.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT_DIR = ROOT / "_build" / "reader_notebooks"
+CACHE_DIR = ROOT / "_build" / ".jupyter_cache"
+
+_files: dict[str, object] = {}  # notebook path -> nbval's IPyNbFile collector
+_failed: set[str] = set()
+
+
+def _path(item) -> str:
+    return str(item.nodeid.split("::", 1)[0])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    yield
+    cell = getattr(item, "cell", None)
+    if cell is None or not _path(item).endswith(".ipynb"):
+        return
+    _files[_path(item)] = item.parent
+    cell.outputs = list(item.test_outputs or [])
+
+
+def pytest_runtest_logreport(report):
+    path = report.nodeid.split("::", 1)[0]
+    if path.endswith(".ipynb") and report.failed:
+        _failed.add(path)
+
+
+def chapter_notebook(md: Path):
+    """The chapter as the book build reads it (myst-nb's reader, repository values filled in)."""
+    from myst_nb.core.config import NbParserConfig
+    from myst_nb.core.read import create_nb_reader
+    from myst_parser.config.main import MdParserConfig
+
+    from pmi_tutorial import repository
+
+    text = repository.substitute(md.read_text(encoding="utf-8"))
+    reader = create_nb_reader(str(md), MdParserConfig(), NbParserConfig(), text)
+    return reader.read(text)
+
+
+def seed_cache(md: Path, executed, cache_dir: Path = CACHE_DIR) -> None:
+    """Put ``md`` with the outputs of ``executed`` (its reader notebook, run) into the cache."""
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    nb = chapter_notebook(md)
+    mine = [c for c in nb.cells if c.cell_type == "code"]
+    ran = [c for c in executed.cells if c.cell_type == "code"]
+    if [c.source for c in mine] != [c.source for c in ran]:
+        raise ValueError(f"{md}: its reader notebook's code cells differ; run `make notebooks`")
+    for k, (a, b) in enumerate(zip(mine, ran), 1):
+        a.outputs = b.outputs
+        a.execution_count = k
+    get_cache(str(cache_dir)).cache_notebook_bundle(
+        CacheBundleIn(nb, str(md.resolve()), data={"executed_by": "nbval"}),
+        check_validity=False, overwrite=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import nbformat
+
+    for path, collector in sorted(_files.items()):
+        if path in _failed:
+            continue
+        nb = collector.nb
+        count = 0
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                count += 1
+                cell.setdefault("outputs", [])
+                cell.execution_count = count if cell.outputs else None
+        OUT_DIR.mkdir(parents=True, exist_ok=True)
+        target = OUT_DIR / Path(path).name
+        tmp = target.with_suffix(".tmp")
+        nbformat.write(nb, str(tmp))
+        os.replace(tmp, target)
+        md = ROOT / "book" / (Path(path).stem + ".md")
+        if md.exists():
+            seed_cache(md, nb)
