@@ -1,0 +1,66 @@
+"""How the chapters show a result file's provenance: one compact line, the details folded.
+
+``provenance(result)`` returns an object that Jupyter, Colab and the book show as a single
+line (command, profile, commit, date, hardware) with the full record folded under it in an
+HTML ``<details>`` block; printed as text it is the line alone.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+
+class Provenance:
+    """A one-line summary with folded details (``_repr_html_`` for notebooks, ``str`` for text)."""
+
+    def __init__(self, line: str, details: str):
+        self.line = line
+        self.details = details
+
+    def __str__(self) -> str:
+        return self.line
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return (f'<details class="pmi-provenance"><summary>{escape(self.line)}</summary>'
+                f"<pre>{escape(self.details)}</pre></details>")
+
+
+def _device(hw: dict) -> str:
+    if hw.get("gpu"):
+        return str(hw["gpu"])
+    cpus = hw.get("cpu_count")
+    return f"{hw.get('processor') or 'CPU'}" + (f" ({cpus} CPUs)" if cpus else "")
+
+
+def provenance_line(result: dict) -> str:
+    """``command · profile P · commit C · date · hardware`` of a result file's latest run."""
+    if not isinstance(result, dict):
+        raise ValueError(f"provenance: expected a result file's dict, got {type(result).__name__}")
+    runs = result.get("runs") or ([result["provenance"]] if result.get("provenance") else [])
+    if not runs:
+        raise ValueError("provenance: the result has neither 'runs' nor 'provenance'; "
+                         "pass a result file written by pmi_tutorial")
+    run = runs[-1]
+    settings = result.get("settings") or {}
+    profile = (settings.get("profile") or {}).get("name") if isinstance(settings.get("profile"), dict) \
+        else settings.get("profile")
+    profile = profile or result.get("profile") or settings.get("name") or "?"
+    parts = [str(run.get("command", "?")), f"profile {profile}",
+             f"commit {str(run.get('git_commit', '?'))[:12]}",
+             str(run.get("started", "?"))[:10], _device(run.get("hardware") or {})]
+    if len(runs) > 1:
+        parts.append(f"{len(runs)} runs")
+    return " · ".join(parts)
+
+
+def provenance(result: dict, details: str | None = None) -> Provenance:
+    """The result's provenance as one line with ``details`` folded (default: every run, every
+    model and every reduced setting, :func:`pmi_tutorial.report.provenance_text`)."""
+    line = provenance_line(result)
+    if details is None:
+        from .report import provenance_text
+
+        details = provenance_text(result)
+    return Provenance(line, details)
