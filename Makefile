@@ -11,7 +11,11 @@ ifneq ($(wildcard ../shared/data/mnist.npz),)
 export PMI_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: setup book test unit notebooks check-notebooks nbval build-book check-html screenshots benchmarks clean
+# Notebooks execute with the inline backend, whatever MPLBACKEND the shell has (Agg shows no figures).
+NB_ENV  := MPLBACKEND=module://matplotlib_inline.backend_inline
+
+.PHONY: setup book test unit unit-pythons check-code notebooks check-notebooks nbval check-outputs \
+	build-book check-html check-browser lint-workflows wheel-test gpu-check screenshots benchmarks clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,15 +26,26 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-## make book: set up, then build the book (executing every chapter) into _build/html
+## make book: set up, then build the book (executing every chapter not in the cache) into _build/html
 book: setup build-book
 	@echo "Book built: open _build/html/index.html"
 
-## make test: set up, then unit tests, notebook sync check, every notebook under nbval, book build -W
-test: setup unit check-notebooks nbval build-book check-html
+## make test: set up, then everything a reader meets, each chapter executed once:
+##   unit tests (this Python, then 3.12 / 3.10 where available), the chapters' static check,
+##   reader notebooks up to date, nbval on them (keeping the outputs), their outputs checked,
+##   the book built from those outputs with -W, the HTML and the browser checks, the
+##   publishing workflow linted, the wheel installed and run outside the repository
+test: setup unit unit-pythons check-code check-notebooks nbval check-outputs build-book check-html \
+	check-browser lint-workflows wheel-test
 
 unit:
 	$(PYTEST) tests -q
+
+unit-pythons:
+	bash scripts/unit_pythons.sh
+
+check-code:
+	$(PY) scripts/check_chapter_code.py
 
 ## make notebooks: (re)generate the reader notebooks notebooks/*.ipynb from book/*.md
 notebooks:
@@ -40,13 +55,30 @@ check-notebooks:
 	$(PY) scripts/make_notebooks.py --check
 
 nbval:
-	$(PY) -m pytest --nbval-lax --nbval-current-env -p scripts.notebook_timing notebooks/ -q
+	rm -rf _build/reader_notebooks
+	$(NB_ENV) $(PY) -m pytest --nbval-lax --nbval-current-env -p scripts.notebook_timing \
+		-p scripts.nbval_outputs notebooks/ -q
+
+check-outputs:
+	$(PY) scripts/check_outputs.py _build/reader_notebooks --expect $(words $(wildcard notebooks/*.ipynb))
 
 build-book:
-	$(PY) scripts/timed.py "jupyter-book build" $(JB) build . -W -n --keep-going
+	$(NB_ENV) $(PY) scripts/timed.py "jupyter-book build" $(JB) build . -W -n --keep-going
 
 check-html:
 	$(PY) scripts/check_html.py _build/html
+
+check-browser:
+	$(PY) scripts/browser_check.py _build/html _build/reader_notebooks
+
+lint-workflows:
+	$(PY) scripts/lint_workflows.py
+
+wheel-test:
+	$(PY) scripts/wheel_test.py
+
+gpu-check:
+	bash scripts/gpu_check.sh docs/gpu_check.log
 
 screenshots: setup
 	$(PY) scripts/screenshots.py _build/html screenshots
