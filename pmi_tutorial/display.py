@@ -57,10 +57,10 @@ def provenance_line(result: dict) -> str:
 
 def provenance(result: dict, details: str | None = None) -> Provenance:
     """The result's provenance as one line with ``details`` folded (default: every run, every
-    model and every reduced setting, :func:`pmi_tutorial.report.provenance_text`)."""
+    model and every reduced setting, :func:`pmi_tutorial.experiments.report.provenance_text`)."""
     line = provenance_line(result)
     if details is None:
-        from .report import provenance_text
+        from .experiments.report import provenance_text
 
         details = provenance_text(result)
     return Provenance(line, details)
