@@ -1,0 +1,174 @@
+"""The package as ``pip install`` delivers it: ``python scripts/wheel_test.py [--chapters NAME,...]``.
+
+``make wheel-test``.  In a temporary folder outside the repository it
+
+1. builds a wheel of the package (``pip wheel --no-deps``, no build isolation);
+2. creates a fresh virtual environment there and installs the wheel into it.  The wheel's
+   dependencies (torch, numpy, ...) are not downloaded again: a ``.pth`` file lends the fresh
+   environment the site-packages of the Python running this script, after its own, so the
+   package itself can only come from the wheel (checked: ``pmi_tutorial.__file__`` lies in the
+   fresh environment; ``.pth`` files of the lent folder, such as an editable install's, are
+   not run);
+3. from a working folder that holds nothing of the repository, loads every committed result
+   (``files.committed_result`` for each of ``files.committed_names()``) and checks there is
+   one for each file in ``pmi_tutorial/results/`` of the repository;
+4. executes every reader notebook whose chapter reads committed results (default: the
+   chapters that call ``committed_*`` or ``load_results``) in that folder, on a kernel of the
+   fresh environment, in the quick profile.
+
+Exit status 1 with the failing step named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import site
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+_READS_RESULTS = re.compile(r"committed_(result|table|names)|load_results\(")
+
+
+def chapters_reading_results(book: Path = ROOT / "book") -> list[str]:
+    return sorted(md.stem for md in book.glob("*.md") if _READS_RESULTS.search(md.read_text(encoding="utf-8")))
+
+
+def clean_env(**extra) -> dict:
+    """This process's environment without PYTHONPATH (which could lend the repository's package)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(extra)
+    return env
+
+
+def run(cmd, **kw) -> subprocess.CompletedProcess:
+    kw.setdefault("env", clean_env())
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))[:200]} failed ({proc.returncode}):\n"
+                           f"{(proc.stdout + proc.stderr)[-3000:]}")
+    return proc
+
+
+def build_env(tmp: Path) -> Path:
+    """The fresh environment with the wheel installed; returns its python."""
+    # build from a copy of what the wheel is made of, so no build/ folder lands in the checkout
+    src = tmp / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, src / name)
+    shutil.copytree(ROOT / "pmi_tutorial", src / "pmi_tutorial",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    wheels = tmp / "wheels"
+    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "-w", str(wheels), str(src)])
+    wheel = next(wheels.glob("pmi_tutorial-*.whl"))
+    env = tmp / "venv"
+    run([sys.executable, "-m", "venv", "--without-pip", str(env)])
+    py = env / "bin" / "python"
+    purelib = Path(run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
+    lent = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    (purelib / "zz_lent_dependencies.pth").write_text("\n".join(lent) + "\n")
+    run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile",
+         "--target", str(purelib), str(wheel)])
+    return py
+
+
+CHECK_RESULTS = r"""
+import json, sys, pathlib
+import pmi_tutorial
+from pmi_tutorial import files
+where = pathlib.Path(pmi_tutorial.__file__).resolve()
+names = files.committed_names()
+loaded = {n: type(files.committed_result(n)).__name__ for n in names}
+print(json.dumps({"file": str(where), "names": names, "loaded": loaded}))
+"""
+
+
+def check_results(py: Path, work: Path, env_dir: Path) -> list[str]:
+    out = json.loads(run([str(py), "-c", CHECK_RESULTS], cwd=work).stdout.strip().splitlines()[-1])
+    problems = []
+    if not Path(out["file"]).is_relative_to(env_dir):
+        problems.append(f"pmi_tutorial was imported from {out['file']}, not from the installed wheel")
+    expected = sorted(p.stem for p in (ROOT / "pmi_tutorial" / "results").glob("*.json"))
+    if out["names"] != expected:
+        problems.append(f"the wheel ships results {out['names']}, the repository has {expected}")
+    if set(out["loaded"].values()) != {"dict"}:
+        problems.append(f"some committed results did not load: {out['loaded']}")
+    print(f"wheel_test: {len(out['names'])} committed results load from the wheel ({out['file']})", flush=True)
+    return problems
+
+
+def execute_notebooks(py: Path, work: Path, names: list[str], env: dict) -> list[str]:
+    import nbformat
+    from nbclient import NotebookClient
+
+    kernels = work / "jupyter" / "kernels" / "pmi-wheel"
+    kernels.mkdir(parents=True)
+    (kernels / "kernel.json").write_text(json.dumps({
+        "argv": [str(py), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "pmi_tutorial wheel", "language": "python"}))
+    problems = []
+    old = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(clean_env(**env, JUPYTER_PATH=str(work / "jupyter")))
+    try:
+        for name in names:
+            src = ROOT / "notebooks" / f"{name}.ipynb"
+            nb = nbformat.read(src, as_version=4)
+            nb.cells = [c for c in nb.cells if "nbval-skip" not in c.get("metadata", {}).get("tags", [])]
+            target = work / f"{name}.ipynb"
+            nbformat.write(nb, target)
+            start = time.perf_counter()
+            try:
+                NotebookClient(nb, kernel_name="pmi-wheel", timeout=900,
+                               resources={"metadata": {"path": str(work)}}).execute()
+                print(f"wheel_test: {name}.ipynb executed in {work} ({time.perf_counter() - start:.0f} s)", flush=True)
+            except Exception as exc:  # a cell error: name the notebook and the error
+                problems.append(f"{name}.ipynb fails from a pip install: {type(exc).__name__}: {str(exc)[-600:]}")
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--chapters", help="comma-separated reader notebooks to execute (default: those reading results)")
+    args = ap.parse_args(argv)
+    names = ([n for n in args.chapters.split(",") if n] if args.chapters is not None
+             else chapters_reading_results())
+    with tempfile.TemporaryDirectory(prefix="pmi-wheel-") as tmp_name:
+        tmp = Path(tmp_name).resolve()
+        if tmp.is_relative_to(ROOT):
+            print(f"wheel_test: the temporary folder {tmp} lies inside the repository; set TMPDIR")
+            return 1
+        try:
+            py = build_env(tmp)
+        except (RuntimeError, StopIteration) as exc:
+            print(f"wheel_test: building or installing the wheel failed: {exc}")
+            return 1
+        work = tmp / "reader"
+        work.mkdir()
+        env = {"PMI_PROFILE": os.environ.get("PMI_PROFILE", "quick"),
+               "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+        problems = check_results(py, work, tmp / "venv")
+        problems += execute_notebooks(py, work, names, env)
+    if problems:
+        print(f"wheel_test: {len(problems)} problem(s):")
+        for p in problems:
+            print(f"  {p}")
+        return 1
+    print(f"wheel_test: OK (wheel in a fresh environment; results and {', '.join(names)} from outside the repository)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
