@@ -12,7 +12,7 @@ runs as root), started headless with a fresh ``--user-data-dir``.  A probe added
 waits until MathJax has finished, then fails the page on
 
 * a MathJax error (``mjx-merror``, MathJax 2's ``.MathJax_Error``) or math left untypeset:
-  ``\\(``, ``\\[`` or ``$$`` in the visible text (outside code);
+  ``\\(``, ``\\[``, ``$$`` or ``$...$`` in the visible text (outside code);
 * an image that did not load (``naturalWidth == 0``);
 * a figure in a cell output without a caption (book: ``<figure>`` with ``<figcaption>``;
   notebook: the "Figure: ..." line after it) or without alt text (book);
@@ -63,7 +63,7 @@ PROBE = r"""
     var out = [], walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT, null);
     while (walker.nextNode()) {
       var n = walker.currentNode, p = n.parentElement;
-      if (!p || p.closest("script, style, code, pre, .highlight, mjx-container, .MathJax, .MathJax_Preview, .MathJax_Display, textarea, summary")) continue;
+      if (!p || p.closest("script, style, code, pre, .highlight, mjx-container, .MathJax, .MathJax_CHTML, .MathJax_Preview, .MathJax_Display, .mjx-chtml, textarea, summary, .prompt, .input_prompt")) continue;
       if (p.closest("details:not([open])")) continue;
       if (p.offsetParent === null && getComputedStyle(p).position !== "fixed") continue;
       out.push(n.nodeValue);
@@ -77,9 +77,10 @@ PROBE = r"""
     errs.forEach(function (e) { p.push("MathJax error: " + (e.getAttribute("data-mjx-error") || e.textContent).slice(0, 80)); });
     var main = document.querySelector("main, #notebook-container, .jp-Notebook, body");
     var text = visibleText(main);
-    var raw = text.match(/\\\(|\\\[|\$\$/g);
+    var rawMath = /\\\(|\\\[|\$\$|(^|[^\\$])\$[^\s$](?:[^$\n]{0,200}?[^\s\\$])?\$/;
+    var raw = text.match(new RegExp(rawMath.source, "g"));
     if (raw) {
-      var i = text.search(/\\\(|\\\[|\$\$/);
+      var i = text.search(rawMath);
       p.push("untypeset math (" + raw.length + "x), e.g. " + JSON.stringify(text.slice(Math.max(0, i - 30), i + 40)));
     }
     document.querySelectorAll("img").forEach(function (img) {
@@ -127,10 +128,13 @@ PROBE = r"""
     if (document.documentElement.scrollWidth > window.innerWidth + 2) {
       p.push("the page scrolls sideways: " + document.documentElement.scrollWidth + " > " + window.innerWidth + " px");
     }
-    var math = document.querySelectorAll("mjx-container, .MathJax, .MathJax_Display").length;
+    var math = document.querySelectorAll("mjx-container, .MathJax_CHTML, .MathJax").length;
     var pre = document.createElement("pre");
     pre.id = "pmi-check";
-    pre.textContent = JSON.stringify({kind: kind, problems: p, math: math, images: document.images.length});
+    var target = location.hash ? document.getElementById(decodeURIComponent(location.hash.slice(1))) : null;
+    pre.textContent = JSON.stringify({kind: kind, problems: p, math: math, images: document.images.length,
+      height: document.documentElement.scrollHeight,
+      anchor: target ? Math.round(target.getBoundingClientRect().top + window.scrollY) : 0});
     pre.style.display = "none";
     document.body.appendChild(pre);
   }
@@ -247,6 +251,20 @@ def check_page(binary: str, url: str) -> dict:
     return json.loads(_html.unescape(m.group(1)))
 
 
+def shoot(binary: str, url: str, anchor: str, png: Path, height: int = 1400) -> None:
+    """A ``WIDTH`` x ``height`` screenshot of ``url`` from the element ``#anchor`` down."""
+    from PIL import Image
+
+    info = check_page(binary, url + (f"#{anchor}" if anchor else ""))
+    top = max(0, int(info.get("anchor", 0)) - 16)
+    full = min(int(info.get("height", height)) + 50, top + height + 400, 20000)
+    with tempfile.TemporaryDirectory(prefix="pmi-shot-") as tmp:
+        raw = Path(tmp) / "full.png"
+        chromium(binary, f"--window-size={WIDTH},{full}", f"--screenshot={raw}", url)
+        with Image.open(raw) as im:
+            im.crop((0, top, WIDTH, min(top + height, im.height))).save(png, optimize=True)
+
+
 def render_notebooks(nb_dir: Path, out_dir: Path) -> list[Path]:
     """Every ``*.ipynb`` of ``nb_dir`` as HTML with nbconvert's classic template."""
     import nbformat
@@ -312,9 +330,8 @@ def main(argv: list[str]) -> int:
                 kind, rest = spec.split(":", 1)
                 base = book if kind == "book" else nbs
                 name, _, anchor = rest.partition("#")
-                png = args.shots / f"{kind}_{name}.png"
-                chromium(binary, f"--window-size={WIDTH},{HEIGHT}", f"--screenshot={png}",
-                         f"{base}/{name}.html" + (f"#{anchor}" if anchor else ""))
+                png = args.shots / f"{kind}_{Path(name).name}.png"
+                shoot(binary, f"{base}/{name}.html", anchor, png)
                 print(f"  screenshot {png}")
     finally:
         book_server.shutdown()

@@ -69,3 +69,9 @@ def test_notebook_checks(site):
     assert bc.check_page(CHROMIUM, f"{base}/folded.html")["problems"] == []
     assert any("visible solution" in p for p in bc.check_page(CHROMIUM, f"{base}/open.html")["problems"])
     assert any("raw MyST" in p for p in bc.check_page(CHROMIUM, f"{base}/myst.html")["problems"])
+
+
+def test_untypeset_dollar_math_is_found(site):
+    base = site({"dollar": "<html><body><main><p>the mean $n$ of it</p></main></body></html>"})
+    problems = bc.check_page(CHROMIUM, f"{base}/dollar.html")["problems"]
+    assert any("untypeset math" in p for p in problems), problems
