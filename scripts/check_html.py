@@ -9,8 +9,10 @@ Problems found, each listed; the exit status is 1 when there is any:
 * a chapter whose source has math (``$...$``, ``$$...$$``, ``{math}``) has no math markup for
   MathJax (``<span class="math">\\(...\\)</span>`` / ``<div class="math">\\[...\\]</div>``), or a
   page with math markup does not load MathJax;
-* the Colab launch button of a chapter does not point at its paired ``notebooks/NAME.ipynb``
-  (or that notebook is missing from the repository).
+* the Colab launch button of a chapter does not point at its reader notebook ``notebooks/NAME.ipynb``
+  (or that notebook is missing from the repository);
+* a page of the toc lacks the header links derived from the repository setting
+  (:mod:`pmi_tutorial.repository`): the repository button and the published book.
 """
 
 from __future__ import annotations
@@ -188,6 +190,19 @@ def check(html_dir: Path, root: Path) -> list[str]:
                 problems.append(f"{rel}: chapter has no Colab launch button")
             if not (root / expected_nb).exists():
                 problems.append(f"{rel}: the Colab button's notebook {expected_nb} is not in the repository")
+    # 6. header links from the one repository setting
+    sys.path.insert(0, str(ROOT))
+    from pmi_tutorial import repository
+
+    for path, page in pages.items():
+        rel = path.relative_to(html_dir)
+        if str(rel.with_suffix("")) not in toc:
+            continue
+        urls = {url for _, url in page.links}
+        if repository.URL not in urls:
+            problems.append(f"{rel}: no repository button linking {repository.URL}")
+        if repository.pages_url() not in urls:
+            problems.append(f"{rel}: no header link to the published book {repository.pages_url()}")
     return problems
 
 

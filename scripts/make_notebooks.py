@@ -89,6 +89,8 @@ class Rewriter:
         self.book_dir = book_dir
         self.cites = author_year(bib_path)
         self.book_url = repository.pages_url()
+        # the built book keeps the source folders: book/NAME.md becomes book/NAME.html
+        self.pages = f"{self.book_url}{book_dir.resolve().relative_to(ROOT).as_posix()}/"
         self.titles = {md.stem: chapter_title(md) for md in book_dir.glob("*.md")}
 
     # roles ------------------------------------------------------------------------------
@@ -99,7 +101,7 @@ class Rewriter:
                 if key not in self.cites:
                     raise ValueError(f"{where}: {{cite}}`{key}` is not in references.bib")
                 names, year = self.cites[key]
-                url = f"{self.book_url}bibliography.html"
+                url = f"{self.pages}bibliography.html"
                 links.append(f"[{names} ({year})]({url})" if name.startswith("cite:t")
                              else f"[{names}, {year}]({url})")
             return "; ".join(links) if name.startswith("cite:t") else "(" + "; ".join(links) + ")"
@@ -110,7 +112,7 @@ class Rewriter:
             if Path(target).name not in self.titles:
                 raise ValueError(f"{where}: {{doc}}`{text}` names no chapter in {self.book_dir}")
             label = label or f"*{self.titles[Path(target).name]}*"
-            return f"[{label}]({self.book_url}{target}.html)"
+            return f"[{label}]({self.pages}{target}.html)"
         if name == "math":
             return f"${text}$"
         raise ValueError(f"{where}: the MyST role {{{name}}}`{text}` has no plain-Markdown form; "
@@ -221,7 +223,7 @@ def reader_notebook(md: Path, rewriter: Rewriter) -> nbformat.NotebookNode:
     """The reader notebook of one chapter (no outputs)."""
     source = jupytext.read(md)
     cells = []
-    page = f"{repository.pages_url()}{md.stem}.html"
+    page = f"{rewriter.pages}{md.stem}.html"
     cells.append(nbformat.v4.new_markdown_cell(
         f"*This notebook is a chapter of the book [{book_title()}]"
         f"({repository.pages_url()}); [read this chapter as a web page]({page}).*"))

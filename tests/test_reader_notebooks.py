@@ -75,7 +75,7 @@ def test_citations_are_author_year_links_to_the_bibliography(md):
     keys = [k.strip() for group in re.findall(r"\{cite[:a-z]*\}`([^`]*)`", md.read_text(encoding="utf-8"))
             for k in group.split(",")]
     text = "\n".join(_markdown(_read(md.stem)))
-    links = re.findall(r"\[([^\]]+), (\d{4})\]\(" + re.escape(repository.pages_url()) + r"bibliography\.html\)", text)
+    links = re.findall(r"\[([^\]]+), (\d{4})\]\(" + re.escape(repository.pages_url()) + r"book/bibliography\.html\)", text)
     assert len(links) == len(keys)
 
 
@@ -111,7 +111,7 @@ def test_rewriter_admonitions(rewriter):
 def test_rewriter_roles_and_code_spans(rewriter):
     out = rewriter.markdown("See {doc}`mmd`, {doc}`the clustering <clustering>` and "
                             "{cite}`wu2022pmi,gretton2012kernel`; `{cite}` stays code.", "t")
-    book = repository.pages_url()
+    book = repository.pages_url() + "book/"
     assert f"[*Maximum mean discrepancy*]({book}mmd.html)" in out
     assert f"[the clustering]({book}clustering.html)" in out
     assert f"([Wu, 2022]({book}bibliography.html); [Gretton et al., 2012]({book}bibliography.html))" in out
@@ -134,3 +134,17 @@ def test_plain_code_blocks_are_copied_verbatim(rewriter):
 def test_unknown_myst_is_an_error(rewriter, src, match):
     with pytest.raises(ValueError, match=match):
         rewriter.markdown(src, "t")
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_links_into_the_book_name_built_pages(md):
+    """Every link to the published book names a page of _toc.yml (book/NAME.html)."""
+    from scripts.check_html import toc_files
+
+    pages = set(toc_files(ROOT / "_toc.yml"))
+    text = "\n".join(_markdown(_read(md.stem)))
+    urls = re.findall(re.escape(repository.pages_url()) + r"([^)\s#]*)", text)
+    assert urls, "no link to the book"
+    for url in urls:
+        if url:  # the book's front page is ""
+            assert url.endswith(".html") and url[:-5] in pages, f"{url} is not a page of the book"
