@@ -34,9 +34,10 @@ book: setup build-book
 ##   unit tests (this Python, then 3.12 / 3.10 where available), the chapters' static check,
 ##   reader notebooks up to date, nbval on them (keeping the outputs), their outputs checked,
 ##   the book built from those outputs with -W, the HTML and the browser checks, the
-##   publishing workflow linted, the wheel installed and run outside the repository
+##   publishing workflow linted.  nbval runs the notebooks from the package's wheel in a fresh
+##   environment outside the repository (make wheel-test alone: results + the chapters reading them)
 test: setup unit unit-pythons check-code check-notebooks nbval check-outputs build-book check-html \
-	check-browser lint-workflows wheel-test
+	check-browser lint-workflows
 
 unit:
 	$(PYTEST) tests -q
@@ -54,16 +55,18 @@ notebooks:
 check-notebooks:
 	$(PY) scripts/make_notebooks.py --check
 
+## make nbval: the reader notebooks under nbval, run as a reader would: the package installed
+## from its wheel into a fresh environment, the notebooks in a folder outside the repository;
+## their outputs are kept in _build/reader_notebooks and in the book build's cache
 nbval:
 	rm -rf _build/reader_notebooks
-	$(NB_ENV) $(PY) -m pytest --nbval-lax --nbval-current-env -p scripts.notebook_timing \
-		-p scripts.nbval_outputs notebooks/ -q
+	$(NB_ENV) $(PY) scripts/wheel_test.py --nbval
 
 check-outputs:
 	$(PY) scripts/check_outputs.py _build/reader_notebooks --expect $(words $(wildcard notebooks/*.ipynb))
 
 build-book:
-	$(NB_ENV) $(PY) scripts/timed.py "jupyter-book build" $(JB) build . -W -n --keep-going
+	$(NB_ENV) $(PY) scripts/timed.py "jupyter-book build" $(JB) build . --all -W -n --keep-going
 
 check-html:
 	$(PY) scripts/check_html.py _build/html

@@ -12,6 +12,9 @@ session it
   build then finds every chapter in the cache and executes none of them a second time.
 
 A notebook with a failed cell is written nowhere: the build executes that chapter itself.
+``make nbval`` runs it from a fresh environment with the package installed from its wheel, in
+a folder outside the repository (``scripts/wheel_test.py --nbval``); ``$PMI_REPO_ROOT`` then
+names the checkout whose ``_build`` and ``book`` it writes to and reads.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+# $PMI_REPO_ROOT: the checkout, when the plugin runs from a copy (scripts/wheel_test.py --nbval)
+ROOT = Path(os.environ.get("PMI_REPO_ROOT") or Path(__file__).resolve().parent.parent)
 OUT_DIR = ROOT / "_build" / "reader_notebooks"
 CACHE_DIR = ROOT / "_build" / ".jupyter_cache"
 
 _files: dict[str, object] = {}  # notebook path -> nbval's IPyNbFile collector
 _failed: set[str] = set()
+_ran: set[int] = set()  # id() of every cell nbval executed (not skipped)
 
 
 def _path(item) -> str:
@@ -41,6 +46,8 @@ def pytest_runtest_call(item):
         return
     _files[_path(item)] = item.parent
     cell.outputs = list(item.test_outputs or [])
+    if item.test_outputs is not None:
+        _ran.add(id(cell))
 
 
 def pytest_runtest_logreport(report):
@@ -90,9 +97,12 @@ def pytest_sessionfinish(session, exitstatus):
         count = 0
         for cell in nb.cells:
             if cell.cell_type == "code":
-                count += 1
                 cell.setdefault("outputs", [])
-                cell.execution_count = count if cell.outputs else None
+                if id(cell) in _ran:
+                    count += 1
+                    cell.execution_count = count
+                else:
+                    cell.execution_count = None
         OUT_DIR.mkdir(parents=True, exist_ok=True)
         target = OUT_DIR / Path(path).name
         tmp = target.with_suffix(".tmp")

@@ -1,6 +1,7 @@
-"""The package as ``pip install`` delivers it: ``python scripts/wheel_test.py [--chapters NAME,...]``.
+"""The package as ``pip install`` delivers it: ``python scripts/wheel_test.py [--nbval | --chapters NAME,...]``.
 
-``make wheel-test``.  In a temporary folder outside the repository it
+``make nbval`` runs it with ``--nbval``, ``make wheel-test`` without.  In a temporary folder
+outside the repository it
 
 1. builds a wheel of the package (``pip wheel --no-deps``, no build isolation);
 2. creates a fresh virtual environment there and installs the wheel into it.  The wheel's
@@ -14,7 +15,9 @@
    one for each file in ``pmi_tutorial/results/`` of the repository;
 4. executes every reader notebook whose chapter reads committed results (default: the
    chapters that call ``committed_*`` or ``load_results``) in that folder, on a kernel of the
-   fresh environment, in the quick profile.
+   fresh environment, in the quick profile; with ``--nbval``, instead runs nbval over every
+   reader notebook there, keeping the outputs for the book build (``scripts/nbval_outputs.py``):
+   so ``make test`` executes each chapter once, from a pip install, outside the repository.
 
 Exit status 1 with the failing step named.
 """
@@ -117,13 +120,17 @@ def execute_notebooks(py: Path, work: Path, names: list[str], env: dict) -> list
         "display_name": "pmi_tutorial wheel", "language": "python"}))
     problems = []
     old = dict(os.environ)
+    new = clean_env(**env, JUPYTER_PATH=str(work / "jupyter"))
     os.environ.clear()
-    os.environ.update(clean_env(**env, JUPYTER_PATH=str(work / "jupyter")))
+    os.environ.update(new)
     try:
         for name in names:
             src = ROOT / "notebooks" / f"{name}.ipynb"
             nb = nbformat.read(src, as_version=4)
             nb.cells = [c for c in nb.cells if "nbval-skip" not in c.get("metadata", {}).get("tags", [])]
+            nb.cells.insert(0, nbformat.v4.new_code_cell(
+                "import sys, pmi_tutorial\n"
+                "assert pmi_tutorial.__file__.startswith(sys.prefix), pmi_tutorial.__file__"))
             target = work / f"{name}.ipynb"
             nbformat.write(nb, target)
             start = time.perf_counter()
@@ -139,9 +146,34 @@ def execute_notebooks(py: Path, work: Path, names: list[str], env: dict) -> list
     return problems
 
 
+def run_nbval(py: Path, work: Path, env: dict) -> list[str]:
+    """nbval over every reader notebook, copied into ``work``, on the fresh environment's Python.
+
+    The plugins ``nbval_outputs`` (keep the outputs, fill the book build's cache) and
+    ``notebook_timing`` are copied into a folder of their own, so that nothing else of the
+    repository is importable there.
+    """
+    plugins = work.parent / "plugins"
+    plugins.mkdir()
+    for name in ("nbval_outputs.py", "notebook_timing.py"):
+        shutil.copy2(ROOT / "scripts" / name, plugins / name)
+    names = []
+    for src in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        shutil.copy2(src, work / src.name)
+        names.append(src.name)
+    cmd = [str(py), "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "notebook_timing",
+           "-p", "nbval_outputs", "-q", "-p", "no:cacheprovider", *names]
+    full = clean_env(**env, PYTHONPATH=str(plugins), PMI_REPO_ROOT=str(ROOT))
+    print(f"wheel_test: nbval on {len(names)} reader notebooks in {work}", flush=True)
+    rc = subprocess.call(cmd, cwd=work, env=full)
+    return [] if rc == 0 else [f"nbval failed (exit status {rc}) on the reader notebooks run from a pip install"]
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--chapters", help="comma-separated reader notebooks to execute (default: those reading results)")
+    ap.add_argument("--nbval", action="store_true",
+                    help="run nbval over every reader notebook instead (make nbval), keeping the outputs")
     args = ap.parse_args(argv)
     names = ([n for n in args.chapters.split(",") if n] if args.chapters is not None
              else chapters_reading_results())
@@ -160,13 +192,17 @@ def main(argv: list[str]) -> int:
         env = {"PMI_PROFILE": os.environ.get("PMI_PROFILE", "quick"),
                "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
         problems = check_results(py, work, tmp / "venv")
-        problems += execute_notebooks(py, work, names, env)
+        if args.nbval:
+            problems += run_nbval(py, work, env)
+        else:
+            problems += execute_notebooks(py, work, names, env)
     if problems:
         print(f"wheel_test: {len(problems)} problem(s):")
         for p in problems:
             print(f"  {p}")
         return 1
-    print(f"wheel_test: OK (wheel in a fresh environment; results and {', '.join(names)} from outside the repository)")
+    ran = "every reader notebook under nbval" if args.nbval else ", ".join(names) or "no notebook"
+    print(f"wheel_test: OK (the wheel in a fresh environment: committed results and {ran}, from outside the repository)")
     return 0
 
 
