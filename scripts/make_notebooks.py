@@ -15,7 +15,7 @@ code), and every markdown cell is rewritten into plain Markdown:
   quote with its title in bold;
 * ``{cite}`key``` becomes author-year text linking to the book's bibliography page,
   ``{doc}`name``` a link to that chapter in the published book, ``{math}`x``` becomes
-  ``$x$``, ``(label)=`` targets are dropped;
+  ``$x$``, ``(label)=`` targets and the labels of ``$$ ... $$ (label)`` equations are dropped;
 * ``{{ repository_url }}``, ``{{ branch }}``, ``{{ book_url }}`` and ``{{ requirement }}``
   become the values of :mod:`pmi_tutorial.repository` (in code cells too: the install cell);
 * a code cell with a ``mystnb.figure.caption`` is followed by a markdown cell with the
@@ -47,6 +47,7 @@ _OPTION = re.compile(r"^:(?P<key>[\w-]+):[ \t]*(?P<value>.*?)\s*$")
 _ROLE = re.compile(r"\{(?P<name>[\w:-]+)\}`(?P<text>[^`]*)`")
 _INLINE = re.compile(r"\{(?P<name>[\w:-]+)\}`(?P<text>[^`]*)`|(?P<code>`+)[^`].*?(?P=code)")
 _TARGET = re.compile(r"^\([\w:.-]+\)=\s*$")
+_EQ_LABEL = re.compile(r"^(\s*\$\$)\s*\([\w:.-]+\)\s*$")  # "$$ (eq-name)": MyST's equation label
 _EXPLICIT = re.compile(r"^(?P<text>.*?)\s*<(?P<target>[^<>]+)>$", re.S)
 
 
@@ -163,6 +164,10 @@ class Rewriter:
                 i = j + 1
                 continue
             if _TARGET.match(line):
+                i += 1
+                continue
+            if _EQ_LABEL.match(line):
+                out.append(_EQ_LABEL.sub(r"\1", line))
                 i += 1
                 continue
             out.append(self.inline(line, where))

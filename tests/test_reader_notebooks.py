@@ -118,6 +118,17 @@ def test_rewriter_roles_and_code_spans(rewriter):
     assert "`{cite}` stays code" in out
 
 
+def test_equation_labels_and_targets_are_dropped(rewriter):
+    out = rewriter.markdown("(sec-x)=\n## X\n\n$$\na = b\n$$ (eq-ab)\n", "t")
+    assert out == "## X\n\n$$\na = b\n$$"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_no_equation_label_left(md):
+    for text in _markdown(_read(md.stem)):
+        assert not re.search(r"\$\$\s*\([\w:.-]+\)", text)
+
+
 def test_plain_code_blocks_are_copied_verbatim(rewriter):
     src = "```python\n:::{note}\n{cite}`x`\n```"
     assert rewriter.markdown(src, "t") == src
