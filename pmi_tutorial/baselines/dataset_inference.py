@@ -291,10 +291,15 @@ class Regressor:
             return self._net()(self.standardize(d))[:, 0].double().numpy()
 
 
-def image_hashes(x) -> frozenset:
-    """sha256 of every image's bytes (float32): for detecting overlaps between sample sets."""
+def row_hashes(x) -> list:
+    """sha256 of each image's bytes (as float32), in order."""
     a = np.ascontiguousarray(torch.as_tensor(x, dtype=torch.float32).numpy())
-    return frozenset(hashlib.sha256(row.tobytes()).hexdigest() for row in a.reshape(len(a), -1))
+    return [hashlib.sha256(row.tobytes()).hexdigest() for row in a.reshape(len(a), -1)]
+
+
+def image_hashes(x) -> frozenset:
+    """The set of :func:`row_hashes`: for detecting overlaps between sets of images."""
+    return frozenset(row_hashes(x))
 
 
 def fit_regressor(walk_members: Walk, walk_nonmembers: Walk, hidden: int = 100,
