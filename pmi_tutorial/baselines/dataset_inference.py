@@ -133,9 +133,7 @@ def sample_directions(n: int, shape, norm: str, directions: int, seed: int = 0, 
 
 
 def _check_norm(norm):
-    if norm not in NORMS:
-        raise ValueError(f"unknown norm {norm!r}; use one of {', '.join(map(repr, NORMS))}")
-    return norm
+    return V.check_choice(norm, NORMS, "norm")
 
 
 def _pnorm(delta: torch.Tensor, norm: str) -> torch.Tensor:
@@ -459,8 +457,7 @@ class DatasetInference:
         positions in both sets, as the authors' code does), runs :func:`welch_test` on each and
         aggregates the p-values (``"hmean"``: the paper's harmonic mean; ``"median"``; ``"max"``).
         """
-        if aggregate not in AGGREGATES:
-            raise ValueError(f"unknown aggregate {aggregate!r}; use one of {', '.join(map(repr, AGGREGATES))}")
+        V.check_choice(aggregate, AGGREGATES, "aggregate")
         (xm, ym), (xn, yn) = revealed_members, revealed_nonmembers
         overlap = (image_hashes(xm) | image_hashes(xn)) & self.regressor.train_hashes
         if overlap:
