@@ -19,7 +19,7 @@ DESIGN = study.Design(member_per_class=20, independent_per_class=20, distill_per
 STUDY = study.StudyConfig(
     name="test", design=DESIGN, archs=("mlp",), n_independent=2, n_owners=1, epochs=1,
     finetune_epochs=1, distill_epochs=1, trials=10, ms=(3,), ns=(10,), test_n=10, B=20,
-    test_trials=5, rbf_B=10, rbf_trials=2, resplit=False, attacks=("finetune", "logprob"),
+    test_trials=5, rbf_B=10, rbf_trials=2, resplit=True, attacks=("finetune", "logprob"),
 )
 TINY_DI = D.DIConfig(name="test", known=40, revealed=(5, 20), max_revealed=60, directions=2,
                      steps=20, repeats=5, epochs=20)
@@ -52,6 +52,7 @@ def test_summary_matches_hand_counts():
     hmeans = [0.001, 0.2, 0.04, 0.7, 0.01]
     recs = [_record("independent", f, h, k) for k, (f, h) in enumerate(zip(firsts, hmeans))]
     recs += [_record("owner", 1e-9, 1e-8, 0, 0), _record("finetune", 0.2, 0.06, 0, 0)]
+    recs += [_record("resplit", 0.001, 0.5, 0), _record("resplit", 0.7, 0.5, 1)]
     s = D.summarize(recs, cfg)["mlp"]
     inn = s["innocent"]["10"]
     assert inn["n_models"] == 5
@@ -60,6 +61,9 @@ def test_summary_matches_hand_counts():
     assert inn["fpr_hmean_0.05"][0] == pytest.approx(3 / 5)
     assert inn["fpr_hmean_0.05"][1:] == pytest.approx(list(D.clopper_pearson(3, 5)))
     assert inn["ks_pvalue_first_draw"] == pytest.approx(kstest(firsts, "uniform").pvalue)
+    own = s["innocent_own_draw"]["10"]
+    assert own["n_models"] == 2 and own["fpr_first_draw_0.01"][0] == pytest.approx(1 / 2)
+    assert set(s["attacks"]) == {"owner", "finetune"}
     assert s["attacks"]["owner"]["10"]["detected_0.05_hmean"] == 1.0
     assert s["attacks"]["finetune"]["10"]["detected_0.05_hmean"] == 0.0
     assert s["cost"]["median_seconds_ratio_to_forward"] == pytest.approx(200.0)
@@ -74,7 +78,9 @@ def test_tiny_run_writes_a_result_file_and_resumes(tmp_path):
     disk = files.read_result(out / "dataset_inference_test.json", D.RESULT_FORMAT)
     assert disk["complete"] is True and disk["provenance"]["command"] == "test"
     kinds = [r["kind"] for r in disk["models"]]
-    assert kinds == ["independent", "independent", "owner", "finetune", "logprob"]
+    assert kinds == ["independent"] * 2 + ["resplit"] * 2 + ["owner", "finetune", "logprob"]
+    assert disk["summary"]["mlp"]["innocent"]["5"]["n_models"] == 2
+    assert disk["summary"]["mlp"]["innocent_own_draw"]["5"]["n_models"] == 2
     for r in disk["models"]:
         for k in ("5", "20"):
             assert 0 <= r["pvalue_first_draw"][k] <= 1 and 0 <= r["pvalue_hmean"][k] <= 1
@@ -88,7 +94,7 @@ def test_tiny_run_writes_a_result_file_and_resumes(tmp_path):
                                     progress=False)
     assert again["models"] == res["models"] and again["summary"] == res["summary"]
     cached = sorted((cache / "beyond" / "dataset_inference").glob("*.json"))
-    assert len(cached) == 5 and all(json.loads(p.read_text())["kind"] in kinds for p in cached)
+    assert len(cached) == 7 and all(json.loads(p.read_text())["kind"] in kinds for p in cached)
 
 
 def test_revealed_images_avoid_the_regressor_images():

@@ -41,8 +41,8 @@ class DIConfig:
     steps: int = 50  # walk steps (the paper: 50)
     repeats: int = 100  # draws per size, aggregated by the harmonic mean (the paper: 100)
     epochs: int = 1000  # regressor training epochs (the paper: 1000)
-    kinds: tuple = ("independent", "owner", "finetune", "prune", "quantize", "noise", "distill",
-                    "logprob")
+    kinds: tuple = ("independent", "resplit", "owner", "finetune", "prune", "quantize", "noise",
+                    "distill", "logprob")
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -93,16 +93,19 @@ def owner_detector(owner, pools_split, cfg: DIConfig, box, unit):
                                 directions=cfg.directions, steps=cfg.steps, box=box, unit=unit)
 
 
-def test_suspect(detector, suspect, pools_split, cfg: DIConfig) -> dict:
-    """One suspect's Dataset Inference record (p-values per size, cost)."""
+def test_suspect(detector, suspect, pools_split, cfg: DIConfig, draw: int = 0) -> dict:
+    """One suspect's Dataset Inference record (p-values per size, cost).
+
+    ``draw`` seeds which revealed images are taken: 0 (the owner's one draw, shared by every
+    suspect tested against it) or a suspect's own index + 1 (an independent draw)."""
     import torch
 
     from ..features import logits
 
     members, nonmembers = _pool_images(pools_split)
     used = detector.regressor.train_hashes
-    rm = _take(members, cfg.max_revealed, [cfg.seed, 3], exclude=used)
-    rn = _take(nonmembers, cfg.max_revealed, [cfg.seed, 4], exclude=used)
+    rm = _take(members, cfg.max_revealed, [cfg.seed, 3] + ([draw] if draw else []), exclude=used)
+    rn = _take(nonmembers, cfg.max_revealed, [cfg.seed, 4] + ([draw] if draw else []), exclude=used)
     sizes = tuple(k for k in cfg.revealed if k <= min(len(rm[0]), len(rn[0])))
     t0 = time.perf_counter()
     res = detector.test(suspect, rm, rn, num_revealed=sizes, repeats=cfg.repeats, seed=cfg.seed)
@@ -147,7 +150,8 @@ def run_dataset_inference(study_cfg=None, cfg: DIConfig = CPU, out=None, cache_d
     # a suspect's record depends on these settings, not on how many models the run has
     per_model = {k: v for k, v in study_cfg.to_dict().items()
                  if k not in ("name", "archs", "n_independent", "n_owners")}
-    digest = S.design._digest({"di": cfg.to_dict(), "study": per_model})
+    di_settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "kinds")}
+    digest = S.design._digest({"di": di_settings, "study": per_model})
     records, detectors = [], {}
     t_wall = time.perf_counter()
     for info, model, pools, _transform, key in S.iter_models(study, study_cfg, cache_dir):
@@ -162,7 +166,10 @@ def run_dataset_inference(study_cfg=None, cfg: DIConfig = CPU, out=None, cache_d
             if (arch, owner_k) not in detectors:
                 owner, *_ = S.owner_model(study, study_cfg, arch, owner_k, cache_dir)
                 detectors[arch, owner_k] = owner_detector(owner, study.pools, cfg, box, unit)
-            rec = {**info, **test_suspect(detectors[arch, owner_k], model, pools, cfg)}
+            # an innocent model against its own random member pool also gets its own draw of
+            # the revealed images: p-values independent across models (the study's "resplit")
+            draw = info["index"] + 1 if info["kind"] == "resplit" else 0
+            rec = {**info, **test_suspect(detectors[arch, owner_k], model, pools, cfg, draw)}
             F.write_json_atomic(path, rec)
         records.append(rec)
         if progress:
@@ -204,30 +211,40 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple:
     return lo, hi
 
 
-def summarize(records, cfg: DIConfig, alphas=(0.01, 0.05)) -> dict:
-    """Per architecture and size: innocent models' rejection rates (with Clopper-Pearson
-    intervals) and KS test against the uniform of their first-draw p-values; per attack, the
-    median p-values and the share detected; the cost in forward passes."""
+def _innocent_rates(inn, cfg: DIConfig, alphas) -> dict:
+    """Rejection rates (Clopper-Pearson) and KS p-value of innocent models' p-values, per size."""
     from scipy.stats import kstest
 
     out = {}
+    for k in map(str, cfg.revealed):
+        first = [r["pvalue_first_draw"][k] for r in inn if k in r["pvalue_first_draw"]]
+        hmean = [r["pvalue_hmean"][k] for r in inn if k in r["pvalue_hmean"]]
+        if not first:
+            continue
+        e = {"n_models": len(first),
+             "ks_pvalue_first_draw": float(kstest(first, "uniform").pvalue) if len(first) > 1 else None}
+        for a in alphas:
+            kf, kh = sum(p <= a for p in first), sum(p <= a for p in hmean)
+            e[f"fpr_first_draw_{a}"] = [kf / len(first), *clopper_pearson(kf, len(first))]
+            e[f"fpr_hmean_{a}"] = [kh / len(hmean), *clopper_pearson(kh, len(hmean))]
+        out[k] = e
+    return out
+
+
+def summarize(records, cfg: DIConfig, alphas=(0.01, 0.05)) -> dict:
+    """Per architecture and size: innocent models' rejection rates (with Clopper-Pearson
+    intervals) and KS test against the uniform of their first-draw p-values; per attack, the
+    median p-values and the share detected; the cost in forward passes.  ``innocent``: the
+    independent models against the owner's one draw; ``innocent_own_draw``: each against its own
+    random member pool and its own draw of revealed images."""
+    out = {}
     for arch in sorted({r["arch"] for r in records}):
         rs = [r for r in records if r["arch"] == arch]
-        inn = [r for r in rs if r["kind"] == "independent"]
-        entry = {"innocent": {}, "attacks": {}, "cost": {}}
-        for k in map(str, cfg.revealed):
-            first = [r["pvalue_first_draw"][k] for r in inn if k in r["pvalue_first_draw"]]
-            hmean = [r["pvalue_hmean"][k] for r in inn if k in r["pvalue_hmean"]]
-            if not first:
-                continue
-            e = {"n_models": len(first),
-                 "ks_pvalue_first_draw": float(kstest(first, "uniform").pvalue) if len(first) > 1 else None}
-            for a in alphas:
-                kf, kh = sum(p <= a for p in first), sum(p <= a for p in hmean)
-                e[f"fpr_first_draw_{a}"] = [kf / len(first), *clopper_pearson(kf, len(first))]
-                e[f"fpr_hmean_{a}"] = [kh / len(hmean), *clopper_pearson(kh, len(hmean))]
-            entry["innocent"][k] = e
-        for kind in sorted({r["kind"] for r in rs} - {"independent"}):
+        entry = {"innocent": {}, "innocent_own_draw": {}, "attacks": {}, "cost": {}}
+        for view, kind in (("innocent", "independent"), ("innocent_own_draw", "resplit")):
+            inn = [r for r in rs if r["kind"] == kind]
+            entry[view] = _innocent_rates(inn, cfg, alphas)
+        for kind in sorted({r["kind"] for r in rs} - {"independent", "resplit"}):
             group = [r for r in rs if r["kind"] == kind]
             entry["attacks"][kind] = {
                 k: {"median_pvalue_hmean": float(np.median([r["pvalue_hmean"][k] for r in group])),
