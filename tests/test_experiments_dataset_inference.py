@@ -108,3 +108,14 @@ def test_revealed_images_avoid_the_regressor_images():
     a, _ = D._take((x, y), 10, seed=[1, 2])
     b, _ = D._take((x, y), 10, seed=[1, 2])
     assert torch.equal(a, b) and len(np.unique(a.numpy())) == 10
+
+
+def test_cli_has_the_dataset_inference_command():
+    from pmi_tutorial import cli
+
+    args = cli.build_parser().parse_args(["dataset-inference", "--config", "quick", "--study", "tiny",
+                                          "--archs", "mlp"])
+    assert cli.COMMANDS[args.command] is cli.cmd_dataset_inference
+    assert (args.config, args.study, args.archs) == ("quick", "tiny", ["mlp"])
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["dataset-inference", "--config", "huge"])

@@ -126,6 +126,9 @@ def test_suspect(detector, suspect, pools_split, cfg: DIConfig, draw: int = 0) -
     }
 
 
+test_suspect.__test__ = False  # not a pytest test, despite its name
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -188,6 +191,9 @@ def run_dataset_inference(study_cfg=None, cfg: DIConfig = CPU, out=None, cache_d
 def build_result(cfg, study_cfg, header, records, complete, wall) -> dict:
     return {**header, "settings": {"dataset_inference": cfg.to_dict(), "study": study_cfg.to_dict()},
             "complete": complete, "run_wall_seconds": round(wall, 1),
+            # the walks and tests of every suspect, cached ones included (this run may have read them)
+            "dataset_inference_seconds": round(sum(r["seconds"] for r in records), 1),
+            "hardware_note": "CPU, one torch thread per process, on a shared 2-core machine",
             "models": records, "summary": summarize(records, cfg)}
 
 
@@ -261,29 +267,3 @@ def summarize(records, cfg: DIConfig, alphas=(0.01, 0.05)) -> dict:
         }
         out[arch] = entry
     return out
-
-
-def main(argv=None) -> int:
-    """``python -m pmi_tutorial dataset-inference``: see :func:`run_dataset_inference`."""
-    import argparse
-    import sys
-
-    from . import study as S
-
-    p = argparse.ArgumentParser(prog="python -m pmi_tutorial dataset-inference",
-                                description=__doc__.splitlines()[0])
-    p.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
-    p.add_argument("--study", choices=sorted(S.CONFIGS), default="cpu")
-    p.add_argument("--archs", default=None, help="comma-separated architectures (default: the study's)")
-    p.add_argument("--out", default=None, help="folder of the result file")
-    p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
-    from dataclasses import replace
-
-    study_cfg = S.CONFIGS[args.study]
-    if args.archs:
-        study_cfg = replace(study_cfg, archs=tuple(a.strip() for a in args.archs.split(",")))
-    run_dataset_inference(study_cfg, CONFIGS[args.config], out=args.out,
-                          progress=not args.no_progress,
-                          command="python -m pmi_tutorial dataset-inference " + " ".join(argv or sys.argv[1:]))
-    return 0
