@@ -1,4 +1,4 @@
-"""Command line: ``python -m pmi_tutorial {train,verify,attack,reproduce,study} ...``.
+"""Command line: ``python -m pmi_tutorial {train,verify,attack,reproduce,study,dataset-inference} ...``.
 
 Every mistake a user can make ends in one readable line on stderr and exit status 2, never a
 traceback.
@@ -114,6 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n-owners", type=int, default=None, help="owner models per architecture")
     s.add_argument("--cache-dir", default=None, help="model cache (default $PMI_CACHE_DIR or ~/.cache)")
     s.add_argument("--quiet", action="store_true", help="no line per model")
+
+    d = sub.add_parser("dataset-inference", help="Dataset Inference (the peer method) on the study's models",
+                       description="Run black-box Dataset Inference on the false-positive study's "
+                                   "models (owners, attacked copies, independent models) and write "
+                                   "dataset_inference_CONFIG.json. Every suspect is cached, so a "
+                                   "killed run resumes.")
+    d.add_argument("--out", default="results", help="folder for the result file (default ./results)")
+    d.add_argument("--config", default="cpu", choices=("cpu", "quick"),
+                   help="cpu: the committed comparison; quick: the chapter's live settings")
+    d.add_argument("--study", default="cpu", choices=("cpu", "tiny"), help="which study's models")
+    d.add_argument("--archs", nargs="+", default=None, help="architectures, e.g. mlp lenet5")
+    d.add_argument("--cache-dir", default=None, help="model cache (default $PMI_CACHE_DIR or ~/.cache)")
+    d.add_argument("--quiet", action="store_true", help="no line per model")
     return parser
 
 
@@ -287,8 +300,25 @@ def cmd_study(args) -> int:
     return 0
 
 
+def cmd_dataset_inference(args) -> int:
+    from dataclasses import replace
+
+    from .experiments import dataset_inference as D
+    from .experiments import study
+
+    cfg = study.CONFIGS[args.study]
+    if args.archs:
+        cfg = replace(cfg, archs=tuple(args.archs))
+    res = D.run_dataset_inference(cfg, D.CONFIGS[args.config], out=args.out,
+                                  cache_dir=args.cache_dir, progress=not args.quiet,
+                                  command="python -m pmi_tutorial " + " ".join(args.argv))
+    print(f"wrote {D.FILE.format(name=args.config)} to {args.out}: {len(res['models'])} models "
+          f"in {res['run_wall_seconds']} s")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "verify": cmd_verify, "attack": cmd_attack, "reproduce": cmd_reproduce,
-            "study": cmd_study}
+            "study": cmd_study, "dataset-inference": cmd_dataset_inference}
 
 
 def _one_line(exc: BaseException) -> str:

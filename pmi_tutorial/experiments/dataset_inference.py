@@ -1,0 +1,269 @@
+r"""Dataset Inference on the study's models, beside PMI (book chapter "PMI and Dataset Inference").
+
+The same models as the false-positive study (:mod:`pmi_tutorial.experiments.study`): owner
+models trained on part A, their attacked copies, and independent models that never saw part A.
+For each architecture and owner k, the owner fits Dataset Inference's membership regressor
+(:class:`pmi_tutorial.baselines.dataset_inference.DatasetInference`) on *its own* model, from
+``known`` images of part A (members) and ``known`` images of Q (non-members).  Every suspect is
+then walked on up to ``max_revealed`` other images of each pool, disjoint from the regressor's,
+and tested at each number of revealed samples.  Independent models are tested with owner 0's
+regressor and pools: they are the innocent suspects an owner would accuse.
+
+Two p-values are kept per suspect and size: the paper's harmonic mean over ``repeats`` random
+draws (what Dataset Inference reports; not itself a valid p-value) and the p-value of the first
+draw alone (a single Welch test: approximately valid), which is what calibration is measured on.
+Every suspect's record is cached by its key and the settings, so a run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .. import files as F
+
+RESULT_FORMAT = "pmi-tutorial-dataset-inference"
+FILE = "dataset_inference_{name}.json"
+
+
+@dataclass(frozen=True)
+class DIConfig:
+    """Settings of Dataset Inference in the comparison (the paper's values where it has them)."""
+
+    name: str = "cpu"
+    known: int = 500  # known members and known non-members for the regressor (the paper: 500)
+    revealed: tuple = (10, 30, 100, 300)  # numbers of revealed samples tested
+    max_revealed: int = 500  # images walked per pool on each suspect
+    directions: int = 10  # random directions per norm (the paper: 10)
+    steps: int = 50  # walk steps (the paper: 50)
+    repeats: int = 100  # draws per size, aggregated by the harmonic mean (the paper: 100)
+    epochs: int = 1000  # regressor training epochs (the paper: 1000)
+    kinds: tuple = ("independent", "resplit", "owner", "finetune", "prune", "quantize", "noise",
+                    "distill", "logprob")
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+#: the whole comparison on the study's CPU models
+CPU = DIConfig()
+#: the chapter's live slice: small, seconds per model
+QUICK = DIConfig(name="quick", known=200, revealed=(10, 30, 100), max_revealed=300, directions=4,
+                 repeats=30, epochs=300)
+CONFIGS = {c.name: c for c in (CPU, QUICK)}
+
+
+def config_from_dict(d: dict) -> DIConfig:
+    return DIConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _pool_images(pools_split):
+    """All member images (part A) and non-member images (Q) of a pool split, with labels."""
+    return (pools_split.train_x, pools_split.train_y), (pools_split.val_x, pools_split.val_y)
+
+
+def _take(xy, n, seed, exclude=frozenset()):
+    """``n`` images of ``xy`` in a seeded order, skipping those whose hash is in ``exclude``."""
+    from ..baselines.dataset_inference import row_hashes
+
+    x, y = xy
+    order = np.random.default_rng(seed).permutation(len(x))
+    if exclude:
+        h = row_hashes(x)
+        order = np.asarray([i for i in order if h[i] not in exclude], dtype=np.int64)
+    idx = order[:n]
+    return x[idx], y[idx]
+
+
+def owner_detector(owner, pools_split, cfg: DIConfig, box, unit):
+    """Dataset Inference fitted on the owner's own model from its known members / non-members."""
+    from ..baselines.dataset_inference import DatasetInference
+
+    members, nonmembers = _pool_images(pools_split)
+    km = _take(members, cfg.known, [cfg.seed, 1])
+    kn = _take(nonmembers, cfg.known, [cfg.seed, 2])
+    return DatasetInference.fit(owner, km, kn, seed=cfg.seed, epochs=cfg.epochs,
+                                directions=cfg.directions, steps=cfg.steps, box=box, unit=unit)
+
+
+def test_suspect(detector, suspect, pools_split, cfg: DIConfig, draw: int = 0) -> dict:
+    """One suspect's Dataset Inference record (p-values per size, cost).
+
+    ``draw`` seeds which revealed images are taken: 0 (the owner's one draw, shared by every
+    suspect tested against it) or a suspect's own index + 1 (an independent draw)."""
+    import torch
+
+    from ..features import logits
+
+    members, nonmembers = _pool_images(pools_split)
+    used = detector.regressor.train_hashes
+    rm = _take(members, cfg.max_revealed, [cfg.seed, 3] + ([draw] if draw else []), exclude=used)
+    rn = _take(nonmembers, cfg.max_revealed, [cfg.seed, 4] + ([draw] if draw else []), exclude=used)
+    sizes = tuple(k for k in cfg.revealed if k <= min(len(rm[0]), len(rn[0])))
+    t0 = time.perf_counter()
+    res = detector.test(suspect, rm, rn, num_revealed=sizes, repeats=cfg.repeats, seed=cfg.seed)
+    walk_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    logits(suspect, torch.cat([rm[0], rn[0]]))  # one forward pass over the revealed images
+    forward_seconds = time.perf_counter() - t0
+    return {
+        "pvalue_hmean": {str(k): res.pvalues[k] for k in sizes},
+        "pvalue_first_draw": {str(k): float(res.draws[k][0]) for k in sizes},
+        "pvalue_median": {str(k): float(np.median(res.draws[k])) for k in sizes},
+        "mean_difference": res.mean_difference,
+        "queries": int(res.queries),
+        "forward_equivalents": round(res.forward_equivalents, 2),
+        "seconds": round(walk_seconds, 2),
+        "forward_seconds": round(forward_seconds, 4),
+        "revealed_available": [len(rm[0]), len(rn[0])],
+    }
+
+
+test_suspect.__test__ = False  # not a pytest test, despite its name
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def run_dataset_inference(study_cfg=None, cfg: DIConfig = CPU, out=None, cache_dir=None,
+                          root=None, progress=True, command=None) -> dict:
+    """Dataset Inference on every model of the study ``study_cfg`` (default: its CPU run).
+
+    Writes ``dataset_inference_<name>.json`` to ``out`` (atomically, after every suspect) and
+    returns its content; every suspect's record is cached, so an interrupted run resumes.
+    """
+    import torch
+
+    from ..baselines.dataset_inference import pixel_space
+    from . import study as S
+
+    torch.set_num_threads(1)
+    study_cfg = study_cfg or S.CPU
+    header = F.result_header(RESULT_FORMAT, command)
+    study = S.prepare(study_cfg.design, root)
+    box, unit = pixel_space(study_cfg.design.dataset)
+    folder = S.run._folder(cache_dir) / "dataset_inference"
+    # a suspect's record depends on these settings, not on how many models the run has
+    per_model = {k: v for k, v in study_cfg.to_dict().items()
+                 if k not in ("name", "archs", "n_independent", "n_owners")}
+    di_settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "kinds")}
+    digest = S.design._digest({"di": di_settings, "study": per_model})
+    records, detectors = [], {}
+    t_wall = time.perf_counter()
+    for info, model, pools, _transform, key in S.iter_models(study, study_cfg, cache_dir):
+        if info["kind"] not in cfg.kinds:
+            continue
+        arch = info["arch"]
+        owner_k = info["owner"] if info["owner"] is not None else 0
+        path = folder / f"{key}_{digest}.json"
+        if path.is_file():
+            rec = json.loads(path.read_text())
+        else:
+            if (arch, owner_k) not in detectors:
+                owner, *_ = S.owner_model(study, study_cfg, arch, owner_k, cache_dir)
+                detectors[arch, owner_k] = owner_detector(owner, study.pools, cfg, box, unit)
+            # an innocent model against its own random member pool also gets its own draw of
+            # the revealed images: p-values independent across models (the study's "resplit")
+            draw = info["index"] + 1 if info["kind"] == "resplit" else 0
+            rec = {**info, **test_suspect(detectors[arch, owner_k], model, pools, cfg, draw)}
+            F.write_json_atomic(path, rec)
+        records.append(rec)
+        if progress:
+            p = ", ".join(f"{k}: {v:.2g}" for k, v in rec["pvalue_first_draw"].items())
+            print(f"{arch:6s} {info['kind']:11s} {info['index']:2d}: DI p (first draw) {p}",
+                  flush=True)
+        if out is not None:
+            write(out, cfg, study_cfg, header, records, complete=False,
+                  wall=time.perf_counter() - t_wall)
+    result = build_result(cfg, study_cfg, header, records, True, time.perf_counter() - t_wall)
+    if out is not None:
+        write(out, cfg, study_cfg, header, records, complete=True, wall=time.perf_counter() - t_wall)
+    return result
+
+
+def build_result(cfg, study_cfg, header, records, complete, wall) -> dict:
+    return {**header, "settings": {"dataset_inference": cfg.to_dict(), "study": study_cfg.to_dict()},
+            "complete": complete, "run_wall_seconds": round(wall, 1),
+            # the walks and tests of every suspect, cached ones included (this run may have read them)
+            "dataset_inference_seconds": round(sum(r["seconds"] for r in records), 1),
+            "hardware_note": "CPU, one torch thread per process, on a shared 2-core machine",
+            "models": records, "summary": summarize(records, cfg)}
+
+
+def write(out, cfg, study_cfg, header, records, complete, wall):
+    from pathlib import Path
+
+    F.write_json_atomic(Path(out) / FILE.format(name=cfg.name),
+                        build_result(cfg, study_cfg, header, records, complete, wall))
+
+
+# --------------------------------------------------------------------------- the summary
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple:
+    """Exact (Clopper-Pearson) interval for a binomial rate k / n."""
+    from scipy.stats import beta
+
+    a = (1 - level) / 2
+    lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
+    return lo, hi
+
+
+def _innocent_rates(inn, cfg: DIConfig, alphas) -> dict:
+    """Rejection rates (Clopper-Pearson) and KS p-value of innocent models' p-values, per size."""
+    from scipy.stats import kstest
+
+    out = {}
+    for k in map(str, cfg.revealed):
+        first = [r["pvalue_first_draw"][k] for r in inn if k in r["pvalue_first_draw"]]
+        hmean = [r["pvalue_hmean"][k] for r in inn if k in r["pvalue_hmean"]]
+        if not first:
+            continue
+        e = {"n_models": len(first),
+             "ks_pvalue_first_draw": float(kstest(first, "uniform").pvalue) if len(first) > 1 else None}
+        for a in alphas:
+            kf, kh = sum(p <= a for p in first), sum(p <= a for p in hmean)
+            e[f"fpr_first_draw_{a}"] = [kf / len(first), *clopper_pearson(kf, len(first))]
+            e[f"fpr_hmean_{a}"] = [kh / len(hmean), *clopper_pearson(kh, len(hmean))]
+        out[k] = e
+    return out
+
+
+def summarize(records, cfg: DIConfig, alphas=(0.01, 0.05)) -> dict:
+    """Per architecture and size: innocent models' rejection rates (with Clopper-Pearson
+    intervals) and KS test against the uniform of their first-draw p-values; per attack, the
+    median p-values and the share detected; the cost in forward passes.  ``innocent``: the
+    independent models against the owner's one draw; ``innocent_own_draw``: each against its own
+    random member pool and its own draw of revealed images."""
+    out = {}
+    for arch in sorted({r["arch"] for r in records}):
+        rs = [r for r in records if r["arch"] == arch]
+        entry = {"innocent": {}, "innocent_own_draw": {}, "attacks": {}, "cost": {}}
+        for view, kind in (("innocent", "independent"), ("innocent_own_draw", "resplit")):
+            inn = [r for r in rs if r["kind"] == kind]
+            entry[view] = _innocent_rates(inn, cfg, alphas)
+        for kind in sorted({r["kind"] for r in rs} - {"independent", "resplit"}):
+            group = [r for r in rs if r["kind"] == kind]
+            entry["attacks"][kind] = {
+                k: {"median_pvalue_hmean": float(np.median([r["pvalue_hmean"][k] for r in group])),
+                    "detected_0.05_hmean": float(np.mean([r["pvalue_hmean"][k] <= 0.05 for r in group])),
+                    "median_pvalue_first_draw": float(np.median([r["pvalue_first_draw"][k] for r in group])),
+                    "n_models": len(group)}
+                for k in map(str, cfg.revealed) if all(k in r["pvalue_hmean"] for r in group)
+            }
+        entry["cost"] = {
+            "median_forward_equivalents": float(np.median([r["forward_equivalents"] for r in rs])),
+            "median_seconds": float(np.median([r["seconds"] for r in rs])),
+            "median_seconds_ratio_to_forward": float(np.median(
+                [r["seconds"] / max(r["forward_seconds"], 1e-9) for r in rs])),
+        }
+        out[arch] = entry
+    return out

@@ -1,0 +1,121 @@
+"""Dataset Inference on the study's models: exact intervals, hand-counted rates, a resumable run."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import binomtest, kstest
+
+from pmi_tutorial import files
+from pmi_tutorial.experiments import dataset_inference as D
+from pmi_tutorial.experiments import study
+
+REPO = Path(__file__).resolve().parents[1]
+DESIGN = study.Design(member_per_class=20, independent_per_class=20, distill_per_class=20,
+                      select_per_class=10, nonmember_per_class=60)
+STUDY = study.StudyConfig(
+    name="test", design=DESIGN, archs=("mlp",), n_independent=2, n_owners=1, epochs=1,
+    finetune_epochs=1, distill_epochs=1, trials=10, ms=(3,), ns=(10,), test_n=10, B=20,
+    test_trials=5, rbf_B=10, rbf_trials=2, resplit=True, attacks=("finetune", "logprob"),
+)
+TINY_DI = D.DIConfig(name="test", known=40, revealed=(5, 20), max_revealed=60, directions=2,
+                     steps=20, repeats=5, epochs=20)
+
+
+def _real_data_dir() -> Path:
+    for c in (os.environ.get("PMI_DATA_DIR"), REPO.parent / "shared" / "data"):
+        if c and (Path(c) / "mnist.npz").is_file():
+            return Path(c)
+    pytest.skip("real mnist.npz not found (set PMI_DATA_DIR to the folder holding it)")
+
+
+@pytest.mark.parametrize("k,n", [(0, 20), (1, 20), (7, 20), (20, 20), (3, 50)])
+def test_clopper_pearson_equals_scipy(k, n):
+    ref = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    lo, hi = D.clopper_pearson(k, n)
+    assert lo == pytest.approx(ref.low, abs=1e-12) and hi == pytest.approx(ref.high, abs=1e-12)
+
+
+def _record(kind, p_first, p_hmean, k=0, owner=None):
+    return {"arch": "mlp", "kind": kind, "index": k, "owner": owner,
+            "pvalue_first_draw": {"10": p_first}, "pvalue_hmean": {"10": p_hmean},
+            "pvalue_median": {"10": p_first}, "forward_equivalents": 300.0, "seconds": 2.0,
+            "forward_seconds": 0.01}
+
+
+def test_summary_matches_hand_counts():
+    cfg = D.DIConfig(revealed=(10,))
+    firsts = [0.004, 0.03, 0.2, 0.5, 0.9]
+    hmeans = [0.001, 0.2, 0.04, 0.7, 0.01]
+    recs = [_record("independent", f, h, k) for k, (f, h) in enumerate(zip(firsts, hmeans))]
+    recs += [_record("owner", 1e-9, 1e-8, 0, 0), _record("finetune", 0.2, 0.06, 0, 0)]
+    recs += [_record("resplit", 0.001, 0.5, 0), _record("resplit", 0.7, 0.5, 1)]
+    s = D.summarize(recs, cfg)["mlp"]
+    inn = s["innocent"]["10"]
+    assert inn["n_models"] == 5
+    assert inn["fpr_first_draw_0.01"][0] == pytest.approx(1 / 5)
+    assert inn["fpr_first_draw_0.05"][0] == pytest.approx(2 / 5)
+    assert inn["fpr_hmean_0.05"][0] == pytest.approx(3 / 5)
+    assert inn["fpr_hmean_0.05"][1:] == pytest.approx(list(D.clopper_pearson(3, 5)))
+    assert inn["ks_pvalue_first_draw"] == pytest.approx(kstest(firsts, "uniform").pvalue)
+    own = s["innocent_own_draw"]["10"]
+    assert own["n_models"] == 2 and own["fpr_first_draw_0.01"][0] == pytest.approx(1 / 2)
+    assert set(s["attacks"]) == {"owner", "finetune"}
+    assert s["attacks"]["owner"]["10"]["detected_0.05_hmean"] == 1.0
+    assert s["attacks"]["finetune"]["10"]["detected_0.05_hmean"] == 0.0
+    assert s["cost"]["median_seconds_ratio_to_forward"] == pytest.approx(200.0)
+
+
+def test_tiny_run_writes_a_result_file_and_resumes(tmp_path):
+    root = _real_data_dir()
+    torch.set_num_threads(1)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    res = D.run_dataset_inference(STUDY, TINY_DI, out=out, cache_dir=cache, root=root,
+                                  progress=False, command="test")
+    disk = files.read_result(out / "dataset_inference_test.json", D.RESULT_FORMAT)
+    assert disk["complete"] is True and disk["provenance"]["command"] == "test"
+    kinds = [r["kind"] for r in disk["models"]]
+    assert kinds == ["independent"] * 2 + ["resplit"] * 2 + ["owner", "finetune", "logprob"]
+    assert disk["summary"]["mlp"]["innocent"]["5"]["n_models"] == 2
+    assert disk["summary"]["mlp"]["innocent_own_draw"]["5"]["n_models"] == 2
+    for r in disk["models"]:
+        for k in ("5", "20"):
+            assert 0 <= r["pvalue_first_draw"][k] <= 1 and 0 <= r["pvalue_hmean"][k] <= 1
+        assert r["queries"] >= 2 * 3 * TINY_DI.directions * 20  # >= 1 query per image and direction
+    # the owner seen through log-probabilities is the same classifier: the same labels, the same walk
+    owner = next(r for r in disk["models"] if r["kind"] == "owner")
+    logprob = next(r for r in disk["models"] if r["kind"] == "logprob")
+    assert owner["pvalue_hmean"] == logprob["pvalue_hmean"]
+    # a second run reads every record from the cache: the same numbers
+    again = D.run_dataset_inference(STUDY, TINY_DI, out=None, cache_dir=cache, root=root,
+                                    progress=False)
+    assert again["models"] == res["models"] and again["summary"] == res["summary"]
+    cached = sorted((cache / "beyond" / "dataset_inference").glob("*.json"))
+    assert len(cached) == 7 and all(json.loads(p.read_text())["kind"] in kinds for p in cached)
+
+
+def test_revealed_images_avoid_the_regressor_images():
+    x = torch.arange(40, dtype=torch.float32).view(40, 1, 1, 1)
+    y = torch.zeros(40, dtype=torch.long)
+    from pmi_tutorial.baselines.dataset_inference import image_hashes
+
+    exclude = image_hashes(x[:25])
+    xs, _ = D._take((x, y), 40, seed=0, exclude=exclude)
+    assert len(xs) == 15 and set(xs.flatten().tolist()) == set(range(25, 40))
+    a, _ = D._take((x, y), 10, seed=[1, 2])
+    b, _ = D._take((x, y), 10, seed=[1, 2])
+    assert torch.equal(a, b) and len(np.unique(a.numpy())) == 10
+
+
+def test_cli_has_the_dataset_inference_command():
+    from pmi_tutorial import cli
+
+    args = cli.build_parser().parse_args(["dataset-inference", "--config", "quick", "--study", "tiny",
+                                          "--archs", "mlp"])
+    assert cli.COMMANDS[args.command] is cli.cmd_dataset_inference
+    assert (args.config, args.study, args.archs) == ("quick", "tiny", ["mlp"])
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["dataset-inference", "--config", "huge"])
