@@ -769,7 +769,7 @@ def _objective(result: dict, name: str, model: str, seeds) -> float | None:
 
 def run(out_dir="results", profile="paper", models=("mlp", "lenet5"), variants=None, seeds=10,
         trials=None, ms=None, ns=None, search: bool = True, search_seeds: int = 3,
-        search_model: str = "mlp", provider=None, cache_dir=None, command: str | None = None,
+        search_model: str = "mlp", search_fields=SEARCH_FIELDS, provider=None, cache_dir=None, command: str | None = None,
         log=print, write_every: float = 5.0) -> dict:
     """Run (or resume) the forensics of Table I and return the result dictionary.
 
@@ -778,8 +778,8 @@ def run(out_dir="results", profile="paper", models=("mlp", "lenet5"), variants=N
     (:func:`cell`) and written to ``out_dir/forensics_{profile}.json``: atomically, at most
     every ``write_every`` seconds and at the end, so a killed run loses only the last few
     seconds and resumes after its last written cell.  With ``search``, a greedy search then
-    combines the one-at-a-time answers on ``search_model`` (each field in
-    :data:`SEARCH_FIELDS` tried on top of the current best, judged by the mean absolute
+    combines the one-at-a-time answers on ``search_model`` (each field in ``search_fields``,
+    default :data:`SEARCH_FIELDS`, tried on top of the current best, judged by the mean absolute
     difference to the paper over the first ``search_seeds`` seeds, until nothing improves);
     the winner is run with every seed on every model as the variant named in
     ``result["best"]``.  ``provider(model, variant)`` gives ``({r: (features_P, features_Q)},
@@ -865,16 +865,20 @@ def run(out_dir="results", profile="paper", models=("mlp", "lenet5"), variants=N
 
     if search and search_model in models:
         singles = {n: v for n, v in variants.items()
-                   if set(v.changes()) <= set(SEARCH_FIELDS)}
+                   if set(v.changes()) <= set(search_fields)}
         scored = {n: _objective(result, n, search_model, search_seeds) for n in singles}
         scored = {n: s for n, s in scored.items() if s is not None}
+        if not scored:
+            log("[forensics] no cell of the paper's Table I was computed: no combination search")
+            search = False
+    if search and search_model in models:
         current = min(scored, key=scored.get)
         best_v, best_s = variants[current], scored[current]
         path_log = [{"variant": current, "objective": best_s}]
         improved = True
         while improved:
             improved = False
-            for f in SEARCH_FIELDS:
+            for f in search_fields:
                 allowed = {"features": FEATURES, "normalization": NORMALIZATIONS, "distance": DISTANCES,
                            "decision": DECISIONS, "tie": TIES, "kept": KEPT, "draws": DRAWS}[f]
                 for value in allowed:
@@ -889,7 +893,7 @@ def run(out_dir="results", profile="paper", models=("mlp", "lenet5"), variants=N
                         best_v, best_s, improved = cand, score, True
                         path_log.append({"variant": name, "objective": score})
                         log(f"[forensics] search: {name} -> {score:.4f}")
-        result["search"] = {"model": search_model, "seeds": search_seeds, "fields": list(SEARCH_FIELDS),
+        result["search"] = {"model": search_model, "seeds": search_seeds, "fields": list(search_fields),
                             "objective": "mean over cells of (|acc_r_opt - paper| + |mean acc_r - paper|) / 2, "
                                          "values averaged over the search seeds", "path": path_log}
         result["best"] = variant_name(best_v)
