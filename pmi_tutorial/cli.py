@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated classes r (default: all); a file holds one class set")
     r.add_argument("--seeds", type=int, default=10,
                    help="forensics: number of seeds of the random draws per variant (default 10)")
+    r.add_argument("--single-seeds", type=int, default=None,
+                   help="forensics: seeds for the variants not in --full-seeds (default: all --seeds)")
+    r.add_argument("--full-seeds", default="baseline",
+                   help="forensics: comma-separated variants that get all --seeds (default baseline)")
     r.add_argument("--variants", default=None,
                    help="forensics: comma-separated variant names (default: all one-at-a-time variants)")
     r.add_argument("--no-search", action="store_true",
@@ -274,6 +278,7 @@ def cmd_forensics(args) -> int:
         out_dir=args.out, profile=args.profile, models=tuple(args.models.split(",")) if args.models
         else ("mlp", "lenet5"), variants=variants, seeds=args.seeds, trials=args.trials,
         ms=_ints(args.ms, "ms"), ns=_ints(args.ns, "ns"), search=not args.no_search,
+        single_seeds=args.single_seeds, full_seeds=tuple(args.full_seeds.split(",")),
         command="python -m pmi_tutorial " + " ".join(args.argv),
     )
     for model in dict.fromkeys(c["model"] for c in res["cells"]):

@@ -747,9 +747,10 @@ class CachedModels:
         return feats[variant.kept][variant.features], dict(info, kept=variant.kept)
 
 
-def _settings(profile, trials, seeds, ms, ns) -> dict:
+def _settings(profile, trials, seeds, ms, ns, single_seeds, full_seeds) -> dict:
     return {"experiment": RESULT_NAME, "profile": profile.name, "trials": trials,
-            "seeds": [int(s) for s in seeds], "ms": [int(m) for m in ms], "ns": [int(n) for n in ns]}
+            "seeds": [int(s) for s in seeds], "ms": [int(m) for m in ms], "ns": [int(n) for n in ns],
+            "single_seeds": single_seeds, "full_seed_variants": list(full_seeds)}
 
 
 def _objective(result: dict, name: str, model: str, seeds) -> float | None:
@@ -769,7 +770,8 @@ def _objective(result: dict, name: str, model: str, seeds) -> float | None:
 
 def run(out_dir="results", profile="paper", models=("mlp", "lenet5"), variants=None, seeds=10,
         trials=None, ms=None, ns=None, search: bool = True, search_seeds: int = 3,
-        search_model: str = "mlp", search_fields=SEARCH_FIELDS, provider=None, cache_dir=None, command: str | None = None,
+        search_model: str = "mlp", search_fields=SEARCH_FIELDS, single_seeds: int | None = None,
+        full_seeds=("baseline",), provider=None, cache_dir=None, command: str | None = None,
         log=print, write_every: float = 5.0) -> dict:
     """Run (or resume) the forensics of Table I and return the result dictionary.
 
@@ -782,7 +784,8 @@ def run(out_dir="results", profile="paper", models=("mlp", "lenet5"), variants=N
     default :data:`SEARCH_FIELDS`, tried on top of the current best, judged by the mean absolute
     difference to the paper over the first ``search_seeds`` seeds, until nothing improves);
     the winner is run with every seed on every model as the variant named in
-    ``result["best"]``.  ``provider(model, variant)`` gives ``({r: (features_P, features_Q)},
+    ``result["best"]``.  With ``single_seeds``, the variants not named in ``full_seeds`` (and
+    not the winner) get only the first ``single_seeds`` seeds.  ``provider(model, variant)`` gives ``({r: (features_P, features_Q)},
     model_info)`` or None (default: :class:`CachedModels`, which trains only missing MLPs).
     """
     from .. import files
@@ -802,7 +805,10 @@ def run(out_dir="results", profile="paper", models=("mlp", "lenet5"), variants=N
         variants = {"baseline": BASELINE, **variants}
     provider = provider or CachedModels(prof, cache_dir)
     path = result_path(out_dir, prof)
-    settings = _settings(prof, trials, seeds, ms, ns)
+    if single_seeds is not None:
+        single_seeds = min(V.check_positive_int(single_seeds, "single_seeds"), len(seeds))
+    full_seeds = tuple(full_seeds)
+    settings = _settings(prof, trials, seeds, ms, ns, single_seeds, full_seeds)
     files.remove_stale_temps(path)
     runinfo = dict(files.provenance(command), cells_done=0, seconds=0.0)
     if path.exists():
@@ -861,7 +867,8 @@ def run(out_dir="results", profile="paper", models=("mlp", "lenet5"), variants=N
 
     for model in models:
         for name, variant in variants.items():
-            evaluate(name, variant, model, seeds)
+            few = single_seeds is not None and name not in full_seeds
+            evaluate(name, variant, model, seeds[:single_seeds] if few else seeds)
 
     if search and search_model in models:
         singles = {n: v for n, v in variants.items()
