@@ -311,6 +311,9 @@ def test_compare_by_hand():
     assert c["within_mean_acc_r"] == sum(0.3 <= p[2] <= 0.4 for p in paper.values())
     assert F.variant_table(res)[0]["variant"] == "v"
     assert "v" in F.format_variant_table(res)
+    text = F.format_cells(res, "v", "mlp")
+    assert "0.50 [0.50-0.70] (0.50)" in text  # m = 3, n = 100: paper 0.50
+    assert F.compare(res, "other")["cells"] == 0
 
 
 # ----------------------------------------------------------------------------- the runner

@@ -909,3 +909,31 @@ def run(out_dir="results", profile="paper", models=("mlp", "lenet5"), variants=N
     save(force=True)
     result["path"] = str(path)
     return result
+
+
+def committed(profile: str = "paper") -> dict:
+    """The committed forensics result ``pmi_tutorial/results/forensics_{profile}.json``."""
+    from .. import files
+
+    return files.committed_result(f"{RESULT_NAME}_{profile}", RESULT_FORMAT)
+
+
+def format_cells(result: dict, variant: str, model: str | None = None) -> str:
+    """One variant's cells in the paper's layout: ``seed 0 [min-max over seeds] (paper)``."""
+    c = compare(result, variant, model)
+    if not c["cells"]:
+        return f"{variant}: no cells"
+    lines = [f"{variant} ({Variant(**result['variants'][variant]).describe()}), {c['seeds']} seed(s); "
+             "entries: seed 0 [range over seeds] (paper)",
+             f"{'model':<7} {'m':>2} {'n':>4}  {'r_opt':>9}  {'acc_r_opt':>25}  {'mean acc_r':>28}"]
+    for r in c["rows"]:
+        lo, hi = r["acc_r_opt_range"]
+        mlo, mhi = r["mean_acc_r_range"]
+        lines.append(
+            f"{r['model']:<7} {r['m']:>2} {r['n']:>4}  {r['r_opt']:>3} ({r['paper_r_opt']})  "
+            f"{r['acc_r_opt']:.2f} [{lo:.2f}-{hi:.2f}] ({r['paper_acc_r_opt']:.2f})  "
+            f"{r['mean_acc_r']:.3f} [{mlo:.3f}-{mhi:.3f}] ({r['paper_mean_acc_r']:.3f})")
+    lines.append(f"mean |difference| to the paper: acc_r_opt {c['mad_acc_r_opt']:.3f}, "
+                 f"mean acc_r {c['mad_mean_acc_r']:.3f}; paper inside the range over seeds: "
+                 f"{c['within_acc_r_opt']}/{c['cells']} (acc_r_opt), {c['within_mean_acc_r']}/{c['cells']} (mean)")
+    return "\n".join(lines)
