@@ -607,8 +607,9 @@ def variant_name(v: Variant) -> str:
     return "+".join(f"{k}={val}" for k, val in ch.items()) or "baseline"
 
 
-#: the fields a combination search may change (not the ones that need a new training)
-SEARCH_FIELDS = ("features", "normalization", "distance", "decision", "tie", "kept", "draws")
+#: the fields a combination search may change.  Not the draws: the paper states them ("n
+#: different samples", "n(m-1) different samples"); and not the training seed.
+SEARCH_FIELDS = ("features", "normalization", "distance", "decision", "tie", "kept", "split")
 
 
 # ----------------------------------------------------------------------------- comparison
@@ -737,8 +738,12 @@ class CachedModels:
             if variant.split != "random" and self.profile.train_per_class.get("mnist") is not None:
                 return None
             path = model_path(model_name, self.profile, variant.split, variant.train_seed, self.cache_dir)
-            if not path.is_file() and model_name not in self.train:
-                return None
+            if not path.is_file():
+                if model_name not in self.train:
+                    return None
+                partial = path.with_name(path.stem + ".training.pt")
+                if partial.is_file() and time.time() - partial.stat().st_mtime < 600:
+                    return None  # another process is training it right now: do not race it
             best, last, split, info = owner_model(model_name, self.profile, variant.split,
                                                   variant.train_seed, self.cache_dir, self.progress)
             self._features[key] = ({"best": pool_feature_kinds(best, split),
@@ -887,7 +892,8 @@ def run(out_dir="results", profile="paper", models=("mlp", "lenet5"), variants=N
             improved = False
             for f in search_fields:
                 allowed = {"features": FEATURES, "normalization": NORMALIZATIONS, "distance": DISTANCES,
-                           "decision": DECISIONS, "tie": TIES, "kept": KEPT, "draws": DRAWS}[f]
+                           "decision": DECISIONS, "tie": TIES, "kept": KEPT, "draws": DRAWS,
+                           "split": SPLITS}[f]
                 for value in allowed:
                     cand = replace(best_v, **{f: value})
                     if cand == best_v:
@@ -936,4 +942,29 @@ def format_cells(result: dict, variant: str, model: str | None = None) -> str:
     lines.append(f"mean |difference| to the paper: acc_r_opt {c['mad_acc_r_opt']:.3f}, "
                  f"mean acc_r {c['mad_mean_acc_r']:.3f}; paper inside the range over seeds: "
                  f"{c['within_acc_r_opt']}/{c['cells']} (acc_r_opt), {c['within_mean_acc_r']}/{c['cells']} (mean)")
+    return "\n".join(lines)
+
+
+def provenance_text(result: dict) -> str:
+    """Where the forensics numbers come from: settings, every run, every model used."""
+    s = result["settings"]
+    lines = [f"forensics of Table I, profile {s['profile']}, t = {s['trials']}, seeds of the draws "
+             f"{s['seeds'][0]}..{s['seeds'][-1]} (one-at-a-time variants: the first "
+             f"{s.get('single_seeds') or len(s['seeds'])}; all of them for "
+             f"{', '.join(s.get('full_seed_variants') or ['baseline'])} and the best combination)"]
+    for i, run in enumerate(result.get("runs") or [result["provenance"]], 1):
+        hw = run["hardware"]
+        device = hw.get("gpu") or f"{hw.get('processor')} ({hw.get('cpu_count')} CPUs)"
+        lines.append(f"run {i}: {run['command']}")
+        lines.append(f"  commit {run['git_commit'][:12]}{'-dirty' if run['git_commit'].endswith('-dirty') else ''}, "
+                     f"{run['started']} -> {run.get('finished', '?')}, {run.get('cells_done', 0)} cell(s), "
+                     f"{run.get('seconds', 0):.0f} s on {device}; torch {run['versions']['torch']}")
+    for key, info in result.get("models", {}).items():
+        lines.append(f"model {key}: {info['cache_file']}, {info['n_train']} / {info['n_val']} images, "
+                     f"epoch {info['best_epoch'] if info.get('kept') == 'best' else info['epochs']} of "
+                     f"{info['epochs']} (training accuracy "
+                     f"{info['best_train_acc'] if info.get('kept') == 'best' else info['last_train_acc']:.4f}, "
+                     f"validation {info['best_val_acc'] if info.get('kept') == 'best' else info['last_val_acc']:.4f})")
+    for model, names in (result.get("unavailable") or {}).items():
+        lines.append(f"not run on {model} (no trained model): {', '.join(names)}")
     return "\n".join(lines)
