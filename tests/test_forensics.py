@@ -398,3 +398,14 @@ def test_run_resumes_after_sigkill_without_changing_finished_cells(tmp_path):
     assert sorted(map(key, final["cells"])) == sorted(map(key, clean["cells"]))
     assert {key(c): strip(c) for c in final["cells"]} == {key(c): strip(c) for c in clean["cells"]}
     assert res["best"] == clean["best"]
+
+
+def test_cli_rejects_unknown_variants_and_seed(capsys, tmp_path):
+    from pmi_tutorial.cli import main
+
+    assert main(["reproduce", "forensics", "--variants", "features=softmax", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown forensics variant" in err and "features=log_probs" in err
+    assert main(["reproduce", "forensics", "--seed", "3", "--out", str(tmp_path)]) == 2
+    assert "drop --seed" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing was written
