@@ -57,7 +57,7 @@ def test_variant_names_and_validation():
 
 def test_joint_normalization_is_eq_5_6():
     X = blocks(1)
-    np.testing.assert_allclose(F.normalize_blocks(X, "joint").numpy(), pmi.normalize(X), atol=1e-12)
+    np.testing.assert_allclose(F.normalize_blocks(X, "joint").numpy(), pmi.normalize_features(X), atol=1e-12)
     Z = F.normalize_blocks(X, "joint").numpy().reshape(-1, X.shape[-1])
     np.testing.assert_allclose(Z.mean(0), 0, atol=1e-12)
     np.testing.assert_allclose((Z ** 2).mean(0), 1, atol=1e-12)

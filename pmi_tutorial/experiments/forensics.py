@@ -191,9 +191,9 @@ def owner_split(name: str, kind: str = "random", seed: int = 0, root=None):
     train_index, val_index = split_indices(name, kind, seed, ds.labels)
     return data.Split(
         name=name, seed=int(seed),
-        train_x=data.normalize(ds.images[train_index], name),
+        train_x=data.normalize_images(ds.images[train_index], name),
         train_y=torch.from_numpy(ds.labels[train_index].copy()),
-        val_x=data.normalize(ds.images[val_index], name),
+        val_x=data.normalize_images(ds.images[val_index], name),
         val_y=torch.from_numpy(ds.labels[val_index].copy()),
         train_index=train_index, val_index=val_index,
         num_classes=data.NUM_CLASSES[name], input_shape=data.INPUT_SHAPE[name],
@@ -354,7 +354,7 @@ def normalize_blocks(F, how: str = "joint", pool_mean=None, pool_std=None):
     r"""Normalize stacked feature matrices ``F`` (..., m, n, c) the ``how`` way.
 
     * ``"joint"``: Eq. 5-6, every component zero mean and unit variance over the m*n rows of
-      its trial (:func:`pmi_tutorial.pmi.normalize`);
+      its trial (:func:`pmi_tutorial.pmi.normalize_features`);
     * ``"none"``: unchanged;
     * ``"block"``: the same, but over the n rows of each mini-dataset on its own;
     * ``"pool"``: with fixed statistics ``pool_mean``, ``pool_std`` (shape (c,)), those of the
@@ -570,7 +570,7 @@ def cell(feature_pools: dict, m: int, n: int, trials: int = 100, seed: int = 0,
     r's trials are seeded with :func:`pmi_tutorial.fingerprint.class_seed` ``(seed, r)``, as in
     :func:`pmi_tutorial.fingerprint.run_on_features`, so the baseline gives the same draws.
     """
-    from ..fingerprint import class_seed, summarize
+    from ..fingerprint import class_seed, summarize_classes as summarize
 
     acc = {}
     for r, (fP, fQ) in sorted(feature_pools.items()):
