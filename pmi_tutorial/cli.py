@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "class, t trials; Figure 2: pruning rates 0.1-0.9, m = 3), print it beside "
                                    "the paper's numbers and write a result file with provenance. A killed run "
                                    "resumes without redoing finished cells.")
-    r.add_argument("experiment", choices=("table1", "table2", "table3", "table4", "figure2"))
+    r.add_argument("experiment", choices=("table1", "table2", "table3", "table4", "figure2", "forensics"),
+                   help="forensics: Table I under each reading of the paper's open choices")
     _profile_arg(r)
     r.add_argument("--out", default="results", help="folder of the result file (default ./results)")
     r.add_argument("--seed", type=int, default=None, help="default: the profile's seed")
@@ -99,6 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="figure2: comma-separated pruning rates (default 0.1,0.2,...,0.9)")
     r.add_argument("--classes", default=None,
                    help="comma-separated classes r (default: all); a file holds one class set")
+    r.add_argument("--seeds", type=int, default=10,
+                   help="forensics: number of seeds of the random draws per variant (default 10)")
+    r.add_argument("--single-seeds", type=int, default=None,
+                   help="forensics: seeds for the variants not in --full-seeds (default: all --seeds)")
+    r.add_argument("--full-seeds", default="baseline",
+                   help="forensics: comma-separated variants that get all --seeds (default baseline)")
+    r.add_argument("--variants", default=None,
+                   help="forensics: comma-separated variant names (default: all one-at-a-time variants)")
+    r.add_argument("--no-search", action="store_true",
+                   help="forensics: skip the search for the best combination")
     r.add_argument("--no-progress", action="store_true")
 
     s = sub.add_parser("study", help="the false-positive study beyond the paper (independent models)",
@@ -263,9 +274,39 @@ def cmd_attack(args) -> int:
     return 0
 
 
+def cmd_forensics(args) -> int:
+    from .experiments import forensics
+
+    if args.seed not in (None, 0) or args.rates or args.classes:
+        raise ValueError("forensics runs seeds 0..--seeds-1 on every class; drop --seed, --rates and --classes")
+    variants = None
+    if args.variants:
+        known = forensics.one_at_a_time()
+        wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
+        unknown = [v for v in wanted if v not in known]
+        if unknown:
+            raise ValueError(f"unknown forensics variant(s) {unknown}; use some of {', '.join(known)}")
+        variants = {v: known[v] for v in wanted}
+    res = forensics.run(
+        out_dir=args.out, profile=args.profile, models=tuple(args.models.split(",")) if args.models
+        else ("mlp", "lenet5"), variants=variants, seeds=args.seeds, trials=args.trials,
+        ms=_ints(args.ms, "ms"), ns=_ints(args.ns, "ns"), search=not args.no_search,
+        single_seeds=args.single_seeds, full_seeds=tuple(args.full_seeds.split(",")),
+        command="python -m pmi_tutorial " + " ".join(args.argv),
+    )
+    for model in dict.fromkeys(c["model"] for c in res["cells"]):
+        print(f"{model}:")
+        print(forensics.format_variant_table(res, model))
+    print(f"result file: {res['path']}")
+    return 0
+
+
 def cmd_reproduce(args) -> int:
     """``reproduce``: run (or resume) a sweep of Tables I-IV or Figure 2."""
     from . import experiments
+
+    if args.experiment == "forensics":
+        return cmd_forensics(args)
 
     res = experiments.reproduce(
         args.experiment, args.profile, out_dir=args.out, seed=args.seed, trials=args.trials,
