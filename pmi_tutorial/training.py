@@ -216,7 +216,7 @@ def train(model, split, epochs, lr=1e-3, batch_size=64, seed=0, checkpoint_path=
     train_x = split.train_x if on_cpu else split.train_x.to(device)
     train_y = split.train_y if on_cpu else split.train_y.to(device)
     steps = math.ceil(len(train_x) / batch_size)
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text bars: tqdm.auto warns in a kernel without ipywidgets
 
     for e in range(start, epochs):
         t0 = time.perf_counter()
