@@ -1,0 +1,139 @@
+"""Tests for pmi_tutorial.ownership: the closed-form test, the pools file, verify_ownership."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.stats as sps
+import torch
+
+from pmi_tutorial import ownership as O
+from pmi_tutorial.stats import confidence_scores
+
+
+# --------------------------------------------------------------------------- the rank-sum test
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_rank_sum_equals_scipy(case):
+    rng = np.random.default_rng(case)
+    n1, n2 = [(5, 7), (12, 9), (30, 40), (3, 50), (20, 20), (8, 15)][case]
+    x, y = rng.normal(0.3, 1, n1), rng.normal(0, 1, n2)
+    if case % 2:  # ties within and across the samples
+        x, y = np.round(x), np.round(y)
+    res = O.rank_sum_test(x, y)
+    ref = sps.mannwhitneyu(x, y, alternative="greater", method="asymptotic")
+    assert res.U == pytest.approx(ref.statistic, abs=1e-9)
+    assert res.pvalue == pytest.approx(ref.pvalue, rel=1e-9)
+    # U counts the pairs with x > y (ties 1/2): a brute-force count
+    brute = sum((a > b) + 0.5 * (a == b) for a in x for b in y)
+    assert res.U == pytest.approx(brute)
+
+
+def test_rank_sum_has_no_floor_and_all_ties_carry_no_evidence():
+    x, y = np.arange(1000.0, 2000.0), np.arange(0.0, 1000.0)  # perfectly separated
+    res = O.rank_sum_test(x, y)
+    assert np.isfinite(res.log10_pvalue) and res.log10_pvalue < -200
+    # the far tail of the normal: log10 P(Z >= z) ~ -(z^2/2 + ln(z sqrt(2 pi))) / ln 10
+    z = res.z
+    assert res.log10_pvalue == pytest.approx(-(z * z / 2 + math.log(z * math.sqrt(2 * math.pi)))
+                                             / math.log(10), rel=1e-4)
+    same = O.rank_sum_test(np.ones(5), np.ones(7))
+    assert same.z == 0.0 and same.pvalue == 1.0
+
+
+def test_rank_sum_bad_input():
+    with pytest.raises(ValueError, match="at least one member and one non-member"):
+        O.rank_sum_test([], [1.0, 2.0])
+    with pytest.raises(ValueError, match="NaN"):
+        O.rank_sum_test([np.nan], [1.0])
+
+
+# --------------------------------------------------------------------------- the combination
+
+
+@pytest.mark.parametrize("combine", ["stouffer", "fisher"])
+def test_combination_equals_scipy(combine):
+    rng = np.random.default_rng(3)
+    z = rng.normal(0.5, 1.2, 10)
+    lp = sps.norm.logsf(z) / math.log(10)
+    stat, log10_p = O.combine_log10(z, lp, combine)
+    ref = sps.combine_pvalues(10 ** lp, method=combine)
+    assert stat == pytest.approx(ref.statistic, rel=1e-9)
+    assert 10 ** log10_p == pytest.approx(ref.pvalue, rel=1e-8)
+
+
+def test_fisher_far_tail_is_exact_in_log_space():
+    # per-class p = 1e-40: X = -2 sum ln p; P(chi2_2K >= X) = e^{-X/2} sum_{j<K} (X/2)^j / j!
+    K, lp = 10, np.full(10, -40.0)
+    X, log10_p = O.combine_log10(np.zeros(K), lp, "fisher")
+    t = X / 2
+    direct = (-t + math.log(sum(t ** j / math.factorial(j) for j in range(K)))) / math.log(10)
+    assert log10_p == pytest.approx(direct, rel=1e-12) and log10_p < -300  # below float64's range
+    # where it does not underflow, SciPy's chi2 agrees
+    X2, lp2 = O.combine_log10(np.zeros(3), np.array([-3.0, -2.0, -4.0]), "fisher")
+    assert 10 ** lp2 == pytest.approx(sps.chi2.sf(X2, 6), rel=1e-10)
+
+
+def test_combination_bad_input():
+    with pytest.raises(ValueError, match="unknown combine rule"):
+        O.combine_log10([1.0], [-1.0], "tippett")
+    with pytest.raises(ValueError, match="one z and one log10"):
+        O.combine_log10([], [], "stouffer")
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def _draw_pools(rng, n_P, n_Q, shift=0.0, c=10, ties=False):
+    """Synthetic logits: the true-class logit of members raised by ``shift``."""
+    out = {}
+    for r in range(c):
+        fP, fQ = rng.normal(0, 1, (n_P, c)), rng.normal(0, 1, (n_Q, c))
+        fP[:, r] += 2.0 + shift
+        fQ[:, r] += 2.0
+        if ties:
+            fP, fQ = np.round(fP, 1), np.round(fQ, 1)
+        out[r] = (fP, fQ)
+    return out
+
+
+@pytest.mark.parametrize("combine,ties", [("stouffer", False), ("fisher", False), ("stouffer", True)])
+def test_null_pvalues_are_uniform(combine, ties):
+    rng = np.random.default_rng(11)
+    draws = 1500
+    p = np.array([O.closed_form_test(_draw_pools(rng, 20, 40, ties=ties), combine=combine).pvalue
+                  for _ in range(draws)])
+    assert sps.kstest(p, "uniform").pvalue > 1e-3
+    k = int((p <= 0.05).sum())
+    lo, hi = sps.binomtest(k, draws, 0.05).proportion_ci(0.999)
+    assert lo <= 0.05 <= hi, (k, draws)
+
+
+def test_pvalue_falls_with_the_number_revealed():
+    rng = np.random.default_rng(5)
+    means = []
+    for n_P in (10, 30, 100, 300, 1000):
+        lps = [O.closed_form_test(_draw_pools(rng, n_P, 1000, shift=0.3)).log10_pvalue
+               for _ in range(5)]
+        means.append(np.mean(lps))
+    assert all(a > b for a, b in zip(means, means[1:])), means
+    assert means[-1] < -30 and np.isfinite(means[-1])  # strong evidence, no underflow
+
+
+def test_closed_form_is_the_same_on_logits_logprobs_and_probabilities():
+    rng = np.random.default_rng(2)
+    fp = _draw_pools(rng, 50, 80, shift=0.5)
+    logp = {r: (torch.log_softmax(torch.tensor(a), 1).numpy(),
+                torch.log_softmax(torch.tensor(b), 1).numpy()) for r, (a, b) in fp.items()}
+    a, b = O.closed_form_test(fp), O.closed_form_test(logp)
+    assert a.log10_pvalue == pytest.approx(b.log10_pvalue, rel=1e-9)
+    # per class: the rank-sum test of the true-class confidence, as computed by hand
+    r = 4
+    ref = sps.mannwhitneyu(confidence_scores(fp[r][0], r), confidence_scores(fp[r][1], r),
+                           alternative="greater", method="asymptotic").pvalue
+    assert a.per_class[r].pvalue == pytest.approx(ref, rel=1e-9)
+    d = a.to_dict()
+    assert d["per_class"]["4"]["pvalue"] == pytest.approx(ref, rel=1e-9) and "null" in d
