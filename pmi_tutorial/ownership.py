@@ -307,18 +307,9 @@ def save_pools(path, pools: OwnerPools) -> Path:
              if k in pools.info}
     np.savez_compressed(buf, P_x=pools.P_x, P_y=pools.P_y, Q_x=pools.Q_x, Q_y=pools.Q_y,
                         header=np.frombuffer(json.dumps(head).encode(), dtype=np.uint8), **extra)
-    fd, tmp = V.temp_file_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from .files import write_bytes_atomic
+
+    write_bytes_atomic(path, buf.getvalue())
     return path
 
 
@@ -444,7 +435,7 @@ class OwnershipResult:
     def to_json(self, path=None) -> str:
         text = json.dumps(self.to_dict(), indent=1)
         if path is not None:
-            from .experiments import write_json_atomic
+            from .files import write_json_atomic
 
             write_json_atomic(path, self.to_dict())
         return text
@@ -498,7 +489,7 @@ def verify_ownership(suspect, pools, *, output: str = "auto", B: int = 999, seed
 
     if output not in OUTPUTS:
         raise ValueError(f"unknown output {output!r}; use one of {', '.join(map(repr, OUTPUTS))}")
-    fingerprint.verify(1.0, m, rho)  # checks m and rho now
+    fingerprint.check_rho(rho, m)  # checks m and rho now
     fn, name, dataset, declared = _as_callable(suspect)
     if not isinstance(pools, OwnerPools):
         pools = load_pools(pools, dataset=dataset)

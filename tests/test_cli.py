@@ -58,10 +58,13 @@ def test_train_verify_attack_end_to_end(env, capsys):
     out = capsys.readouterr().out
     assert "class 0: acc_r = " in out and "class 1: acc_r = " in out and "class 2" not in out
     assert "r_opt = " in out and "verdict (Eq. 13" in out
-    saved = files.read_result(result, "pmi-tutorial-verify")  # the header with provenance
-    assert saved["provenance"]["command"].startswith("python -m pmi_tutorial verify")
+    assert out.index("closed form") < out.index("permutation") < out.index("class 0: acc_r")
+    full = files.read_result(result, "pmi-tutorial-verify")  # the header with provenance
+    assert full["provenance"]["command"].startswith("python -m pmi_tutorial verify")
+    saved = full["paper_rule"]
     assert set(saved["acc_by_class"]) == {"0", "1"} and saved["m"] == 3 and saved["n"] == 20
-    assert saved["summary"]["r_opt"] in (0, 1) and isinstance(saved["verdict"], bool)
+    assert saved["r_opt"] in (0, 1) and isinstance(saved["verdict"], bool)
+    assert saved["label"] == "uncalibrated"
     # the printed acc_r are the saved ones
     for r, acc in saved["acc_by_class"].items():
         assert f"class {r}: acc_r = {acc:.2f}" in out
@@ -88,7 +91,9 @@ def test_train_verify_attack_end_to_end(env, capsys):
 SUBCOMMANDS = {
     "train": ["--model", "--epochs", "--lr", "--batch-size", "--out", "--dataset", "--seed", "--profile",
               "resumes"],
-    "verify": ["--checkpoint", "--m", "--n", "--trials", "--rho", "--classes", "--json", "--profile"],
+    "verify": ["--checkpoint", "--pools", "--revealed", "--B", "--combine", "--m", "--n", "--trials",
+               "--rho", "--classes", "--json", "--profile", "uncalibrated"],
+    "pools": ["--dataset", "--revealed", "--seed", "--out", "checksum"],
     "attack": ["finetune", "prune", "--checkpoint", "--out", "--rate", "--epochs", "--fraction"],
     "reproduce": ["table1", "figure2", "--profile", "--out", "--trials", "--models", "--ms", "--ns",
                   "resumes"],

@@ -137,3 +137,140 @@ def test_closed_form_is_the_same_on_logits_logprobs_and_probabilities():
     assert a.per_class[r].pvalue == pytest.approx(ref, rel=1e-9)
     d = a.to_dict()
     assert d["per_class"]["4"]["pvalue"] == pytest.approx(ref, rel=1e-9) and "null" in d
+
+
+# --------------------------------------------------------------------------- real models
+
+
+@pytest.fixture(scope="module")
+def small_world():
+    """An owner MLP trained on 100 MNIST images per class (over-fitted: members are visible),
+    an innocent MLP trained on 100 other images per class, and the owner's pools: P' = the
+    owner's training images, Q = 300 validation images per class."""
+    from pmi_tutorial import data
+    from pmi_tutorial.models import build_model
+    from pmi_tutorial.study import training_split
+    from pmi_tutorial.training import train
+
+    torch.set_num_threads(1)
+    split = data.owner_split("mnist", seed=0)
+    y, vy = split.train_y.numpy(), split.val_y.numpy()
+    rng = np.random.default_rng(0)
+    perm = {r: rng.permutation(np.flatnonzero(y == r)) for r in range(10)}
+    own = np.sort(np.concatenate([p[:100] for p in perm.values()]))
+    inn = np.sort(np.concatenate([p[100:200] for p in perm.values()]))
+    sel = np.sort(np.concatenate([p[200:250] for p in perm.values()]))
+    models = {}
+    for name, pos, seed in (("owner", own, 0), ("innocent", inn, 1)):
+        model = build_model("mlp", num_classes=10, seed=seed)
+        models[name] = train(model, training_split(split, pos, sel), 15, seed=seed,
+                             device="cpu", progress=False).model.eval()
+    q = np.sort(np.concatenate([np.flatnonzero(vy == r)[:300] for r in range(10)]))
+    pools = O.OwnerPools("mnist", tuple(range(10)), split.train_x.numpy()[own], y[own],
+                         split.val_x.numpy()[q], vy[q])
+    return models, pools
+
+
+def test_pools_file_round_trip_and_bad_files(small_world, tmp_path):
+    _, pools = small_world
+    path = O.save_pools(tmp_path / "pools.npz", pools)
+    back = O.load_pools(path, dataset="mnist")
+    assert back.digest == pools.digest and back.classes == pools.classes
+    assert np.array_equal(back.P_x, pools.P_x) and np.array_equal(back.Q_y, pools.Q_y)
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic: no temporary file left
+    with pytest.raises(FileNotFoundError, match="no pools file"):
+        O.load_pools(tmp_path / "absent.npz")
+    with pytest.raises(ValueError, match="built for cifar10"):
+        O.load_pools(path, dataset="cifar10")
+    # one changed pixel, the header (and its checksums) kept: refused
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["P_x"] = arrays["P_x"].copy()
+    arrays["P_x"][0, 0, 0, 0] += 1.0
+    np.savez_compressed(tmp_path / "tampered.npz", **arrays)
+    with pytest.raises(ValueError, match="checksum mismatch in .* for P_x"):
+        O.load_pools(tmp_path / "tampered.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="not a readable pools file"):
+        O.load_pools(tmp_path / "junk.npz")
+
+
+def test_owner_is_accused_and_innocent_is_not(small_world, tmp_path):
+    from pmi_tutorial.checkpoint import save_checkpoint
+
+    models, pools = small_world
+    res = {k: O.verify_ownership(m, pools, B=199, trials=20) for k, m in models.items()}
+    own, inn = res["owner"], res["innocent"]
+    assert own.output == "logits"
+    assert own.closed_form.log10_pvalue < -10 < -3 < inn.closed_form.log10_pvalue
+    assert own.permutation["pvalue"] == pytest.approx(1 / 200)
+    assert inn.permutation["pvalue"] > 0.01
+    # the combined p-value is Stouffer's rule on the per-class tests
+    z = [own.closed_form.per_class[r].z for r in range(10)]
+    assert own.closed_form.log10_pvalue == pytest.approx(
+        sps.norm.logsf(sum(z) / math.sqrt(10)) / math.log(10), rel=1e-9)
+    d = own.to_dict()
+    assert list(d)[:2] == ["calibrated", "paper_rule"] and d["paper_rule"]["label"] == "uncalibrated"
+    assert d["pools"]["digest"] == pools.digest and d["pools"]["n_P"] == 1000
+    text = own.report()
+    assert text.index("closed form") < text.index("permutation") < text.index("uncalibrated")
+
+    # a checkpoint path and a pools file give the same numbers
+    ckpt = save_checkpoint(tmp_path / "owner.pt", models["owner"], {"model": "mlp"})
+    pf = O.save_pools(tmp_path / "pools.npz", pools)
+    again = O.verify_ownership(str(ckpt), str(pf), B=199, trials=20)
+    assert again.closed_form.log10_pvalue == pytest.approx(own.closed_form.log10_pvalue, rel=1e-6)
+    with pytest.raises(ValueError, match="cifar10 images, but the suspect is built for mnist"):
+        O.verify_ownership(str(ckpt), O.OwnerPools("cifar10", pools.classes, pools.P_x,
+                                                   pools.P_y, pools.Q_x, pools.Q_y), B=9)
+
+    # a black-box API that returns probabilities: detected, same closed-form p-value
+    api = lambda x: torch.softmax(models["owner"](x), 1).numpy()  # noqa: E731
+    bb = O.verify_ownership(api, pools, B=199, trials=20)
+    assert bb.output == "probabilities"
+    assert bb.closed_form.log10_pvalue == pytest.approx(own.closed_form.log10_pvalue, rel=1e-3)
+
+
+def test_bad_suspects(small_world):
+    models, pools = small_world
+    with pytest.raises(ValueError, match=r"returned shape \(.*, 9\).*must return"):
+        O.verify_ownership(lambda x: np.zeros((len(x), 9)), pools, B=9)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        O.verify_ownership(lambda x: np.full((len(x), 10), np.nan), pools, B=9)
+    with pytest.raises(ValueError, match="suspect must be a checkpoint path"):
+        O.verify_ownership(42, pools)
+    with pytest.raises(ValueError, match="unknown output"):
+        O.verify_ownership(models["owner"], pools, output="scores")
+    with pytest.raises(FileNotFoundError, match="no pools file"):
+        O.verify_ownership(models["owner"], "absent.npz")
+
+
+def test_cli_verify_orders_owner_before_innocent(small_world, tmp_path, capsys):
+    import json
+
+    from pmi_tutorial import cli
+    from pmi_tutorial.checkpoint import save_checkpoint
+
+    models, pools = small_world
+    pf = O.save_pools(tmp_path / "pools.npz", pools)
+    log10 = {}
+    for name, model in models.items():
+        ckpt = save_checkpoint(tmp_path / f"{name}.pt", model, {"model": "mlp", "dataset": "mnist"})
+        out_json = tmp_path / f"{name}.json"
+        assert cli.main(["verify", "--checkpoint", str(ckpt), "--pools", str(pf), "--B", "199",
+                         "--trials", "10", "--json", str(out_json)]) == 0
+        text = capsys.readouterr().out
+        assert text.index("calibrated p-values") < text.index("closed form") < text.index("uncalibrated")
+        saved = json.loads(out_json.read_text())
+        log10[name] = saved["calibrated"]["closed_form"]["log10_pvalue"]
+        assert f"log10 p = {log10[name]:.2f}" in text
+        assert saved["pools"]["digest"] == pools.digest
+    assert log10["owner"] < -10 and log10["innocent"] > -3
+    # bad inputs: one line on stderr, exit status 2
+    assert cli.main(["verify", "--checkpoint", str(tmp_path / "owner.pt"), "--pools",
+                     str(tmp_path / "absent.npz")]) == 2
+    assert "no pools file" in capsys.readouterr().err
+    c10 = O.save_pools(tmp_path / "c10.npz", O.OwnerPools("cifar10", pools.classes, pools.P_x,
+                                                           pools.P_y, pools.Q_x, pools.Q_y))
+    assert cli.main(["verify", "--checkpoint", str(tmp_path / "owner.pt"), "--pools", str(c10)]) == 2
+    assert "suspect is built for mnist" in capsys.readouterr().err
