@@ -19,6 +19,7 @@ examples:
   python -m pmi_tutorial attack finetune --checkpoint models/mlp.pt --out models/mlp_ft.pt
   python -m pmi_tutorial reproduce table1 --profile quick
   python -m pmi_tutorial study --config tiny --out results
+  python -m pmi_tutorial study --config paper --out pmi_tutorial/results
 
 The data sets are read from $PMI_DATA_DIR (default ~/.cache/pmi_tutorial/data) and downloaded
 there when missing.  The profile (quick: a CPU in minutes; paper: the paper's settings) comes
@@ -132,8 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "tests, and write beyond_*.json. Every model and measurement is "
                                    "cached, so a killed run resumes where it stopped.")
     s.add_argument("--out", default="results", help="folder for the result files (default ./results)")
-    s.add_argument("--config", default="cpu", choices=("cpu", "tiny"),
-                   help="cpu: the committed run; tiny: 3 independent MLPs and 1 owner (default cpu)")
+    s.add_argument("--config", default="cpu", choices=("cpu", "tiny", "paper", "paper-tiny"),
+                   help="cpu: the committed run; tiny: 3 independent MLPs and 1 owner (default cpu); "
+                        "paper: the study at the paper's scale (50,000 / 20,000 split, innocent models "
+                        "outside the revealed members, 9 attacks, 10-1,000 revealed per class); "
+                        "paper-tiny: its smallest form, seconds")
     s.add_argument("--archs", nargs="+", default=None, help="architectures, e.g. mlp lenet5")
     s.add_argument("--n-independent", type=int, default=None, help="independent models per architecture")
     s.add_argument("--n-owners", type=int, default=None, help="owner models per architecture")
@@ -322,6 +326,15 @@ def cmd_study(args) -> int:
     from . import _validate as V
     from .experiments import study
 
+    if args.config.startswith("paper"):
+        from .experiments import paper_study
+
+        files = paper_study.run(paper_study.CONFIGS[args.config], out=args.out,
+                                cache_dir=args.cache_dir, progress=not args.quiet,
+                                command="python -m pmi_tutorial " + " ".join(args.argv))
+        print(f"wrote {', '.join(paper_study.FILES.values())} to {args.out}; "
+              f"{files['summary']['budget']['done_cpu_hours']} CPU-hours")
+        return 0
     changes = {"archs": tuple(args.archs) if args.archs else None,
                "n_independent": args.n_independent, "n_owners": args.n_owners}
     for name in ("n_independent", "n_owners"):

@@ -32,6 +32,7 @@ RESULT_FORMATS = {
     "pmi-tutorial-result": 1,  # Tables I-IV and Figure 2 (``reproduce``)
     "pmi-tutorial-beyond": 1,  # the false-positive study (``study``)
     "pmi-tutorial-verify": 1,  # one ``verify`` run (``--json``)
+    "pmi-tutorial-paper-study": 1,  # the false-positive study at the paper's scale (``study --config paper``)
 }
 
 

@@ -370,9 +370,9 @@ def _as_callable(suspect):
         return (lambda x: logits(model, x), f"checkpoint {suspect}",
                 dataset_of(settings["model"]) if "model" in settings else None, "logits")
     if hasattr(suspect, "state_dict") and hasattr(suspect, "forward"):
-        from .features import logits
+        from .features import logits as logits_of
 
-        return lambda x: logits(suspect, x), type(suspect).__name__, None, "logits"
+        return lambda x: logits_of(suspect, x), type(suspect).__name__, None, "logits"
     if callable(suspect):
         return suspect, getattr(suspect, "__name__", type(suspect).__name__), None, None
     raise ValueError(f"suspect must be a checkpoint path, a torch model or a callable mapping "
