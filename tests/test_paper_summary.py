@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.stats as sps
 
-from pmi_tutorial import paper_summary as S
-from pmi_tutorial.paper_study import TINY
+from pmi_tutorial.experiments import paper_summary as S
+from pmi_tutorial.experiments.paper_study import TINY
 
 
 @pytest.mark.parametrize("k,n", [(0, 50), (1, 50), (7, 20), (20, 20), (3, 1000)])
