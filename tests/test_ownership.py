@@ -139,6 +139,41 @@ def test_closed_form_is_the_same_on_logits_logprobs_and_probabilities():
     assert d["per_class"]["4"]["pvalue"] == pytest.approx(ref, rel=1e-9) and "null" in d
 
 
+# --------------------------------------------------------------------------- the directional test
+
+
+def test_cyclic_subset_sums_brute_force():
+    rng = np.random.default_rng(4)
+    s, a = np.round(rng.normal(size=23), 1), 7
+    sigma = rng.permutation(23)
+    S = O.cyclic_subset_sums(s, a, sigma)
+    c, u = s[sigma], sigma < a
+    brute = [sum(c[(t + j) % 23] for t in range(23) if u[t]) for j in range(23)]
+    assert np.allclose(S, brute) and S[0] == pytest.approx(s[:a].sum())
+
+
+def test_directional_test_is_uniform_under_the_null_and_detects_a_shift():
+    rng = np.random.default_rng(8)
+    draws = 1000
+    p = np.array([O.directional_test(_draw_pools(rng, 20, 40, ties=True), B=39, seed=i).pvalue
+                  for i in range(draws)])
+    # discrete: P(p <= (k+1)/40) = (k+1)/40 exactly; KS on the continuous version p - U/40
+    assert sps.kstest(p - rng.uniform(0, 1 / 40, draws), "uniform").pvalue > 1e-3
+    k = int((p <= 0.05).sum())
+    lo, hi = sps.binomtest(k, draws, 2 / 40).proportion_ci(0.999)
+    assert lo <= 2 / 40 <= hi
+    strong = O.directional_test(_draw_pools(rng, 400, 800, shift=1.0), B=999)
+    assert strong.pvalue == pytest.approx(1 / 1000)
+    # its per-class observed statistic is the difference of mean log-probabilities at r
+    fp = _draw_pools(rng, 30, 50)
+    res = O.directional_test(fp, B=9)
+    r = 3
+    want = confidence_scores(fp[r][0], r).mean() - confidence_scores(fp[r][1], r).mean()
+    assert res.per_class_observed[r] == pytest.approx(want, rel=1e-9)
+    with pytest.raises(ValueError, match="lower B"):
+        O.directional_test(fp, B=80)
+
+
 # --------------------------------------------------------------------------- real models
 
 
