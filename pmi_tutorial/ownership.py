@@ -60,6 +60,20 @@ class RankSumResult:
         return 10.0 ** self.log10_pvalue
 
 
+def midranks(values) -> tuple[np.ndarray, np.ndarray]:
+    """Ranks 1..N with tied values given the mean of their ranks (as ``scipy.stats.rankdata``),
+    and the sizes of the groups of tied values; one sort."""
+    v = np.asarray(values, dtype=np.float64)
+    order = np.argsort(v, kind="stable")
+    sv = v[order]
+    start = np.flatnonzero(np.concatenate([[True], sv[1:] != sv[:-1]]))
+    counts = np.diff(np.append(start, len(v)))
+    mean_rank = start + (counts + 1) / 2.0  # ranks start+1 .. start+count
+    ranks = np.empty(len(v))
+    ranks[order] = np.repeat(mean_rank, counts)
+    return ranks, counts
+
+
 def rank_sum_test(x, y) -> RankSumResult:
     r"""One-sided Mann-Whitney U test that ``x`` (member scores) tends to exceed ``y``.
 
@@ -74,7 +88,6 @@ def rank_sum_test(x, y) -> RankSumResult:
     Scores that are all tied carry no evidence: z = 0 and p = 1.
     """
     from scipy.special import log_ndtr
-    from scipy.stats import rankdata
 
     x = V.as_float_array(x, "member scores x", ndim=1)
     y = V.as_float_array(y, "non-member scores y", ndim=1)
@@ -85,10 +98,8 @@ def rank_sum_test(x, y) -> RankSumResult:
         )
     n1, n2 = x.size, y.size
     N = n1 + n2
-    pooled = np.concatenate([x, y])
-    ranks = rankdata(pooled)  # mid-ranks for ties
+    ranks, counts = midranks(np.concatenate([x, y]))
     U = float(ranks[:n1].sum() - n1 * (n1 + 1) / 2)
-    _, counts = np.unique(pooled, return_counts=True)
     ties = float(np.sum(counts.astype(np.float64) ** 3 - counts))
     var = n1 * n2 / 12.0 * ((N + 1) - (ties / (N * (N - 1)) if N > 1 else 0.0))
     if var <= 0:
@@ -191,15 +202,28 @@ def closed_form_test(feature_pools, combine: str = "stouffer", confidence: str =
     longer independent; a duplicate of a member in Q counts as a member).  (4) Choosing P', Q,
     the score or the combination rule after looking at the suspect's outputs.
     """
+    return closed_form_from_scores(class_scores(feature_pools, confidence), combine, confidence)
+
+
+def class_scores(feature_pools, confidence: str = "logprob") -> dict:
+    """``{r: (scores of P', scores of Q)}``: each sample's confidence at its true class r
+    (:func:`pmi_tutorial.stats.confidence_scores`), computed once for both tests."""
     from .fingerprint import _pool_items
     from .stats import confidence_scores
 
-    per = {}
-    for r, fP, fQ in _pool_items(feature_pools):
-        per[r] = rank_sum_test(confidence_scores(fP, r, confidence),
-                               confidence_scores(fQ, r, confidence))
-    if not per:
+    out = {r: (confidence_scores(fP, r, confidence), confidence_scores(fQ, r, confidence))
+           for r, fP, fQ in _pool_items(feature_pools)}
+    if not out:
         raise ValueError("feature_pools is empty; pass {r: (features_P, features_Q)}")
+    return out
+
+
+def closed_form_from_scores(scores: dict, combine: str = "stouffer", confidence: str = "logprob"
+                            ) -> ClosedFormResult:
+    """:func:`closed_form_test` on per-class scores ``{r: (scores_P, scores_Q)}``."""
+    per = {r: rank_sum_test(sP, sQ) for r, (sP, sQ) in scores.items()}
+    if not per:
+        raise ValueError("no classes given; pass {r: (scores_P, scores_Q)}")
     stat, lp = combine_log10([v.z for v in per.values()], [v.log10_pvalue for v in per.values()],
                              combine)
     return ClosedFormResult(10.0 ** lp, lp, stat, combine, confidence, per)
@@ -256,15 +280,19 @@ def directional_test(logprob_pools, B: int = 999, seed: int = 0) -> DirectionalR
     (:func:`pmi_tutorial.stats.permutation_test`, ``"directional"``, which costs B x N per class
     instead of one FFT).  Needs B < N for every class.
     """
-    from .fingerprint import _pool_items
-    from .stats import _TIES_RTOL, confidence_scores
+    return directional_from_scores(class_scores(logprob_pools), B, seed)
+
+
+def directional_from_scores(scores: dict, B: int = 999, seed: int = 0) -> DirectionalResult:
+    """:func:`directional_test` on per-class scores ``{r: (scores_P, scores_Q)}``."""
+    from .stats import _TIES_RTOL
 
     if isinstance(B, bool) or not isinstance(B, (int, np.integer)) or B < 1:
         raise ValueError(f"B must be an integer >= 1, got {B!r}; e.g. B=999")
     per_obs, per_null = {}, {}
-    for r, fP, fQ in _pool_items(logprob_pools):
-        s = np.concatenate([confidence_scores(fP, r), confidence_scores(fQ, r)])
-        a, N = len(fP), len(s)
+    for r, (sP, sQ) in scores.items():
+        s = np.concatenate([sP, sQ])
+        a, N = len(sP), len(s)
         if N - 1 < B:
             raise ValueError(f"class {r} has {N} samples, fewer re-splits than B={B}; lower B to "
                              f"<= {N - 1} or use stats.permutation_test")
@@ -274,7 +302,7 @@ def directional_test(logprob_pools, B: int = 999, seed: int = 0) -> DirectionalR
         shifts = rng.choice(np.arange(1, N), size=int(B), replace=False)
         per_obs[r], per_null[r] = float(stat[0]), stat[shifts]
     if not per_obs:
-        raise ValueError("logprob_pools is empty; pass {r: (logprob_P, logprob_Q)}")
+        raise ValueError("no classes given; pass {r: (scores_P, scores_Q)}")
     observed = max(per_obs.values())
     null = np.max(np.stack(list(per_null.values())), axis=0)
 
@@ -596,8 +624,9 @@ def verify_ownership(suspect, pools, *, output: str = "auto", B: int = 999, seed
         iP, iQ = pools.P_y == r, pools.Q_y == r
         lp_pools[r] = (lpP[iP], lpQ[iQ])
         feat_pools[r] = (featP[iP], featQ[iQ])
-    cf = closed_form_test(lp_pools, combine=combine)
-    permutation = directional_test(lp_pools, B=B, seed=seed).to_dict()
+    scores = class_scores(lp_pools)  # once, for both calibrated tests
+    cf = closed_form_from_scores(scores, combine=combine)
+    permutation = directional_from_scores(scores, B=B, seed=seed).to_dict()
     n_eff = min(n, min(len(v[0]) for v in feat_pools.values()))
     paper = fingerprint.run_on_features(feat_pools, m, n_eff, trials=trials, seed=seed)
     paper_rule = {"label": "uncalibrated", "m": m, "n": n_eff, "trials": trials, "rho": rho,

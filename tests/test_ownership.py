@@ -32,6 +32,13 @@ def test_rank_sum_equals_scipy(case):
     assert res.U == pytest.approx(brute)
 
 
+def test_midranks_equal_scipy():
+    v = np.round(np.random.default_rng(9).normal(size=200), 1)
+    ranks, counts = O.midranks(v)
+    assert np.allclose(ranks, sps.rankdata(v))
+    assert sorted(counts) == sorted(np.unique(v, return_counts=True)[1])
+
+
 def test_rank_sum_has_no_floor_and_all_ties_carry_no_evidence():
     x, y = np.arange(1000.0, 2000.0), np.arange(0.0, 1000.0)  # perfectly separated
     res = O.rank_sum_test(x, y)
