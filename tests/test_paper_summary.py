@@ -81,3 +81,20 @@ def test_summarize_on_synthetic_records():
     assert rule["verdicts"]["owner"]["rho0.2"]["rate"] == 1.0  # 0.6 - 1/3 >= 0.2
     curve = out["curves"]["closed_form"]["owner"]
     assert curve["10"]["median_log10_p"] == pytest.approx(-10) and curve["30"]["median_log10_p"] == -40
+
+
+def test_tables_and_figure_show_the_summary():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    rng = np.random.default_rng(1)
+    summ = S.summarize(_records(rng), TINY)
+    table = S.calibration_table(summ, "mlp")
+    cf = summ["mlp"]["statistics"]["closed_form"]["innocent_own_draw"]["fpr_a0.05"]
+    assert f"| closed form (Mann-Whitney, Stouffer) | {cf['k']}/40 [" in table
+    assert "paper's rule rho = 0.1 (logits), uncalibrated | 0/40" in table
+    v = S.verdict_table(summ, "mlp")
+    assert "| owner (no attack) | 3/3 (median log10 p -40.0)" in v and "| pruning 90% | 0/3" in v
+    ax = S.plot_revealed(summ, "mlp", "closed_form")
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert list(lines["owner"].get_ydata()) == [-10.0, -40.0]

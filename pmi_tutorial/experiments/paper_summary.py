@@ -215,3 +215,93 @@ def summarize(records, cfg) -> dict:
                                      "outlier/logits")}}
         out[arch] = cell
     return out
+
+
+# --------------------------------------------------------------------------- tables and figures
+
+TITLES = {"closed_form": "closed form (Mann-Whitney, Stouffer)", "directional": "directional (permutation)"}
+
+
+def _title(name: str) -> str:
+    if name in TITLES:
+        return TITLES[name]
+    s, f = name.split("/")
+    return f"{'calibrated acc_r' if s == 'calibrated' else 'outlier'} ({f})"
+
+
+def _fmt_rate(cell) -> str:
+    if cell is None:
+        return ""
+    lo, hi = cell["ci"]
+    return f"{cell['k']}/{cell['n']} [{lo:.2f}, {hi:.2f}]"
+
+
+def calibration_table(summary: dict, arch: str, alpha: float = 0.05) -> str:
+    """Markdown: per statistic, the false-positive rate at ``alpha`` (k/n [95% Clopper-Pearson])
+    on innocents with their own draws and with the owner's draw, the KS p-value of their
+    p-values against uniform, the shared-luck mean z (in standard errors), AUC and TPR at 1%
+    FPR; the paper's rule (rho = 0.1) per feature below."""
+    s = summary[arch]
+    lines = ["| statistic | FPR, own draws | FPR, owner's draw | KS p, own | KS p, owner's | "
+             "mean z, owner's (SE) | AUC | TPR at 1% FPR |", "|" + " --- |" * 8]
+    for name, cell in s["statistics"].items():
+        own, ow = cell.get("innocent_own_draw", {}), cell.get("innocent_owner_draw", {})
+        sep = cell.get("separation", {})
+        luck = ow.get("shared_luck", {})
+        lines.append(
+            f"| {_title(name)} | {_fmt_rate(own.get(f'fpr_a{alpha:g}'))} | "
+            f"{_fmt_rate(ow.get(f'fpr_a{alpha:g}'))} | "
+            + " | ".join(f"{c['ks']['pvalue']:.3f}" if "ks" in c else "" for c in (own, ow))
+            + f" | {luck.get('mean_z_in_se', float('nan')):.1f} | "
+            f"{sep.get('auc', float('nan')):.2f} | {sep.get('tpr_at_fpr0.01', float('nan')):.2f} |")
+    for f, cell in s["paper_rule"].items():
+        own, ow = cell.get("innocent_own_draw", {}), cell.get("innocent_owner_draw", {})
+        sep = cell.get("separation", {})
+        lines.append(f"| paper's rule rho = 0.1 ({f}), uncalibrated | "
+                     f"{_fmt_rate(own.get('fpr_rho0.1'))} | {_fmt_rate(ow.get('fpr_rho0.1'))} | | | | "
+                     f"{sep.get('auc', float('nan')):.2f} | {sep.get('tpr_at_fpr0.01', float('nan')):.2f} |")
+    return "\n".join(lines)
+
+
+def verdict_table(summary: dict, arch: str, statistics=("closed_form", "directional",
+                                                         "calibrated/logits"), alpha=0.01) -> str:
+    """Markdown: per owner-derived kind, the fraction detected at ``alpha`` and the median
+    log10 p, per statistic."""
+    from .paper_study import ATTACK_TITLES
+
+    s = summary[arch]["statistics"]
+    kinds = list(dict.fromkeys(k for st in statistics for k in s[st]["verdicts"]))
+    lines = ["| model | " + " | ".join(_title(st) for st in statistics) + " |",
+             "|" + " --- |" * (len(statistics) + 1)]
+    for kind in kinds:
+        cells = []
+        for st in statistics:
+            v = s[st]["verdicts"].get(kind)
+            cells.append("" if v is None else
+                         f"{v[f'a{alpha:g}']['k']}/{v[f'a{alpha:g}']['n']} (median log10 p "
+                         f"{v['median_log10_p']:.1f})")
+        lines.append(f"| {ATTACK_TITLES.get(kind, kind)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_revealed(summary: dict, arch: str, statistic: str = "closed_form", ax=None,
+                  kinds=None):
+    """Samples-revealed curves: median log10 p against members revealed per class, per kind."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(5, 3.2))[1]
+    cur = summary[arch]["curves"][statistic]
+    for kind in kinds or list(cur):
+        if kind not in cur:
+            continue
+        ks = sorted(int(k) for k in cur[kind])
+        style = dict(color="0.5", linestyle="--") if kind.startswith("innocent") else {}
+        ax.plot(ks, [cur[kind][str(k)]["median_log10_p"] for k in ks], marker="o", label=kind,
+                **style)
+    ax.axhline(-2, color="black", lw=1, linestyle=":")
+    ax.set_xscale("log")
+    ax.set_xlabel("members revealed per class")
+    ax.set_ylabel("median log10 p")
+    ax.set_title(f"{arch}: {_title(statistic)}")
+    ax.legend(fontsize=6)
+    return ax
