@@ -208,11 +208,11 @@ def closed_form_test(feature_pools, combine: str = "stouffer", confidence: str =
 def class_scores(feature_pools, confidence: str = "logprob") -> dict:
     """``{r: (scores of P', scores of Q)}``: each sample's confidence at its true class r
     (:func:`pmi_tutorial.stats.confidence_scores`), computed once for both tests."""
-    from .fingerprint import _pool_items
+    from .fingerprint import pool_items
     from .stats import confidence_scores
 
     out = {r: (confidence_scores(fP, r, confidence), confidence_scores(fQ, r, confidence))
-           for r, fP, fQ in _pool_items(feature_pools)}
+           for r, fP, fQ in pool_items(feature_pools)}
     if not out:
         raise ValueError("feature_pools is empty; pass {r: (features_P, features_Q)}")
     return out
