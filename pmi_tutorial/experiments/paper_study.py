@@ -22,7 +22,8 @@ r"""The false-positive study at the paper's scale (chapter "Beyond the paper").
 
 **Measurements** (:func:`measure`) for every model and draw, at each number of revealed members
 per class in ``revealed``: the closed-form test (:func:`pmi_tutorial.ownership.closed_form_test`),
-the directional permutation test, and per feature (logits, log-probabilities, probabilities) the
+the directional permutation test (:func:`pmi_tutorial.ownership.directional_test`, as
+verify_ownership reports it), and per feature (logits, log-probabilities, probabilities) the
 paper's acc_r (Eq. 13-14), its calibrated version (the permutation test of acc_r,
 ``stats.permutation_test(..., "pmi")``) and the outlier variant.  Models and measurements are
 cached (``training.cache_folder() / "paper_study"``), each written atomically, so
@@ -342,9 +343,10 @@ def measure(views_P: dict, views_Q: dict, cfg: PaperConfig) -> dict:
     classes = sorted(views_P["logprob"])
     for k in cfg.revealed:
         lp = {r: (views_P["logprob"][r][:k], views_Q["logprob"][r]) for r in classes}
-        cf = ownership.closed_form_test(lp)
-        fi = ownership.closed_form_test(lp, combine="fisher")
-        d = stats.permutation_test(lp, "directional", B=cfg.B, seed=cfg.seed).pvalue
+        scores = ownership.class_scores(lp)
+        cf = ownership.closed_form_from_scores(scores)
+        fi = ownership.closed_form_from_scores(scores, combine="fisher")
+        d = ownership.directional_from_scores(scores, B=cfg.B, seed=cfg.seed).pvalue
         n = min(cfg.n, k)
         feats = {}
         for f in cfg.features:
@@ -367,7 +369,9 @@ def _measure_settings(cfg: PaperConfig) -> dict:
     d = cfg.to_dict()
     keep = ("revealed", "features", "m", "n", "trials", "B", "perm_trials", "perm_all_features_at",
             "seed")
-    return {k: d[k] for k in keep}
+    # the directional test of ownership.directional_test (random cyclic-group re-splits), as in
+    # verify_ownership
+    return {**{k: d[k] for k in keep}, "directional": "cyclic-group"}
 
 
 def _outputs(model, images: dict, output: str) -> dict:
