@@ -41,6 +41,12 @@ def test_tiny_study_end_to_end(tiny_run):
     assert "mlp 1 epochs (the paper: 300)" in on_disk["banner"]
     b = on_disk["budget"]
     assert b["planned_models"] == len(PS.plan(cfg)) and b["estimated_total_cpu_seconds"] > 0
+    assert b["a_priori"]["measurements"] == len(recs)  # one per (model, draw)
+    # the a-priori training time: 1 owner epoch on 50,000 images, 2 innocents on 600, ...
+    rate = PS.EPOCH_CPU_SECONDS_PER_10K
+    want = 1.1 * (5 * rate["mlp"] + 2 * 0.06 * rate["mlp"] + 0.4 * rate["mlp"]
+                  + 0.03 * (rate["mlp"] + rate["lenet5"]))
+    assert b["a_priori"]["train_cpu_seconds"] == pytest.approx(want, abs=0.002)
     summ = json.loads((base / "out" / PS.FILES["summary"]).read_text())["summary"]["mlp"]
     assert summ["n_innocent"] == 2 and summ["n_owners"] == 1
     assert summ["statistics"]["closed_form"]["innocent_own_draw"]["fpr_a0.05"]["n"] == 2

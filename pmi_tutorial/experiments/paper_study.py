@@ -493,12 +493,52 @@ def budget(records, cfg: PaperConfig) -> dict:
                                         for r in records) / 3600, 3)}
 
 
+#: CPU seconds of one training epoch over 10,000 MNIST images (Adam, batch 64, one thread),
+#: measured on the 2-core machine of the committed run (``train_one_epoch`` on 10,000 images)
+EPOCH_CPU_SECONDS_PER_10K = {"mlp": 0.13, "lenet5": 1.0}
+
+
+def a_priori_budget(cfg: PaperConfig, measure_seconds: float,
+                    epoch_seconds=EPOCH_CPU_SECONDS_PER_10K) -> dict:
+    """The total CPU time of the plan from per-epoch costs (``epoch_seconds`` per 10,000
+    images) and the CPU seconds of one measurement: owners train on 50,000 images, innocents
+    on ``innocent_per_class`` x 10, fine-tuning on 20% of the 20,000 validation images,
+    distillation on ``distill_per_class`` x 10 (the student's architecture); + 10% for the
+    per-epoch validation."""
+    d, c = cfg.design, 10
+    train = 0.0
+    n_measure = 0
+    for arch, kind, k in plan(cfg):
+        e, rate = _epochs(cfg, arch), epoch_seconds[arch] / 10_000
+        if kind == "owner":
+            train += 50_000 * e * rate
+        elif kind == NEGATIVE:
+            train += d.innocent_per_class * c * e * rate
+            n_measure += 1  # the own draw (the owner's draw is counted below)
+        elif kind == "finetune":
+            train += 0.2 * 20_000 * cfg.finetune_epochs * rate
+        elif kind.startswith("distill"):
+            student = arch if kind == "distill_same" else OTHER[arch]
+            train += d.distill_per_class * c * cfg.distill_epochs * epoch_seconds[student] / 10_000
+        n_measure += 1
+    train *= 1.1
+    total = train + n_measure * measure_seconds
+    return {"train_cpu_seconds": round(train, 3), "train_cpu_hours": round(train / 3600, 2),
+            "measurements": n_measure,
+            "measure_cpu_seconds_each": round(measure_seconds, 1),
+            "total_cpu_hours": round(total / 3600, 2),
+            "basis": f"epoch CPU seconds per 10,000 images {dict(epoch_seconds)}; one measurement "
+                     "= the mean measured so far"}
+
+
 def result_files(records, cfg, prov, complete) -> dict:
     from .paper_summary import summarize
 
     head = {"format": RESULT_FORMAT, "version": RESULT_VERSION, "banner": cfg.banner(),
             "settings": cfg.to_dict(), "provenance": prov, "complete": complete,
             "models_done": len(records), "budget": budget(records, cfg)}
+    measure = [r.get("cpu_seconds", 0.0) for r in records]
+    head["budget"]["a_priori"] = a_priori_budget(cfg, float(np.mean(measure)) if measure else 20.0)
     return {"records": {**head, "records": records},
             "summary": {**head, "summary": summarize(records, cfg)}}
 
