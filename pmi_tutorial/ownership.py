@@ -108,6 +108,83 @@ def rank_sum_test(x, y) -> RankSumResult:
     return RankSumResult(U, float(z), float(log_ndtr(-z)) / LOG10, n1, n2)
 
 
+TAIL = 0.05  # the tail test's pre-registered share of least confident pooled samples
+
+
+def tail_count_test(x, y, fraction: float = TAIL) -> RankSumResult:
+    r"""Exact one-sided test that members are rarely among the least confident samples.
+
+    Pool the scores, take the K samples at or below the pooled ``fraction``-quantile (the
+    least confident: high loss), and count the members among them, c.  Under the null (the
+    pooled scores exchangeable) the members are a uniformly random subset of the pool, so c is
+    hypergeometric, :math:`P(C = i) = inom{K}{i}inom{N-K}{|P'|-i} / inom{N}{|P'|}`, and
+    p = P(C <= c) exactly (summed in log space: no underflow); ties at the threshold are all
+    in or all out, which K accounts for.  A model that generalises well gives members and
+    non-members alike a confidence near 1, and what membership leaves is the tail: hard images
+    the model memorised, which a rank test over the whole distribution barely sees.  Returns a
+    :class:`RankSumResult` whose ``U`` is the count c and ``z`` = :math:`\Phi^{-1}(1 - p)`.
+    ``fraction`` must be fixed before looking at the suspect (the owner may choose it on its
+    own model).
+    """
+    from scipy.special import logsumexp, ndtri_exp
+
+    x = V.as_float_array(x, "member scores x", ndim=1)
+    y = V.as_float_array(y, "non-member scores y", ndim=1)
+    if x.size < 1 or y.size < 1:
+        raise ValueError(
+            f"the tail test needs at least one member and one non-member score, got "
+            f"{x.size} and {y.size}; reveal more members or use a class with non-members")
+    if not 0 < float(fraction) < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction!r}; e.g. fraction=0.05")
+    n1, N = x.size, x.size + y.size
+    pooled = np.concatenate([x, y])
+    k = max(1, int(math.ceil(float(fraction) * N)))
+    low = pooled <= np.partition(pooled, k - 1)[k - 1]
+    K, c = int(low.sum()), int(low[:n1].sum())
+
+    lo, logpmf = _hypergeom_logpmf(N, K, n1)
+    logp = float(min(0.0, logsumexp(logpmf[:c - lo + 1])))
+    z = float(-ndtri_exp(logp)) if logp < 0 else -40.0
+    res = RankSumResult(float(c), max(z, -40.0), logp / LOG10, n1, N - n1)
+    object.__setattr__(res, "_null", (lo, logpmf))  # the count's null law, for the exact sum
+    return res
+
+
+def _hypergeom_logpmf(N: int, K: int, n: int):
+    """``(lowest count, log P(C = lowest + i) for i = 0, 1, ...)`` of C ~ Hypergeom(N, K, n)."""
+    from scipy.special import gammaln
+
+    def lbinom(a, b):
+        return gammaln(a + 1) - gammaln(b + 1) - gammaln(a - b + 1)
+
+    lo, hi = max(0, n - (N - K)), min(K, n)
+    i = np.arange(lo, hi + 1, dtype=np.float64)
+    return lo, lbinom(K, i) + lbinom(N - K, n - i) - lbinom(N, n)
+
+
+def _log_convolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """log of the convolution of two pmfs given as logs (exact, no underflow)."""
+    from scipy.special import logsumexp
+
+    i, j = np.arange(len(a))[:, None], np.arange(len(b))[None, :]
+    S = np.full((len(a), len(a) + len(b) - 1), -np.inf)
+    S[np.broadcast_to(i, (len(a), len(b))), i + j] = a[:, None] + b[None, :]
+    return logsumexp(S, axis=0)
+
+
+def tail_sum_log10(per_class: dict) -> tuple[float, float]:
+    """The tail tests of all classes combined exactly: the total count of members among the
+    least confident, ``(total, log10 P(total <= observed))``, its null law the convolution of
+    the classes' independent hypergeometric laws."""
+    from scipy.special import logsumexp
+
+    lo, law, total = 0, np.zeros(1), 0
+    for res in per_class.values():
+        l, lp = res._null
+        lo, law, total = lo + l, _log_convolve(law, lp), total + int(res.U)
+    return float(total), float(min(0.0, logsumexp(law[:total - lo + 1]))) / LOG10
+
+
 def _log_chi2_sf_even(x: float, dof: int) -> float:
     r"""ln P(chi^2_dof >= x) for even dof = 2K, exactly: :math:`e^{-t}\sum_{j<K} t^j/j!`,
     t = x/2, summed in log space (no underflow for any x)."""
@@ -154,9 +231,13 @@ class ClosedFormResult:
     combine: str
     confidence: str
     per_class: dict  # r -> RankSumResult
+    test: str = "rank"
+    fraction: float | None = None  # the tail test's share
 
     def to_dict(self) -> dict:
-        return {"test": "one-sided Mann-Whitney U per class, " + self.combine + " combination",
+        what = ("one-sided Mann-Whitney U per class" if self.test == "rank" else
+                f"exact count of members among the {self.fraction:g} least confident per class")
+        return {"test": f"{what}, {self.combine} combination", "fraction": self.fraction,
                 "null": "for the suspect, P' and Q of every class are exchangeable",
                 "pvalue": self.pvalue, "log10_pvalue": self.log10_pvalue,
                 "statistic": self.statistic, "combine": self.combine,
@@ -165,8 +246,8 @@ class ClosedFormResult:
                               for r, v in self.per_class.items()}}
 
 
-def closed_form_test(feature_pools, combine: str = "stouffer", confidence: str = "logprob"
-                     ) -> ClosedFormResult:
+def closed_form_test(feature_pools, combine: str = "stouffer", confidence: str = "logprob",
+                     test: str = "rank", fraction: float = TAIL) -> ClosedFormResult:
     r"""A p-value without a floor for "the suspect was trained on P'" (chapter "Beyond the paper").
 
     ``feature_pools``: ``{r: (features_P, features_Q)}`` (logits or log-probabilities of the
@@ -202,7 +283,8 @@ def closed_form_test(feature_pools, combine: str = "stouffer", confidence: str =
     longer independent; a duplicate of a member in Q counts as a member).  (4) Choosing P', Q,
     the score or the combination rule after looking at the suspect's outputs.
     """
-    return closed_form_from_scores(class_scores(feature_pools, confidence), combine, confidence)
+    return closed_form_from_scores(class_scores(feature_pools, confidence), combine, confidence,
+                                   test, fraction)
 
 
 def class_scores(feature_pools, confidence: str = "logprob") -> dict:
@@ -218,15 +300,26 @@ def class_scores(feature_pools, confidence: str = "logprob") -> dict:
     return out
 
 
-def closed_form_from_scores(scores: dict, combine: str = "stouffer", confidence: str = "logprob"
-                            ) -> ClosedFormResult:
-    """:func:`closed_form_test` on per-class scores ``{r: (scores_P, scores_Q)}``."""
-    per = {r: rank_sum_test(sP, sQ) for r, (sP, sQ) in scores.items()}
+def closed_form_from_scores(scores: dict, combine: str = "stouffer", confidence: str = "logprob",
+                            test: str = "rank", fraction: float = TAIL) -> ClosedFormResult:
+    """:func:`closed_form_test` on per-class scores ``{r: (scores_P, scores_Q)}``; ``test``:
+    ``"rank"`` (:func:`rank_sum_test`) or ``"tail"`` (:func:`tail_count_test`; its classes are
+    combined exactly, by the law of the summed counts (:func:`tail_sum_log10`), unless
+    ``combine="fisher"``: a sum of discrete p-values' normal scores would be conservative)."""
+    if test not in ("rank", "tail"):
+        raise ValueError(f"unknown closed-form test {test!r}; use 'rank' or 'tail'")
+    per = {r: (rank_sum_test(sP, sQ) if test == "rank" else tail_count_test(sP, sQ, fraction))
+           for r, (sP, sQ) in scores.items()}
     if not per:
         raise ValueError("no classes given; pass {r: (scores_P, scores_Q)}")
-    stat, lp = combine_log10([v.z for v in per.values()], [v.log10_pvalue for v in per.values()],
-                             combine)
-    return ClosedFormResult(10.0 ** lp, lp, stat, combine, confidence, per)
+    if test == "tail" and combine == "stouffer":  # the exact law of the summed counts instead
+        stat, lp = tail_sum_log10(per)
+        combine = "exact sum of counts"
+    else:
+        stat, lp = combine_log10([v.z for v in per.values()], [v.log10_pvalue for v in per.values()],
+                                 combine)
+    return ClosedFormResult(10.0 ** lp, lp, stat, combine, confidence, per, test,
+                            fraction if test == "tail" else None)
 
 
 # --------------------------------------------------------------------------- a fast permutation test
@@ -533,9 +626,22 @@ class OwnershipResult:
     suspect: str
     output: str
     pools: dict
+    closed_form_tail: ClosedFormResult | None = None
+
+    @property
+    def log10_pvalue_both(self) -> float:
+        """Bonferroni over the two closed-form tests: log10 min(1, 2 min(p_rank, p_tail))."""
+        lps = [self.closed_form.log10_pvalue]
+        if self.closed_form_tail is not None:
+            lps.append(self.closed_form_tail.log10_pvalue)
+        return min(0.0, min(lps) + math.log10(len(lps)))
 
     def to_dict(self) -> dict:
+        tail = self.closed_form_tail.to_dict() if self.closed_form_tail is not None else None
         return {"calibrated": {"closed_form": self.closed_form.to_dict(),
+                               "closed_form_tail": tail,
+                               "closed_form_both": {"test": "Bonferroni over the rank and the tail "
+                                                            "test", "log10_pvalue": self.log10_pvalue_both},
                                "permutation": self.permutation},
                 "paper_rule": self.paper_rule, "suspect": self.suspect, "output": self.output,
                 "pools": self.pools}
@@ -556,6 +662,11 @@ class OwnershipResult:
             "calibrated p-values (null: P' and Q exchangeable for the suspect; valid over the draw of the pools):",
             f"  closed form (one-sided Mann-Whitney U per class, {cf.combine}): "
             f"p = {_fmt_p(cf.log10_pvalue)} (log10 p = {cf.log10_pvalue:.2f})",
+            *([f"  closed form (members among the {self.closed_form_tail.fraction:g} least confident, "
+               f"exact, {self.closed_form_tail.combine}): p = {_fmt_p(self.closed_form_tail.log10_pvalue)} "
+               f"(log10 p = {self.closed_form_tail.log10_pvalue:.2f})",
+               f"  closed form, both (Bonferroni): log10 p = {self.log10_pvalue_both:.2f}"]
+              if self.closed_form_tail is not None else []),
             f"  permutation (directional, max over classes, B = {pm['B']}): p = {pm['pvalue']:.4g} "
             f"(smallest possible 1/(B+1) = {1 / (pm['B'] + 1):.4g})",
             f"paper's rule, uncalibrated (Eq. 13-14, m = {pr['m']}, n = {pr['n']}, t = {pr['trials']}): "
@@ -575,7 +686,8 @@ def _fmt_p(log10_p: float) -> str:
 
 def verify_ownership(suspect, pools, *, output: str = "auto", B: int = 999, seed: int = 0,
                      combine: str = "stouffer", m: int = 3, n: int = 100, trials: int = 100,
-                     rho: float = 0.1, batch_size: int = 1024, classes=None) -> OwnershipResult:
+                     rho: float = 0.1, batch_size: int = 1024, classes=None,
+                     tail: float = TAIL) -> OwnershipResult:
     r"""Was ``suspect`` trained on the owner's revealed members?  Calibrated p-values first.
 
     ``suspect``: a pmi_tutorial checkpoint path (loaded pickle-free), a torch model, or any
@@ -586,7 +698,9 @@ def verify_ownership(suspect, pools, *, output: str = "auto", B: int = 999, seed
     ``pools``: an :class:`OwnerPools` or the path of a pools file (:func:`load_pools`, checksums
     verified; refused if its dataset is not the checkpoint's).
 
-    Reports (1) :func:`closed_form_test` (no floor), (2) the directional permutation test
+    Reports (1) :func:`closed_form_test` (no floor): the rank test, the tail test
+    (:func:`tail_count_test`, share ``tail`` fixed in advance) and, to quote when both are
+    read, their Bonferroni combination ``log10_pvalue_both``; (2) the directional permutation test
     (:func:`directional_test`: max over classes, B re-splits, p >= 1/(B+1)) on
     log-probabilities, both valid over the random draw of the
     pools under the null "P' and Q are exchangeable for the suspect"; and (3) beside them the
@@ -626,6 +740,7 @@ def verify_ownership(suspect, pools, *, output: str = "auto", B: int = 999, seed
         feat_pools[r] = (featP[iP], featQ[iQ])
     scores = class_scores(lp_pools)  # once, for both calibrated tests
     cf = closed_form_from_scores(scores, combine=combine)
+    cf_tail = closed_form_from_scores(scores, combine=combine, test="tail", fraction=tail)
     permutation = directional_from_scores(scores, B=B, seed=seed).to_dict()
     n_eff = min(n, min(len(v[0]) for v in feat_pools.values()))
     paper = fingerprint.run_on_features(feat_pools, m, n_eff, trials=trials, seed=seed)
@@ -637,4 +752,4 @@ def verify_ownership(suspect, pools, *, output: str = "auto", B: int = 999, seed
     info = {"dataset": pools.dataset, "digest": pools.digest, "classes": list(chosen),
             "n_P": int(sum(len(v[0]) for v in lp_pools.values())),
             "n_Q": int(sum(len(v[1]) for v in lp_pools.values()))}
-    return OwnershipResult(cf, permutation, paper_rule, name, output, info)
+    return OwnershipResult(cf, permutation, paper_rule, name, output, info, cf_tail)

@@ -146,6 +146,52 @@ def test_closed_form_is_the_same_on_logits_logprobs_and_probabilities():
     assert d["per_class"]["4"]["pvalue"] == pytest.approx(ref, rel=1e-9) and "null" in d
 
 
+# --------------------------------------------------------------------------- the tail test
+
+
+def test_tail_test_equals_the_hypergeometric_cdf():
+    rng = np.random.default_rng(12)
+    x, y = np.round(rng.normal(0.2, 1, 40), 1), np.round(rng.normal(0, 1, 70), 1)
+    res = O.tail_count_test(x, y, 0.1)
+    pooled = np.concatenate([x, y])
+    thr = np.sort(pooled)[int(np.ceil(0.1 * 110)) - 1]
+    K, c = int((pooled <= thr).sum()), int((x <= thr).sum())
+    assert res.U == c
+    assert res.pvalue == pytest.approx(sps.hypergeom.cdf(c, 110, K, 40), rel=1e-9)
+    with pytest.raises(ValueError, match="fraction must be in"):
+        O.tail_count_test(x, y, 1.5)
+
+
+def test_tail_test_is_valid_under_the_null_and_sees_a_tail_the_rank_test_misses():
+    rng = np.random.default_rng(13)
+    draws = 600
+    p = np.array([O.closed_form_test(_draw_pools(rng, 200, 400), test="tail").pvalue
+                  for _ in range(draws)])
+    k = int((p <= 0.05).sum())
+    lo, hi = sps.binomtest(k, draws, 0.05).proportion_ci(0.999)
+    assert lo <= 0.05  # never more false positives than alpha (discrete: a little conservative)
+    assert k / draws > 0.02  # ... but not much
+    # the exact combination is the law of the summed counts: brute force in linear space
+    res = O.closed_form_test(_draw_pools(rng, 20, 40), test="tail", fraction=0.1)
+    law = np.array([1.0])
+    for v in res.per_class.values():
+        N, n1 = v.n_P + v.n_Q, v.n_P
+        K = int(math.ceil(0.1 * N))  # no ties in continuous scores
+        law = np.convolve(law, sps.hypergeom.pmf(np.arange(n1 + 1), N, K, n1))
+    assert res.log10_pvalue == pytest.approx(np.log10(law[:int(res.statistic) + 1].sum()), rel=1e-9)
+    # members: no low-confidence outliers; non-members: 4% of them; the bulk identical
+    pools = {}
+    for r in range(10):
+        fP, fQ = rng.normal(0, 1, (1000, 10)), rng.normal(0, 1, (2000, 10))
+        fP[:, r] += 6
+        fQ[:, r] += np.where(rng.uniform(size=2000) < 0.04, -2.0, 6.0)
+        pools[r] = (fP, fQ)
+    tail = O.closed_form_test(pools, test="tail")
+    rank = O.closed_form_test(pools)
+    assert tail.log10_pvalue < -30 and tail.log10_pvalue < rank.log10_pvalue - 10
+    assert tail.to_dict()["test"].startswith("exact count of members among the 0.05 least")
+
+
 # --------------------------------------------------------------------------- the directional test
 
 

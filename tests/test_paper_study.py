@@ -36,6 +36,7 @@ def test_tiny_study_end_to_end(tiny_run):
         assert "calibrated" in r["revealed"]["10"]["features"]["logits"]
         assert "calibrated" not in r["revealed"]["10"]["features"]["prob"]
         assert 1 / 20 <= cell["directional"] <= 1  # B = 19
+        assert cell["closed_form_tail"]["log10_p"] <= 0 and cell["closed_form_tail"]["count"] >= 0
     on_disk = json.loads((base / "out" / PS.FILES["records"]).read_text())
     assert on_disk["complete"] and on_disk["banner"].startswith("paper-scale study (paper-tiny)")
     assert "mlp 1 epochs (the paper: 300)" in on_disk["banner"]

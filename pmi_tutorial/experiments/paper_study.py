@@ -99,6 +99,7 @@ class PaperConfig:
     B: int = 999  # permutations of every permutation test
     perm_trials: int = 10  # trials per permutation of "calibrated" and "outlier" (the rule: 100)
     perm_all_features_at: tuple = (1000,)  # elsewhere "calibrated"/"outlier" on logits only
+    tail: float = 0.05  # the tail test's share of least confident pooled samples (fixed in advance)
     rhos: tuple = (0.1, 0.2)
     alphas: tuple = (0.01, 0.05)
     seed: int = 0
@@ -334,7 +335,8 @@ def measure(views_P: dict, views_Q: dict, cfg: PaperConfig) -> dict:
 
     ``views_P[f][r]`` / ``views_Q[f][r]``: features ``f`` (:func:`feature_views`) of P' (in
     reveal order) and Q of class r.  Returns ``{str(k): {"closed_form": {"log10_p", "z",
-    "fisher_log10_p"}, "directional": p, "features": {f: {"acc": [acc_r], "calibrated": p,
+    "fisher_log10_p"}, "closed_form_tail": {"log10_p", "count"}, "directional": p,
+    "features": {f: {"acc": [acc_r], "calibrated": p,
     "outlier": p}}}}``; "calibrated"/"outlier" only where the configuration runs them.
     """
     from .. import fingerprint, ownership, stats
@@ -346,6 +348,7 @@ def measure(views_P: dict, views_Q: dict, cfg: PaperConfig) -> dict:
         scores = ownership.class_scores(lp)
         cf = ownership.closed_form_from_scores(scores)
         fi = ownership.closed_form_from_scores(scores, combine="fisher")
+        tail = ownership.closed_form_from_scores(scores, test="tail", fraction=cfg.tail)
         d = ownership.directional_from_scores(scores, B=cfg.B, seed=cfg.seed).pvalue
         n = min(cfg.n, k)
         feats = {}
@@ -361,6 +364,8 @@ def measure(views_P: dict, views_Q: dict, cfg: PaperConfig) -> dict:
         out[str(k)] = {"closed_form": {"log10_p": round(cf.log10_pvalue, 4),
                                        "z": round(cf.statistic, 4),
                                        "fisher_log10_p": round(fi.log10_pvalue, 4)},
+                       "closed_form_tail": {"log10_p": round(tail.log10_pvalue, 4),
+                                            "count": tail.statistic},
                        "directional": d, "features": feats}
     return out
 
@@ -368,7 +373,7 @@ def measure(views_P: dict, views_Q: dict, cfg: PaperConfig) -> dict:
 def _measure_settings(cfg: PaperConfig) -> dict:
     d = cfg.to_dict()
     keep = ("revealed", "features", "m", "n", "trials", "B", "perm_trials", "perm_all_features_at",
-            "seed")
+            "seed", "tail")
     # the directional test of ownership.directional_test (random cyclic-group re-splits), as in
     # verify_ownership
     return {**{k: d[k] for k in keep}, "directional": "cyclic-group"}

@@ -93,14 +93,14 @@ def separation(pos, neg) -> dict:
 def statistic_names(cfg) -> list:
     """Every p-value statistic of the study: the closed form, the directional test, and the
     calibrated and outlier permutation tests per feature."""
-    return (["closed_form", "directional"]
+    return (["closed_form", "closed_form_tail", "directional"]
             + [f"{s}/{f}" for s in ("calibrated", "outlier") for f in cfg.features])
 
 
 def log10_p(cell: dict, name: str):
     """The log10 p-value of statistic ``name`` in one measurement cell, or None if not run."""
-    if name == "closed_form":
-        return cell["closed_form"]["log10_p"]
+    if name in ("closed_form", "closed_form_tail"):
+        return cell[name]["log10_p"] if name in cell else None
     if name == "directional":
         return math.log10(cell["directional"])
     s, f = name.split("/")
@@ -211,15 +211,17 @@ def summarize(records, cfg) -> dict:
                 "paper_rule": {f: summarize_paper_rule(rs, f, k, cfg.m, cfg.rhos)
                                for f in cfg.features},
                 "curves": {s: curves(rs, s, cfg.revealed)
-                           for s in ("closed_form", "directional", "calibrated/logits",
-                                     "outlier/logits")}}
+                           for s in ("closed_form", "closed_form_tail", "directional",
+                                     "calibrated/logits", "outlier/logits")}}
         out[arch] = cell
     return out
 
 
 # --------------------------------------------------------------------------- tables and figures
 
-TITLES = {"closed_form": "closed form (Mann-Whitney, Stouffer)", "directional": "directional (permutation)"}
+TITLES = {"closed_form": "closed form (Mann-Whitney, Stouffer)",
+          "closed_form_tail": "closed form (tail count, exact)",
+          "directional": "directional (permutation)"}
 
 
 def _title(name: str) -> str:
@@ -263,8 +265,9 @@ def calibration_table(summary: dict, arch: str, alpha: float = 0.05) -> str:
     return "\n".join(lines)
 
 
-def verdict_table(summary: dict, arch: str, statistics=("closed_form", "directional",
-                                                         "calibrated/logits"), alpha=0.01) -> str:
+def verdict_table(summary: dict, arch: str, statistics=("closed_form", "closed_form_tail",
+                                                         "directional", "calibrated/logits"),
+                  alpha=0.01) -> str:
     """Markdown: per owner-derived kind, the fraction detected at ``alpha`` and the median
     log10 p, per statistic."""
     from .paper_study import ATTACK_TITLES
