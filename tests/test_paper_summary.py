@@ -98,3 +98,5 @@ def test_tables_and_figure_show_the_summary():
     ax = S.plot_revealed(summ, "mlp", "closed_form")
     lines = {ln.get_label(): ln for ln in ax.get_lines()}
     assert list(lines["owner"].get_ydata()) == [-10.0, -40.0]
+    # a statistic the file does not hold: an empty panel, no error
+    assert not S.plot_revealed(summ, "mlp", "closed_form_tail").get_lines()[:-1]

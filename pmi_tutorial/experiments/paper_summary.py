@@ -273,6 +273,7 @@ def verdict_table(summary: dict, arch: str, statistics=("closed_form", "closed_f
     from .paper_study import ATTACK_TITLES
 
     s = summary[arch]["statistics"]
+    statistics = [st for st in statistics if st in s]  # older result files lack some
     kinds = list(dict.fromkeys(k for st in statistics for k in s[st]["verdicts"]))
     lines = ["| model | " + " | ".join(_title(st) for st in statistics) + " |",
              "|" + " --- |" * (len(statistics) + 1)]
@@ -293,7 +294,9 @@ def plot_revealed(summary: dict, arch: str, statistic: str = "closed_form", ax=N
     import matplotlib.pyplot as plt
 
     ax = ax or plt.subplots(figsize=(5, 3.2))[1]
-    cur = summary[arch]["curves"][statistic]
+    cur = summary[arch]["curves"].get(statistic, {})
+    if not cur:
+        ax.text(0.5, 0.5, "not in this result file", ha="center", transform=ax.transAxes)
     for kind in kinds or list(cur):
         if kind not in cur:
             continue
