@@ -309,5 +309,6 @@ def plot_revealed(summary: dict, arch: str, statistic: str = "closed_form", ax=N
     ax.set_xlabel("members revealed per class")
     ax.set_ylabel("median log10 p")
     ax.set_title(f"{arch}: {_title(statistic)}")
-    ax.legend(fontsize=6)
+    if cur:
+        ax.legend(fontsize=6)
     return ax
