@@ -40,6 +40,7 @@ def test_tiny_study_end_to_end(tiny_run):
     on_disk = json.loads((base / "out" / PS.FILES["records"]).read_text())
     assert on_disk["complete"] and on_disk["banner"].startswith("paper-scale study (paper-tiny)")
     assert "mlp 1 epochs (the paper: 300)" in on_disk["banner"]
+    assert on_disk["reduced"][0] == "epochs: mlp 1 instead of 300 (best-validation epoch kept, as in the paper)"
     b = on_disk["budget"]
     assert b["planned_models"] == len(PS.plan(cfg)) and b["estimated_total_cpu_seconds"] > 0
     assert b["a_priori"]["measurements"] == len(recs)  # one per (model, draw)

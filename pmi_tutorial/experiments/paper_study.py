@@ -115,6 +115,20 @@ class PaperConfig:
                 f"{self.n_owners} owners per architecture x {len(self.attacks)} attacks; "
                 f"revealed {list(self.revealed)} per class; B = {self.B}")
 
+    def reduced(self) -> list:
+        """What differs from the paper's setting, in plain words (written into the result file)."""
+        ep = ", ".join(f"{a} {e}" for a, e in zip(self.archs, self.epochs))
+        d = self.design
+        return [f"epochs: {ep} instead of 300 (best-validation epoch kept, as in the paper)",
+                f"innocent models train on {d.innocent_per_class * 10:,} images (training split "
+                f"minus P') and choose their epoch on {d.select_per_class * 10:,} others, where the "
+                "owner trains on all 50,000 and chooses on the validation split",
+                f"the calibrated acc_r and the outlier test: {self.perm_trials} trials per re-split "
+                f"(the paper's rule: {self.trials}), B = {self.B}; on logits at every number "
+                f"revealed, on all three features at {list(self.perm_all_features_at)}",
+                f"distillation: {self.distill_epochs} epochs on {d.distill_per_class * 10:,} "
+                "training images outside P'"]
+
 
 PAPER = PaperConfig()
 TINY = PaperConfig(
@@ -540,6 +554,7 @@ def result_files(records, cfg, prov, complete) -> dict:
     from .paper_summary import summarize
 
     head = {"format": RESULT_FORMAT, "version": RESULT_VERSION, "banner": cfg.banner(),
+            "reduced": cfg.reduced(),
             "settings": cfg.to_dict(), "provenance": prov, "complete": complete,
             "models_done": len(records), "budget": budget(records, cfg)}
     measure = [r.get("cpu_seconds", 0.0) for r in records]
