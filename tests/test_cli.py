@@ -138,6 +138,8 @@ def test_train_and_verify_run_on_the_synthetic_data(monkeypatch, tmp_path, synth
     out = tmp_path / "v.json"
     assert cli.main(["verify", "--checkpoint", str(ckpt), "--profile", "tiny", "--n", "10",
                      "--trials", "10", "--classes", "0", "--json", str(out)]) == 0
-    saved = files.read_result(out, "pmi-tutorial-verify")
+    full = files.read_result(out, "pmi-tutorial-verify")
+    saved = full["paper_rule"]
     assert list(saved["acc_by_class"]) == ["0"] and 0 <= saved["acc_by_class"]["0"] <= 1
+    assert full["calibrated"]["closed_form"]["per_class"].keys() == {"0"}
     assert f"class 0: acc_r = {saved['acc_by_class']['0']:.2f}" in capsys.readouterr().out

@@ -237,7 +237,7 @@ def small_world():
     owner's training images, Q = 300 validation images per class."""
     from pmi_tutorial import data
     from pmi_tutorial.models import build_model
-    from pmi_tutorial.study import training_split
+    from pmi_tutorial.experiments.study import training_split
     from pmi_tutorial.training import train
 
     torch.set_num_threads(1)
