@@ -1,4 +1,4 @@
-"""Command line: ``python -m pmi_tutorial {train,verify,attack,reproduce,study,dataset-inference} ...``.
+"""Command line: ``python -m pmi_tutorial {train,pools,verify,attack,reproduce,study,dataset-inference} ...``.
 
 Every mistake a user can make ends in one readable line on stderr and exit status 2, never a
 traceback.
@@ -13,11 +13,13 @@ from pathlib import Path
 EPILOG = """\
 examples:
   python -m pmi_tutorial train --dataset mnist --model mlp --epochs 5 --out models/mlp.pt
-  python -m pmi_tutorial verify --checkpoint models/mlp.pt --m 3 --n 100 --trials 100
+  python -m pmi_tutorial pools --dataset mnist --revealed 1000 --out pools.npz
+  python -m pmi_tutorial verify --checkpoint models/mlp.pt --pools pools.npz --json verify.json
   python -m pmi_tutorial attack prune --checkpoint models/mlp.pt --rate 0.5 --out models/mlp_pruned.pt
   python -m pmi_tutorial attack finetune --checkpoint models/mlp.pt --out models/mlp_ft.pt
   python -m pmi_tutorial reproduce table1 --profile quick
   python -m pmi_tutorial study --config tiny --out results
+  python -m pmi_tutorial study --config paper --out pmi_tutorial/results
 
 The data sets are read from $PMI_DATA_DIR (default ~/.cache/pmi_tutorial/data) and downloaded
 there when missing.  The profile (quick: a CPU in minutes; paper: the paper's settings) comes
@@ -59,18 +61,42 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     _owner_args(t)
 
-    v = sub.add_parser("verify", help="acc_r for every class, r_opt, mean accuracy and the ownership verdict",
-                       description="Run PMI on a suspect model: t trials per class of m mini-datasets of n "
-                                   "samples, one drawn from the owner's training pool P. Prints acc_r per "
-                                   "class, r_opt (Eq. 14), the mean (Eq. 15) and the Eq. 13 verdict.")
+    v = sub.add_parser("verify", help="calibrated p-values that the suspect was trained on the owner's pools, "
+                                      "and the paper's rule beside them",
+                       description="Verify a suspect model against the owner's pools (revealed members P', "
+                                   "non-members Q). Prints the calibrated p-values first: the closed-form test "
+                                   "(one-sided Mann-Whitney U per class, Stouffer; no floor) and the directional "
+                                   "permutation test (B permutations); then the paper's rule (acc_r per class of "
+                                   "t trials of m mini-datasets of n samples, r_opt (Eq. 14), the mean (Eq. 15) "
+                                   "and the Eq. 13 verdict), labelled uncalibrated.")
     v.add_argument("--checkpoint", required=True, help="the suspect model (a pmi_tutorial checkpoint)")
-    v.add_argument("--m", type=int, default=3, help="mini-datasets per trial (default 3)")
-    v.add_argument("--n", type=int, default=100, help="samples per mini-dataset (default 100)")
-    v.add_argument("--trials", type=int, default=100, help="trials per class (default 100)")
-    v.add_argument("--rho", type=float, default=0.1, help="threshold of Eq. 13 (default 0.1)")
+    v.add_argument("--pools", default=None,
+                   help="the owner's pools file (written once by `pools`, checksums verified); default: "
+                        "the owner split's pools, P' = --revealed training images per class")
+    v.add_argument("--revealed", type=int, default=None,
+                   help="without --pools: members revealed per class (default: all training images)")
+    v.add_argument("--B", type=int, default=999, help="permutations of the permutation test (default 999)")
+    v.add_argument("--combine", choices=("stouffer", "fisher"), default="stouffer",
+                   help="how the closed-form test combines classes (fixed in advance; default stouffer)")
+    v.add_argument("--m", type=int, default=3, help="paper's rule: mini-datasets per trial (default 3)")
+    v.add_argument("--n", type=int, default=100, help="paper's rule: samples per mini-dataset (default 100)")
+    v.add_argument("--trials", type=int, default=100, help="paper's rule: trials per class (default 100)")
+    v.add_argument("--rho", type=float, default=0.1, help="paper's rule: threshold of Eq. 13 (default 0.1)")
     v.add_argument("--classes", default=None, help="comma-separated classes r (default: all)")
     v.add_argument("--json", dest="json_out", default=None, help="also write the result as JSON here")
     _owner_args(v)
+
+    pl = sub.add_parser("pools", help="save the owner's pools (P', Q) once, with checksums",
+                        description="Write the owner's revealed members P' (--revealed training images per "
+                                    "class, drawn with --seed) and non-members Q (the validation images) of the "
+                                    "owner split to one file with a SHA-256 checksum of every array, so that a "
+                                    "later `verify --pools FILE` uses exactly the same images.")
+    pl.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
+    pl.add_argument("--revealed", type=int, default=1000, help="members revealed per class (default 1000)")
+    pl.add_argument("--split-seed", type=int, default=0, help="seed of the owner's split (default 0)")
+    pl.add_argument("--seed", type=int, default=0, help="seed of the draw of P' (default 0)")
+    pl.add_argument("--out", required=True, help="the pools file (.npz)")
+    _profile_arg(pl)
 
     a = sub.add_parser("attack", help="fine-tune or prune a model (the paper's robustness attacks)")
     a.add_argument("kind", choices=("finetune", "prune"))
@@ -118,8 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "tests, and write beyond_*.json. Every model and measurement is "
                                    "cached, so a killed run resumes where it stopped.")
     s.add_argument("--out", default="results", help="folder for the result files (default ./results)")
-    s.add_argument("--config", default="cpu", choices=("cpu", "tiny"),
-                   help="cpu: the committed run; tiny: 3 independent MLPs and 1 owner (default cpu)")
+    s.add_argument("--config", default="cpu", choices=("cpu", "tiny", "paper", "paper-tiny"),
+                   help="cpu: the committed run; tiny: 3 independent MLPs and 1 owner (default cpu); "
+                        "paper: the study at the paper's scale (50,000 / 20,000 split, innocent models "
+                        "outside the revealed members, 9 attacks, 10-1,000 revealed per class); "
+                        "paper-tiny: its smallest form, seconds")
     s.add_argument("--archs", nargs="+", default=None, help="architectures, e.g. mlp lenet5")
     s.add_argument("--n-independent", type=int, default=None, help="independent models per architecture")
     s.add_argument("--n-owners", type=int, default=None, help="owner models per architecture")
@@ -211,36 +240,60 @@ def cmd_train(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    """``verify``: acc_r per class, r_opt (Eq. 14), the mean (Eq. 15) and the Eq. 13 verdict."""
-    from . import data, fingerprint
+    """``verify``: the calibrated p-values (closed forms, directional permutation test) first,
+    then the paper's rule (acc_r per class, r_opt (Eq. 14), the mean (Eq. 15), the Eq. 13
+    verdict), labelled uncalibrated."""
     from . import _validate as V
+    from . import fingerprint, ownership
     from .checkpoint import load_checkpoint
+    from .models import dataset_of
     from .profiles import get_profile
 
     V.check_n(args.n)
     V.check_positive_int(args.trials, "--trials")
+    V.check_positive_int(args.B, "--B")
     fingerprint.check_rho(args.rho, args.m)  # checks m and rho now, not after all the trials
+    classes = _ints(args.classes, "classes")
     model, settings, _ = load_checkpoint(args.checkpoint)
     print(get_profile(args.profile).banner())
-    split = _owner_split(settings, args)
-    pools = data.all_class_pools(split)
-    classes = _ints(args.classes, "classes")
-    if classes is not None:
-        pools = {r: data.class_pools(split, r) for r in classes}
-    res = fingerprint.run(model, pools, m=args.m, n=args.n, trials=args.trials, seed=args.seed)
-    verdict = res.verdict(args.rho)
-    print(f"PMI on {args.checkpoint}: m={args.m}, n={args.n}, t={args.trials}")
-    for r, acc in res.acc_by_class.items():
+    if args.pools is not None:
+        pools = ownership.load_pools(args.pools, dataset=dataset_of(settings["model"]))
+    else:
+        pools = ownership.pools_from_split(_owner_split(settings, args), args.revealed, seed=args.seed)
+    res = ownership.verify_ownership(model, pools, output="logits", B=args.B, seed=args.seed,
+                                     combine=args.combine, m=args.m, n=args.n, trials=args.trials,
+                                     rho=args.rho, classes=classes)
+    print(f"verify {args.checkpoint}")
+    print(res.report())
+    pr = res.paper_rule
+    print(f"paper's rule (uncalibrated): PMI with m={pr['m']}, n={pr['n']}, t={pr['trials']}")
+    for r, acc in pr["acc_by_class"].items():
         print(f"  class {r}: acc_r = {acc:.2f}")
-    print(f"r_opt = {res.r_opt}, acc_r_opt = {res.acc_opt:.2f}, mean acc_r = {res.mean_acc:.3f}, 1/m = {1 / args.m:.3f}")
-    print(f"verdict (Eq. 13, rho = {args.rho}): acc_r_opt - 1/m = {res.acc_opt - 1 / args.m:.3f} "
-          f"{'>=' if verdict else '<'} rho -> {'ownership claimed' if verdict else 'no claim'}")
+    print(f"r_opt = {pr['r_opt']}, acc_r_opt = {pr['acc_opt']:.2f}, mean acc_r = {pr['mean_acc']:.3f}, "
+          f"1/m = {1 / pr['m']:.3f}")
+    print(f"verdict (Eq. 13, rho = {args.rho}): acc_r_opt - 1/m = {pr['acc_opt'] - 1 / pr['m']:.3f} "
+          f"{'>=' if pr['verdict'] else '<'} rho -> {'ownership claimed' if pr['verdict'] else 'no claim'} "
+          "(uncalibrated: no false-positive guarantee)")
     if args.json_out:
         from . import files
 
         header = files.result_header("pmi-tutorial-verify", "python -m pmi_tutorial " + " ".join(args.argv))
-        files.write_json_atomic(args.json_out, {**header, **res.to_dict(), "verdict": verdict,
-                                                "rho": args.rho, "checkpoint": str(args.checkpoint)})
+        files.write_json_atomic(args.json_out, {**header, **res.to_dict(), "checkpoint": str(args.checkpoint)})
+    return 0
+
+
+def cmd_pools(args) -> int:
+    """``pools``: draw the owner's P' and Q once and save them with checksums."""
+    from . import data, ownership
+    from .profiles import get_profile
+
+    profile = get_profile(args.profile)
+    split = data.owner_split(args.dataset, seed=args.split_seed,
+                             train_per_class=profile.train_per_class[args.dataset])
+    pools = ownership.pools_from_split(split, args.revealed, seed=args.seed)
+    path = ownership.save_pools(args.out, pools)
+    print(f"wrote {path}: {pools.dataset}, {len(pools.P_y)} revealed members, {len(pools.Q_y)} "
+          f"non-members; sha256 digest {pools.digest}")
     return 0
 
 
@@ -327,6 +380,15 @@ def cmd_study(args) -> int:
     from . import _validate as V
     from .experiments import study
 
+    if args.config.startswith("paper"):
+        from .experiments import paper_study
+
+        files = paper_study.run(paper_study.CONFIGS[args.config], out=args.out,
+                                cache_dir=args.cache_dir, progress=not args.quiet,
+                                command="python -m pmi_tutorial " + " ".join(args.argv))
+        print(f"wrote {', '.join(paper_study.FILES.values())} to {args.out}; "
+              f"{files['summary']['budget']['done_cpu_hours']} CPU-hours")
+        return 0
     changes = {"archs": tuple(args.archs) if args.archs else None,
                "n_independent": args.n_independent, "n_owners": args.n_owners}
     for name in ("n_independent", "n_owners"):
@@ -358,8 +420,8 @@ def cmd_dataset_inference(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "verify": cmd_verify, "attack": cmd_attack, "reproduce": cmd_reproduce,
-            "study": cmd_study, "dataset-inference": cmd_dataset_inference}
+COMMANDS = {"train": cmd_train, "verify": cmd_verify, "pools": cmd_pools, "attack": cmd_attack,
+            "reproduce": cmd_reproduce, "study": cmd_study, "dataset-inference": cmd_dataset_inference}
 
 
 def _one_line(exc: BaseException) -> str:

@@ -352,3 +352,5 @@ def run(model, pools, m: int, n: int, trials: int = 100, seed: int = 0, **kwargs
     to its member and non-member images (see :func:`pmi_tutorial.data.class_pools`).
     """
     return run_on_features(pool_features(model, pools), m, n, trials=trials, seed=seed, **kwargs)
+
+from .ownership import verify_ownership  # noqa: E402,F401  (the owner's calibrated verification)

@@ -58,10 +58,13 @@ def test_train_verify_attack_end_to_end(env, capsys):
     out = capsys.readouterr().out
     assert "class 0: acc_r = " in out and "class 1: acc_r = " in out and "class 2" not in out
     assert "r_opt = " in out and "verdict (Eq. 13" in out
-    saved = files.read_result(result, "pmi-tutorial-verify")  # the header with provenance
-    assert saved["provenance"]["command"].startswith("python -m pmi_tutorial verify")
+    assert out.index("closed form") < out.index("permutation") < out.index("class 0: acc_r")
+    full = files.read_result(result, "pmi-tutorial-verify")  # the header with provenance
+    assert full["provenance"]["command"].startswith("python -m pmi_tutorial verify")
+    saved = full["paper_rule"]
     assert set(saved["acc_by_class"]) == {"0", "1"} and saved["m"] == 3 and saved["n"] == 20
-    assert saved["summary"]["r_opt"] in (0, 1) and isinstance(saved["verdict"], bool)
+    assert saved["r_opt"] in (0, 1) and isinstance(saved["verdict"], bool)
+    assert saved["label"] == "uncalibrated"
     # the printed acc_r are the saved ones
     for r, acc in saved["acc_by_class"].items():
         assert f"class {r}: acc_r = {acc:.2f}" in out
@@ -88,7 +91,9 @@ def test_train_verify_attack_end_to_end(env, capsys):
 SUBCOMMANDS = {
     "train": ["--model", "--epochs", "--lr", "--batch-size", "--out", "--dataset", "--seed", "--profile",
               "resumes"],
-    "verify": ["--checkpoint", "--m", "--n", "--trials", "--rho", "--classes", "--json", "--profile"],
+    "verify": ["--checkpoint", "--pools", "--revealed", "--B", "--combine", "--m", "--n", "--trials",
+               "--rho", "--classes", "--json", "--profile", "uncalibrated"],
+    "pools": ["--dataset", "--revealed", "--seed", "--out", "checksum"],
     "attack": ["finetune", "prune", "--checkpoint", "--out", "--rate", "--epochs", "--fraction"],
     "reproduce": ["table1", "figure2", "--profile", "--out", "--trials", "--models", "--ms", "--ns",
                   "resumes"],
@@ -133,6 +138,8 @@ def test_train_and_verify_run_on_the_synthetic_data(monkeypatch, tmp_path, synth
     out = tmp_path / "v.json"
     assert cli.main(["verify", "--checkpoint", str(ckpt), "--profile", "tiny", "--n", "10",
                      "--trials", "10", "--classes", "0", "--json", str(out)]) == 0
-    saved = files.read_result(out, "pmi-tutorial-verify")
+    full = files.read_result(out, "pmi-tutorial-verify")
+    saved = full["paper_rule"]
     assert list(saved["acc_by_class"]) == ["0"] and 0 <= saved["acc_by_class"]["0"] <= 1
+    assert full["calibrated"]["closed_form"]["per_class"].keys() == {"0"}
     assert f"class 0: acc_r = {saved['acc_by_class']['0']:.2f}" in capsys.readouterr().out

@@ -1,0 +1,617 @@
+r"""The false-positive study at the paper's scale (chapter "Beyond the paper").
+
+**Design** (MNIST, the paper's split: 50,000 training / 20,000 validation images,
+:func:`pmi_tutorial.data.owner_split`):
+
+* **Owners** (MLP and LeNet-5, several seeds) train on the whole training split with the paper's
+  recipe (Adam, lr 1e-3, batch 64, the epoch of best validation accuracy), for fewer epochs than
+  the paper's 300 (the number is in the banner and the result file).
+* The owner **reveals** P' = ``reveal_per_class`` training images per class (a seeded random
+  draw, in random order: revealing k per class means the first k) and uses its validation
+  images as Q.  This is "the owner's single draw".
+* **Innocent models** train on a random ``innocent_per_class`` images per class of the training
+  split minus P' (own seed, own subset), and pick their best epoch on ``select_per_class``
+  further images of it: they never see P' or Q.  Each is tested against the owner's draw and
+  against its own draw: P'_k from training images it never used, Q_k a random part of the
+  validation split.  A p-value's guarantee holds over the draw of the pools; only the own
+  draws are independent across innocent models.
+* **Attacked copies** of every owner (:data:`ATTACKS`): fine-tuning as in the paper (its 20% of
+  the validation split leaves Q), pruning 50% and 90%, int8 and fp16 weights, weight noise,
+  distillation into the same and into the other architecture on ``distill_per_class``
+  training images per class outside P' (never Q), and access to probabilities only.
+
+**Measurements** (:func:`measure`) for every model and draw, at each number of revealed members
+per class in ``revealed``: the closed-form test (:func:`pmi_tutorial.ownership.closed_form_test`),
+the directional permutation test (:func:`pmi_tutorial.ownership.directional_test`, as
+verify_ownership reports it), and per feature (logits, log-probabilities, probabilities) the
+paper's acc_r (Eq. 13-14), its calibrated version (the permutation test of acc_r,
+``stats.permutation_test(..., "pmi")``) and the outlier variant.  Models and measurements are
+cached (``training.cache_folder() / "paper_study"``), each written atomically, so
+``python -m pmi_tutorial study --config paper`` resumes where it stopped.  The summary is
+:mod:`pmi_tutorial.experiments.paper_summary`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .study.design import _as_index, _digest, training_split
+from .study.run import _cached_model
+
+RESULT_FORMAT = "pmi-tutorial-paper-study"
+RESULT_VERSION = 1
+FILES = {"records": "paper_study_records.json", "summary": "paper_study_summary.json"}
+ATTACKS = ("finetune", "prune50", "prune90", "int8", "fp16", "noise", "distill_same",
+           "distill_other", "probabilities")
+FEATURES = ("logits", "logprob", "prob")
+NEGATIVE = "innocent"
+ATTACK_TITLES = {
+    "owner": "owner (no attack)", "finetune": "fine-tuning (paper)", "prune50": "pruning 50%",
+    "prune90": "pruning 90%", "int8": "int8 weights", "fp16": "fp16 weights",
+    "noise": "weight noise", "distill_same": "distillation, same architecture",
+    "distill_other": "distillation, other architecture", "probabilities": "probabilities only",
+}
+OTHER = {"mlp": "lenet5", "lenet5": "mlp"}
+
+
+@dataclass(frozen=True)
+class PaperDesign:
+    """How the owner's MNIST split is used (see the module docstring)."""
+
+    dataset: str = "mnist"
+    split_seed: int = 0
+    reveal_per_class: int = 1000  # P' of the owner's draw
+    reveal_seed: int = 0
+    innocent_per_class: int = 2500  # each innocent model's training images (outside P')
+    select_per_class: int = 200  # each innocent model's best-epoch selection images
+    distill_per_class: int = 2000  # the extractor's query images (outside P' and Q)
+    own_q_per_class: int = 1000  # Q_k of an innocent model's own draw
+
+
+@dataclass(frozen=True)
+class PaperConfig:
+    """Everything that changes the study's numbers; ``archs``, ``n_innocent`` and ``epochs``
+    are aligned (one entry per architecture)."""
+
+    name: str = "paper"
+    design: PaperDesign = field(default_factory=PaperDesign)
+    archs: tuple = ("mlp", "lenet5")
+    n_innocent: tuple = (50, 20)
+    n_owners: int = 5
+    epochs: tuple = (60, 20)
+    attacks: tuple = ATTACKS
+    finetune_epochs: int = 10  # the paper: 10 epochs, lr 1e-4, on 20% of the validation split
+    finetune_lr: float = 1e-4
+    finetune_fraction: float = 0.2
+    noise_scale: float = 0.1  # w + scale * std(w) * N(0, 1)
+    distill_epochs: int = 10
+    revealed: tuple = (10, 30, 100, 300, 1000)
+    features: tuple = FEATURES
+    m: int = 3
+    n: int = 100  # samples per mini-dataset (min(n, revealed))
+    trials: int = 100  # the paper's acc_r
+    B: int = 999  # permutations of every permutation test
+    perm_trials: int = 10  # trials per permutation of "calibrated" and "outlier" (the rule: 100)
+    perm_all_features_at: tuple = (1000,)  # elsewhere "calibrated"/"outlier" on logits only
+    tail: float = 0.05  # the tail test's share of least confident pooled samples (fixed in advance)
+    rhos: tuple = (0.1, 0.2)
+    alphas: tuple = (0.01, 0.05)
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+    def banner(self) -> str:
+        ep = ", ".join(f"{a} {e}" for a, e in zip(self.archs, self.epochs))
+        return (f"paper-scale study ({self.name}): MNIST 50,000 / 20,000 split, Adam 1e-3, batch "
+                f"64, best-validation epoch of {ep} epochs (the paper: 300); "
+                f"{', '.join(f'{k} innocent {a}' for a, k in zip(self.archs, self.n_innocent))}, "
+                f"{self.n_owners} owners per architecture x {len(self.attacks)} attacks; "
+                f"revealed {list(self.revealed)} per class; B = {self.B}")
+
+    def reduced(self) -> list:
+        """What differs from the paper's setting, in plain words (written into the result file)."""
+        ep = ", ".join(f"{a} {e}" for a, e in zip(self.archs, self.epochs))
+        d = self.design
+        return [f"epochs: {ep} instead of 300 (best-validation epoch kept, as in the paper)",
+                f"innocent models train on {d.innocent_per_class * 10:,} images (training split "
+                f"minus P') and choose their epoch on {d.select_per_class * 10:,} others, where the "
+                "owner trains on all 50,000 and chooses on the validation split",
+                f"the calibrated acc_r and the outlier test: {self.perm_trials} trials per re-split "
+                f"(the paper's rule: {self.trials}), B = {self.B}; on logits at every number "
+                f"revealed, on all three features at {list(self.perm_all_features_at)}",
+                f"distillation: {self.distill_epochs} epochs on {d.distill_per_class * 10:,} "
+                "training images outside P'"]
+
+
+PAPER = PaperConfig()
+TINY = PaperConfig(
+    name="paper-tiny", design=PaperDesign(reveal_per_class=30, innocent_per_class=60, select_per_class=20,
+                                    distill_per_class=30, own_q_per_class=60),
+    archs=("mlp",), n_innocent=(2,), n_owners=1, epochs=(1,), finetune_epochs=1, distill_epochs=1,
+    revealed=(10, 30), trials=10, B=19, perm_trials=3, perm_all_features_at=(30,), n=20)
+CONFIGS = {c.name: c for c in (PAPER, TINY)}
+
+
+def config_from_dict(d: dict) -> PaperConfig:
+    d = dict(d)
+    d["design"] = PaperDesign(**d["design"])
+    return PaperConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+# --------------------------------------------------------------------------- the design
+
+
+@dataclass
+class World:
+    """The owner split, the owner's draw and the per-class positions used by the design."""
+
+    cfg: PaperConfig
+    split: object
+    reveal: dict  # r -> positions (into split.train_*) of P', in reveal order
+    outside: dict  # r -> training positions outside P'
+
+
+def prepare(cfg: PaperConfig, root=None) -> World:
+    from ..data import owner_split
+
+    d = cfg.design
+    split = owner_split(d.dataset, seed=d.split_seed, root=root)
+    y = split.train_y.numpy()
+    rng = np.random.default_rng([d.split_seed, d.reveal_seed, 4242])
+    reveal, outside = {}, {}
+    for r in range(split.num_classes):
+        pos = rng.permutation(np.flatnonzero(y == r))
+        need = d.reveal_per_class + d.innocent_per_class + d.select_per_class
+        if len(pos) < need or d.distill_per_class > len(pos) - d.reveal_per_class:
+            raise ValueError(f"class {r} has {len(pos)} training images; the design needs {need} "
+                             "(reveal + innocent + select) and distill <= the rest; use smaller parts")
+        reveal[r], outside[r] = pos[:d.reveal_per_class], np.sort(pos[d.reveal_per_class:])
+    return World(cfg, split, reveal, outside)
+
+
+def _per_class_draw(world: World, tag, k, sizes, exclude=()):
+    """Disjoint random draws (``sizes`` per class) from the training positions outside P'."""
+    rng = np.random.default_rng([world.cfg.design.split_seed, tag, int(k)])
+    out = [[] for _ in sizes]
+    for r, pos in world.outside.items():
+        pos = np.setdiff1d(pos, np.concatenate([e[r] for e in exclude])) if exclude else pos
+        pos = rng.permutation(pos)
+        start = 0
+        for i, s in enumerate(sizes):
+            out[i].append(pos[start:start + s])
+            start += s
+    return out
+
+
+def innocent_parts(world: World, k: int):
+    """``(train, select, own_reveal)`` of innocent model k, per class lists of positions: it
+    trains on ``train`` and selects its epoch on ``select`` (both outside P'); its own draw
+    P'_k is ``reveal_per_class`` images per class it never used (P' included)."""
+    d = world.cfg.design
+    train, select = _per_class_draw(world, 7001, k, (d.innocent_per_class, d.select_per_class))
+    y = world.split.train_y.numpy()
+    rng = np.random.default_rng([d.split_seed, 7003, int(k)])
+    own = []
+    for r in world.outside:
+        unseen = np.setdiff1d(np.flatnonzero(y == r), np.concatenate([train[r], select[r]]))
+        own.append(rng.choice(unseen, d.reveal_per_class, replace=False))
+    return train, select, own
+
+
+def distill_part(world: World) -> np.ndarray:
+    (part,) = _per_class_draw(world, 7005, 0, (world.cfg.design.distill_per_class,))
+    return np.sort(np.concatenate(part))
+
+
+def owner_draw(world: World):
+    """The owner's draw: ``(P' per class in reveal order, Q per class)`` as images."""
+    vy = world.split.val_y.numpy()
+    P = {r: world.split.train_x[_as_index(p)] for r, p in world.reveal.items()}
+    Q = {r: world.split.val_x[_as_index(np.flatnonzero(vy == r))] for r in world.reveal}
+    return P, Q
+
+
+def own_draw(world: World, k: int):
+    """Innocent model k's own draw: P'_k (unseen training images), Q_k (part of validation)."""
+    _, _, own = innocent_parts(world, k)
+    vy = world.split.val_y.numpy()
+    rng = np.random.default_rng([world.cfg.design.split_seed, 7007, int(k)])
+    P = {r: world.split.train_x[_as_index(p)] for r, p in enumerate(own)}
+    Q = {r: world.split.val_x[_as_index(np.sort(rng.choice(
+        np.flatnonzero(vy == r), world.cfg.design.own_q_per_class, replace=False)))]
+        for r in range(world.split.num_classes)}
+    return P, Q
+
+
+# --------------------------------------------------------------------------- models (cached)
+
+
+def _folder(cache_dir) -> Path:
+    from ..training import cache_folder
+
+    return cache_folder(cache_dir) / "paper_study"
+
+
+def _epochs(cfg, arch) -> int:
+    return int(dict(zip(cfg.archs, cfg.epochs)).get(arch, cfg.epochs[0]))
+
+
+def _train_model(world, arch, role, k, train_split, seed, cache_dir):
+    from ..models import build_model
+    from ..training import train
+
+    cfg = world.cfg
+    settings = {"arch": arch, "role": role, "index": int(k), "seed": int(seed),
+                "design": asdict(cfg.design), "epochs": _epochs(cfg, arch)}
+
+    def make(partial):
+        model = build_model(arch, num_classes=world.split.num_classes, seed=seed)
+        res = train(model, train_split, _epochs(cfg, arch), seed=seed, checkpoint_path=partial,
+                    device="cpu", progress=False)
+        return res.model, {"best_epoch": res.best_epoch, "select_acc": res.best_val_acc}
+
+    key = f"{arch}_{role}{k}_{_digest(settings)}"
+    model, state = _cached_model(_folder(cache_dir), key, settings, make)
+    return model, key, state
+
+
+def owner_model(world, arch, k, cache_dir=None):
+    """Owner k: the whole training split, best epoch on the validation split (the paper)."""
+    return _train_model(world, arch, "owner", k, world.split, 100 + int(k), cache_dir)
+
+
+def innocent_model(world, arch, k, cache_dir=None):
+    """Innocent k: ``innocent_per_class`` images per class outside P', its own selection set."""
+    train, select, _ = innocent_parts(world, k)
+    ts = training_split(world.split, np.sort(np.concatenate(train)), np.sort(np.concatenate(select)))
+    return _train_model(world, arch, "innocent", k, ts, 2000 + int(k), cache_dir)
+
+
+def _fp16(model):
+    return copy.deepcopy(model).half().float().eval()
+
+
+def attacked(world, owner, owner_key, arch, attack, k, cache_dir=None):
+    """The attacked copy: ``(model, output kind, validation positions kept in Q or None)``."""
+    from .. import attacks
+    from ..models import build_model
+
+    cfg = world.cfg
+    if attack in ("prune50", "prune90"):
+        return attacks.prune(owner, int(attack[5:]) / 100), "logits", None
+    if attack == "int8":
+        return attacks.quantize(owner, 8), "logits", None
+    if attack == "fp16":
+        return _fp16(owner), "logits", None
+    if attack == "noise":
+        return attacks.weight_noise(owner, cfg.noise_scale, seed=k), "logits", None
+    if attack == "probabilities":
+        return owner, "probabilities", None
+    if attack == "finetune":
+        settings = {"base": owner_key, "attack": attack, "epochs": cfg.finetune_epochs,
+                    "lr": cfg.finetune_lr, "fraction": cfg.finetune_fraction, "seed": k}
+        tuned, _ = attacks.finetune_split(world.split, cfg.finetune_fraction, seed=k)
+
+        def make(_):
+            res = attacks.fine_tune(owner, world.split, epochs=cfg.finetune_epochs,
+                                    lr=cfg.finetune_lr, fraction=cfg.finetune_fraction, seed=k,
+                                    device="cpu")
+            return res.model, {}
+
+        model, _ = _cached_model(_folder(cache_dir), f"{owner_key}_ft_{_digest(settings)}",
+                                 settings, make)
+        keep = np.setdiff1d(np.arange(len(world.split.val_y)), tuned)
+        return model, "logits", keep
+    if attack in ("distill_same", "distill_other"):
+        student_arch = arch if attack == "distill_same" else OTHER[arch]
+        settings = {"base": owner_key, "attack": attack, "student": student_arch,
+                    "epochs": cfg.distill_epochs, "seed": 500 + k, "images": "distill part",
+                    "design": asdict(cfg.design)}
+        x = world.split.train_x[_as_index(distill_part(world))]
+
+        def make(_):
+            student = build_model(student_arch, num_classes=world.split.num_classes, seed=500 + k)
+            return attacks.distill(owner, student, x, epochs=cfg.distill_epochs, seed=500 + k,
+                                   device="cpu"), {}
+
+        model, _ = _cached_model(_folder(cache_dir), f"{owner_key}_{attack}_{_digest(settings)}",
+                                 settings, make)
+        return model, "logits", None
+    raise ValueError(f"unknown attack {attack!r}; use one of {', '.join(ATTACKS)}")
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def feature_views(outputs: np.ndarray, output: str) -> dict:
+    """``{"logits", "logprob", "prob"}`` of one model's outputs (float64).  From probabilities
+    only (float32, as an API returns them), the "logits" view is the log-probabilities."""
+    from scipy.special import log_softmax
+
+    from ..ownership import to_log_probabilities
+
+    if output == "logits":
+        lp = log_softmax(outputs, axis=1)
+        return {"logits": outputs, "logprob": lp, "prob": np.exp(lp)}
+    lp = to_log_probabilities(outputs, "probabilities")
+    return {"logits": lp, "logprob": lp, "prob": outputs}
+
+
+def measure(views_P: dict, views_Q: dict, cfg: PaperConfig) -> dict:
+    """Every statistic of one model and one draw, at each number revealed per class.
+
+    ``views_P[f][r]`` / ``views_Q[f][r]``: features ``f`` (:func:`feature_views`) of P' (in
+    reveal order) and Q of class r.  Returns ``{str(k): {"closed_form": {"log10_p", "z",
+    "fisher_log10_p"}, "closed_form_tail": {"log10_p", "count"}, "directional": p,
+    "features": {f: {"acc": [acc_r], "calibrated": p,
+    "outlier": p}}}}``; "calibrated"/"outlier" only where the configuration runs them.
+    """
+    from .. import fingerprint, ownership, stats
+
+    out = {}
+    classes = sorted(views_P["logprob"])
+    for k in cfg.revealed:
+        lp = {r: (views_P["logprob"][r][:k], views_Q["logprob"][r]) for r in classes}
+        scores = ownership.class_scores(lp)
+        cf = ownership.closed_form_from_scores(scores)
+        fi = ownership.closed_form_from_scores(scores, combine="fisher")
+        tail = ownership.closed_form_from_scores(scores, test="tail", fraction=cfg.tail)
+        d = ownership.directional_from_scores(scores, B=cfg.B, seed=cfg.seed).pvalue
+        n = min(cfg.n, k)
+        feats = {}
+        for f in cfg.features:
+            fp = {r: (views_P[f][r][:k], views_Q[f][r]) for r in classes}
+            res = fingerprint.run_on_features(fp, cfg.m, n, trials=cfg.trials, seed=cfg.seed)
+            cell = {"acc": [round(float(res.acc_by_class[r]), 4) for r in classes]}
+            if f == "logits" or k in cfg.perm_all_features_at:
+                for name, stat in (("calibrated", "pmi"), ("outlier", "outlier")):
+                    cell[name] = stats.permutation_test(fp, stat, B=cfg.B, seed=cfg.seed, m=cfg.m,
+                                                        n=n, trials=cfg.perm_trials).pvalue
+            feats[f] = cell
+        out[str(k)] = {"closed_form": {"log10_p": round(cf.log10_pvalue, 4),
+                                       "z": round(cf.statistic, 4),
+                                       "fisher_log10_p": round(fi.log10_pvalue, 4)},
+                       "closed_form_tail": {"log10_p": round(tail.log10_pvalue, 4),
+                                            "count": tail.statistic},
+                       "directional": d, "features": feats}
+    return out
+
+
+def _measure_settings(cfg: PaperConfig) -> dict:
+    d = cfg.to_dict()
+    keep = ("revealed", "features", "m", "n", "trials", "B", "perm_trials", "perm_all_features_at",
+            "seed", "tail")
+    # the directional test of ownership.directional_test (random cyclic-group re-splits), as in
+    # verify_ownership
+    return {**{k: d[k] for k in keep}, "directional": "cyclic-group"}
+
+
+def _outputs(model, images: dict, output: str) -> dict:
+    import torch
+
+    from ..features import logits
+
+    out = {}
+    for r, x in images.items():
+        z = logits(model, x).double()
+        out[r] = (torch.softmax(z, 1).float().double() if output == "probabilities" else z).numpy()
+    return out
+
+
+def measured(model, output, draw, key, cfg, cache_dir=None, keep_q=None, split=None) -> dict:
+    """:func:`measure` of ``model`` on ``draw`` = (P images, Q images) per class, cached by the
+    model's key, the draw and the settings; written atomically."""
+    from ..files import write_json_atomic
+
+    path = _folder(cache_dir) / "records" / f"{key}_{_digest(_measure_settings(cfg))}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    t0 = time.process_time()
+    P, Q = draw
+    if keep_q is not None:  # fine-tuning: its images leave Q
+        vy = split.val_y.numpy()
+        Q = {r: split.val_x[_as_index(np.intersect1d(np.flatnonzero(vy == r), keep_q))] for r in Q}
+    oP, oQ = _outputs(model, P, output), _outputs(model, Q, output)
+    vP = {f: {} for f in FEATURES}
+    vQ = {f: {} for f in FEATURES}
+    for r in oP:
+        for f, v in feature_views(oP[r], output).items():
+            vP[f][r] = v
+        for f, v in feature_views(oQ[r], output).items():
+            vQ[f][r] = v
+    correct = sum(int((oQ[r].argmax(1) == r).sum()) for r in oQ)
+    record = {"q_acc": round(correct / sum(len(v) for v in oQ.values()), 4),
+              "revealed": measure(vP, vQ, cfg)}
+    record["cpu_seconds"] = round(time.process_time() - t0, 2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, record)
+    return record
+
+
+def plan(cfg: PaperConfig) -> list:
+    """The models in run order: per architecture, owner k with its copies, then a block of the
+    innocent models (so that partial results hold some of every kind)."""
+    out = []
+    for arch, n_inn in zip(cfg.archs, cfg.n_innocent):
+        per = -(-n_inn // max(cfg.n_owners, 1))
+        for k in range(max(cfg.n_owners, 1)):
+            if k < cfg.n_owners:
+                out.append((arch, "owner", k))
+                out += [(arch, a, k) for a in cfg.attacks]
+            out += [(arch, NEGATIVE, j) for j in range(k * per, min(n_inn, (k + 1) * per))]
+    return out
+
+
+def iter_records(world: World, cfg: PaperConfig, cache_dir=None, only=None):
+    """Yield one record per (model, draw) of :func:`plan`, training and measuring as needed."""
+    odraw = owner_draw(world)
+    owners = {}
+    for arch, kind, k in plan(cfg) if only is None else only:
+        if kind == NEGATIVE:
+            model, key, state = innocent_model(world, arch, k, cache_dir)
+            for draw_name, draw in (("owner", odraw), ("own", own_draw(world, k))):
+                rec = measured(model, "logits", draw, f"{key}_{draw_name}", cfg, cache_dir)
+                yield {"arch": arch, "kind": kind, "index": k, "owner": None, "draw": draw_name,
+                       "train_cpu_seconds": state.get("cpu_seconds", 0.0), **rec}
+            continue
+        if (arch, k) not in owners:
+            owners[(arch, k)] = owner_model(world, arch, k, cache_dir)
+        owner, okey, ostate = owners[(arch, k)]
+        if kind == "owner":
+            model, output, keep, key, tsec = owner, "logits", None, okey, ostate.get("cpu_seconds", 0)
+        else:
+            t0 = time.process_time()
+            model, output, keep = attacked(world, owner, okey, arch, kind, k, cache_dir)
+            key, tsec = f"{okey}_{kind}_{_digest(_attack_settings(cfg, kind))}", time.process_time() - t0
+        rec = measured(model, output, odraw, key, cfg, cache_dir, keep_q=keep, split=world.split)
+        yield {"arch": arch, "kind": kind, "index": k, "owner": k, "draw": "owner",
+               "train_cpu_seconds": round(float(tsec), 2), **rec}
+
+
+def _attack_settings(cfg, attack) -> dict:
+    d = cfg.to_dict()
+    return {"attack": attack, **{k: v for k, v in d.items()
+                                 if k.split("_")[0] in ("finetune", "noise", "distill", "design")}}
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def budget(records, cfg: PaperConfig) -> dict:
+    """Measured CPU seconds per model (training and measurement) per architecture and kind, and
+    the total they imply for the whole plan (what is done counts as measured)."""
+    per, done = {}, {}
+    for r in records:
+        g = per.setdefault(f"{r['arch']}/{'innocent' if r['kind'] == NEGATIVE else 'owner-derived'}",
+                           {"train": [], "measure": []})
+        if r["draw"] != "own":  # one training per model
+            g["train"].append(r.get("train_cpu_seconds", 0.0))
+        g["measure"].append(r.get("cpu_seconds", 0.0))
+        done[(r["arch"], r["kind"], r["index"], r["draw"])] = True
+    means = {k: {s: float(np.mean(v)) if v else None for s, v in g.items()} for k, g in per.items()}
+    total, missing = 0.0, 0
+    for arch, kind, k in plan(cfg):
+        g = means.get(f"{arch}/{'innocent' if kind == NEGATIVE else 'owner-derived'}")
+        draws = ("owner", "own") if kind == NEGATIVE else ("owner",)
+        if g is None or g["train"] is None:
+            missing += 1
+            continue
+        total += g["train"] + len(draws) * g["measure"]
+    return {"mean_cpu_seconds_per_model": means, "planned_models": len(plan(cfg)),
+            "kinds_without_measurement": missing,
+            "estimated_total_cpu_seconds": round(total, 1),
+            "estimated_total_cpu_hours": round(total / 3600, 2),
+            "done_cpu_hours": round(sum(r.get("train_cpu_seconds", 0) + r.get("cpu_seconds", 0)
+                                        for r in records) / 3600, 3)}
+
+
+#: CPU seconds of one training epoch over 10,000 MNIST images (Adam, batch 64, one thread),
+#: measured on the 2-core machine of the committed run (``train_one_epoch`` on 10,000 images)
+EPOCH_CPU_SECONDS_PER_10K = {"mlp": 0.13, "lenet5": 1.0}
+
+
+def a_priori_budget(cfg: PaperConfig, measure_seconds: float,
+                    epoch_seconds=EPOCH_CPU_SECONDS_PER_10K) -> dict:
+    """The total CPU time of the plan from per-epoch costs (``epoch_seconds`` per 10,000
+    images) and the CPU seconds of one measurement: owners train on 50,000 images, innocents
+    on ``innocent_per_class`` x 10, fine-tuning on 20% of the 20,000 validation images,
+    distillation on ``distill_per_class`` x 10 (the student's architecture); + 10% for the
+    per-epoch validation."""
+    d, c = cfg.design, 10
+    train = 0.0
+    n_measure = 0
+    for arch, kind, k in plan(cfg):
+        e, rate = _epochs(cfg, arch), epoch_seconds[arch] / 10_000
+        if kind == "owner":
+            train += 50_000 * e * rate
+        elif kind == NEGATIVE:
+            train += d.innocent_per_class * c * e * rate
+            n_measure += 1  # the own draw (the owner's draw is counted below)
+        elif kind == "finetune":
+            train += 0.2 * 20_000 * cfg.finetune_epochs * rate
+        elif kind.startswith("distill"):
+            student = arch if kind == "distill_same" else OTHER[arch]
+            train += d.distill_per_class * c * cfg.distill_epochs * epoch_seconds[student] / 10_000
+        n_measure += 1
+    train *= 1.1
+    total = train + n_measure * measure_seconds
+    return {"train_cpu_seconds": round(train, 3), "train_cpu_hours": round(train / 3600, 2),
+            "measurements": n_measure,
+            "measure_cpu_seconds_each": round(measure_seconds, 1),
+            "total_cpu_hours": round(total / 3600, 2),
+            "basis": f"epoch CPU seconds per 10,000 images {dict(epoch_seconds)}; one measurement "
+                     "= the mean measured so far"}
+
+
+def result_files(records, cfg, prov, complete) -> dict:
+    from .paper_summary import summarize
+
+    head = {"format": RESULT_FORMAT, "version": RESULT_VERSION, "banner": cfg.banner(),
+            "reduced": cfg.reduced(),
+            "settings": cfg.to_dict(), "provenance": prov, "complete": complete,
+            "models_done": len(records), "budget": budget(records, cfg)}
+    measure = [r.get("cpu_seconds", 0.0) for r in records]
+    head["budget"]["a_priori"] = a_priori_budget(cfg, float(np.mean(measure)) if measure else 20.0)
+    return {"records": {**head, "records": records},
+            "summary": {**head, "summary": summarize(records, cfg)}}
+
+
+def write_results(files: dict, out) -> None:
+    from ..files import write_json_atomic
+
+    for name, content in files.items():
+        write_json_atomic(Path(out) / FILES[name], content)
+
+
+def load_results(folder):
+    """``(records, config, summary file)`` from the result files in ``folder``."""
+    path = Path(folder) / FILES["records"]
+    if not path.is_file():
+        raise FileNotFoundError(f"no result file {path}; run `python -m pmi_tutorial study --config "
+                                f"paper --out {folder}`")
+    rec = json.loads(path.read_text())
+    if (rec.get("format"), rec.get("version")) != (RESULT_FORMAT, RESULT_VERSION):
+        raise ValueError(f"{path} is not a version-{RESULT_VERSION} result file of the paper-scale "
+                         "study; run it again")
+    summ = json.loads((Path(folder) / FILES["summary"]).read_text())
+    return rec["records"], config_from_dict(rec["settings"]), summ
+
+
+def run(cfg: PaperConfig = PAPER, out=None, cache_dir=None, root=None, progress=True,
+        command=None, write_every=60.0) -> dict:
+    """Train (or load), attack and measure every model of :func:`plan`; write the result files
+    to ``out`` at most every ``write_every`` seconds (``"complete": false``) and at the end."""
+    import torch
+
+    from ..files import provenance
+
+    torch.set_num_threads(1)
+    prov = provenance(command)
+    if progress:
+        print(cfg.banner(), flush=True)
+    t_wall, t_cpu = time.perf_counter(), time.process_time()
+    world = prepare(cfg, root)
+    records, last = [], time.perf_counter()
+    for rec in iter_records(world, cfg, cache_dir):
+        records.append(rec)
+        if progress:
+            top = rec["revealed"][str(max(cfg.revealed))]
+            print(f"{rec['arch']:6s} {rec['kind']:13s} {rec['index']:2d} {rec['draw']:5s}: Q acc "
+                  f"{rec['q_acc']:.3f}; closed form log10 p {top['closed_form']['log10_p']:.1f}, "
+                  f"directional p {top['directional']:.3f}", flush=True)
+        prov = {**prov, "run_wall_seconds": round(time.perf_counter() - t_wall, 1),
+                "run_cpu_seconds": round(time.process_time() - t_cpu, 1)}
+        if out is not None and time.perf_counter() - last > write_every:
+            write_results(result_files(records, cfg, prov, complete=False), out)
+            last = time.perf_counter()
+    files = result_files(records, cfg, prov, complete=True)
+    if out is not None:
+        write_results(files, out)
+    return files

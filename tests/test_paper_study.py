@@ -1,0 +1,90 @@
+"""Tests for pmi_tutorial.paper_study: the tiny configuration end to end, and its resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pmi_tutorial.experiments import paper_study as PS
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    torch.set_num_threads(1)
+    base = tmp_path_factory.mktemp("paper_study")
+    files = PS.run(PS.TINY, out=base / "out", cache_dir=base / "cache", progress=False)
+    return base, files
+
+
+def test_tiny_study_end_to_end(tiny_run):
+    base, files = tiny_run
+    recs = files["records"]["records"]
+    cfg = PS.TINY
+    # one owner with every attack, two innocents each against two draws
+    assert len(recs) == 1 + len(cfg.attacks) + 2 * 2
+    assert [r["kind"] for r in recs[:1 + len(cfg.attacks)]] == ["owner", *cfg.attacks]
+    assert sorted((r["index"], r["draw"]) for r in recs if r["kind"] == "innocent") == [
+        (0, "own"), (0, "owner"), (1, "own"), (1, "owner")]
+    for r in recs:
+        assert set(r["revealed"]) == {"10", "30"}
+        cell = r["revealed"]["30"]
+        assert set(cell["features"]) == set(PS.FEATURES)
+        assert all("calibrated" in cell["features"][f] for f in PS.FEATURES)  # all features at 30
+        assert "calibrated" in r["revealed"]["10"]["features"]["logits"]
+        assert "calibrated" not in r["revealed"]["10"]["features"]["prob"]
+        assert 1 / 20 <= cell["directional"] <= 1  # B = 19
+        assert cell["closed_form_tail"]["log10_p"] <= 0 and cell["closed_form_tail"]["count"] >= 0
+    on_disk = json.loads((base / "out" / PS.FILES["records"]).read_text())
+    assert on_disk["complete"] and on_disk["banner"].startswith("paper-scale study (paper-tiny)")
+    assert "mlp 1 epochs (the paper: 300)" in on_disk["banner"]
+    assert on_disk["reduced"][0] == "epochs: mlp 1 instead of 300 (best-validation epoch kept, as in the paper)"
+    b = on_disk["budget"]
+    assert b["planned_models"] == len(PS.plan(cfg)) and b["estimated_total_cpu_seconds"] > 0
+    assert b["a_priori"]["measurements"] == len(recs)  # one per (model, draw)
+    # the a-priori training time: 1 owner epoch on 50,000 images, 2 innocents on 600, ...
+    rate = PS.EPOCH_CPU_SECONDS_PER_10K
+    want = 1.1 * (5 * rate["mlp"] + 2 * 0.06 * rate["mlp"] + 0.4 * rate["mlp"]
+                  + 0.03 * (rate["mlp"] + rate["lenet5"]))
+    assert b["a_priori"]["train_cpu_seconds"] == pytest.approx(want, abs=0.002)
+    summ = json.loads((base / "out" / PS.FILES["summary"]).read_text())["summary"]["mlp"]
+    assert summ["n_innocent"] == 2 and summ["n_owners"] == 1
+    assert summ["statistics"]["closed_form"]["innocent_own_draw"]["fpr_a0.05"]["n"] == 2
+
+
+def test_design_keeps_innocents_away_from_the_pools(tiny_run):
+    world = PS.prepare(PS.TINY)
+    y = world.split.train_y.numpy()
+    for k in range(2):
+        train, select, own = PS.innocent_parts(world, k)
+        for r in range(10):
+            seen = np.concatenate([train[r], select[r]])
+            assert not np.intersect1d(seen, world.reveal[r]).size  # never P'
+            assert not np.intersect1d(seen, own[r]).size  # never its own P'_k
+            assert (y[seen] == r).all() and len(train[r]) == PS.TINY.design.innocent_per_class
+    assert not np.intersect1d(PS.distill_part(world), np.concatenate(list(world.reveal.values()))).size
+
+
+def test_tiny_study_resumes_from_its_caches(tiny_run, monkeypatch):
+    base, files = tiny_run
+
+    def boom(*a, **k):
+        raise AssertionError("a cached model or measurement was computed again")
+
+    monkeypatch.setattr("pmi_tutorial.training.train", boom)
+    monkeypatch.setattr(PS, "measure", boom)
+    monkeypatch.setattr("pmi_tutorial.attacks.distill", boom)
+    monkeypatch.setattr("pmi_tutorial.attacks.fine_tune", boom)
+    again = PS.run(PS.TINY, out=base / "out2", cache_dir=base / "cache", progress=False)
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "train_cpu_seconds"} for r in rs]  # noqa: E731
+    assert strip(again["records"]["records"]) == strip(files["records"]["records"])
+
+
+def test_bad_design():
+    bad = PS.PaperConfig(design=PS.PaperDesign(reveal_per_class=4000))
+    with pytest.raises(ValueError, match="use smaller parts"):
+        PS.prepare(bad)
+    with pytest.raises(ValueError, match="unknown attack"):
+        PS.attacked(PS.prepare(PS.TINY), None, "k", "mlp", "melt", 0)

@@ -1,0 +1,102 @@
+"""Tests for pmi_tutorial.paper_summary on synthetic inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.stats as sps
+
+from pmi_tutorial.experiments import paper_summary as S
+from pmi_tutorial.experiments.paper_study import TINY
+
+
+@pytest.mark.parametrize("k,n", [(0, 50), (1, 50), (7, 20), (20, 20), (3, 1000)])
+def test_clopper_pearson_equals_scipy(k, n):
+    lo, hi = S.clopper_pearson(k, n)
+    ref = sps.binomtest(k, n).proportion_ci(0.95, method="exact")
+    assert lo == pytest.approx(ref.low, abs=1e-10) and hi == pytest.approx(ref.high, abs=1e-10)
+    r = S.rate([True] * k + [False] * (n - k))
+    assert r["rate"] == k / n and r["ci"] == pytest.approx([lo, hi])
+
+
+def test_rate_and_interval_bad_input():
+    with pytest.raises(ValueError, match="no models"):
+        S.rate([])
+    with pytest.raises(ValueError, match="0 <= k <= n"):
+        S.clopper_pearson(5, 3)
+
+
+def test_ks_and_shared_luck():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(size=400)
+    assert S.ks_uniform(p)["pvalue"] == pytest.approx(sps.kstest(p, "uniform").pvalue)
+    indep = S.shared_luck(p)
+    assert abs(indep["mean_z_in_se"]) < 3.5 and indep["sd_z"] == pytest.approx(1, abs=0.15)
+    # one shared draw: z = common + individual -> the mean moves by many standard errors
+    z = 1.0 + 0.5 * rng.normal(size=400)
+    shared = S.shared_luck(sps.norm.sf(z))
+    assert shared["mean_z"] == pytest.approx(1.0, abs=0.1) and shared["mean_z_in_se"] > 10
+    assert shared["sd_z"] == pytest.approx(0.5, abs=0.08)
+    assert S.ks_uniform(sps.norm.sf(z))["pvalue"] < 1e-6
+
+
+def _cell(log10_p, directional, acc):
+    feats = {f: {"acc": acc, "calibrated": directional, "outlier": directional}
+             for f in ("logits", "logprob", "prob")}
+    return {"closed_form": {"log10_p": log10_p, "z": 0.0, "fisher_log10_p": log10_p},
+            "directional": directional, "features": feats}
+
+
+def _records(rng):
+    recs = []
+    for k in range(40):  # innocents: uniform p-values
+        for draw in ("own", "owner"):
+            p = float(rng.uniform(0.001, 1))
+            recs.append({"arch": "mlp", "kind": "innocent", "index": k, "draw": draw, "revealed": {
+                str(n): _cell(math.log10(p), p, [0.4] * 10) for n in (10, 30)}})
+    for k in range(3):
+        for kind, lp in (("owner", -40.0), ("prune90", -1.0)):
+            recs.append({"arch": "mlp", "kind": kind, "index": k, "draw": "owner", "revealed": {
+                "10": _cell(lp / 4, 10 ** (lp / 4), [0.6] * 10),
+                "30": _cell(lp, max(10 ** lp, 1e-3), [0.6] * 10)}})
+    return recs
+
+
+def test_summarize_on_synthetic_records():
+    rng = np.random.default_rng(1)
+    recs = _records(rng)
+    out = S.summarize(recs, TINY)["mlp"]
+    assert out["n_innocent"] == 40 and out["n_owners"] == 3
+    cf = out["statistics"]["closed_form"]
+    own = [r for r in recs if r["kind"] == "innocent" and r["draw"] == "own"]
+    k = sum(10 ** r["revealed"]["30"]["closed_form"]["log10_p"] <= 0.05 for r in own)
+    assert cf["innocent_own_draw"]["fpr_a0.05"]["k"] == k
+    assert cf["verdicts"]["owner"]["a0.01"]["rate"] == 1.0
+    assert cf["verdicts"]["prune90"]["a0.01"]["rate"] == 0.0  # p = 0.1
+    assert cf["separation"]["auc"] > 0.5
+    rule = out["paper_rule"]["logits"]
+    assert rule["innocent_owner_draw"]["fpr_rho0.1"]["rate"] == 0.0  # 0.4 - 1/3 < 0.1
+    assert rule["verdicts"]["owner"]["rho0.2"]["rate"] == 1.0  # 0.6 - 1/3 >= 0.2
+    curve = out["curves"]["closed_form"]["owner"]
+    assert curve["10"]["median_log10_p"] == pytest.approx(-10) and curve["30"]["median_log10_p"] == -40
+
+
+def test_tables_and_figure_show_the_summary():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    rng = np.random.default_rng(1)
+    summ = S.summarize(_records(rng), TINY)
+    table = S.calibration_table(summ, "mlp")
+    cf = summ["mlp"]["statistics"]["closed_form"]["innocent_own_draw"]["fpr_a0.05"]
+    assert f"| closed form (Mann-Whitney, Stouffer) | {cf['k']}/40 [" in table
+    assert "paper's rule rho = 0.1 (logits), uncalibrated | 0/40" in table
+    v = S.verdict_table(summ, "mlp")
+    assert "| owner (no attack) | 3/3 (median log10 p -40.0)" in v and "| pruning 90% | 0/3" in v
+    ax = S.plot_revealed(summ, "mlp", "closed_form")
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert list(lines["owner"].get_ydata()) == [-10.0, -40.0]
+    # a statistic the file does not hold: an empty panel, no error
+    assert not S.plot_revealed(summ, "mlp", "closed_form_tail").get_lines()[:-1]
