@@ -251,7 +251,7 @@ def closed_form_test(feature_pools, combine: str = "stouffer", confidence: str =
     r"""A p-value without a floor for "the suspect was trained on P'" (chapter "Beyond the paper").
 
     ``feature_pools``: ``{r: (features_P, features_Q)}`` (logits or log-probabilities of the
-    revealed members P' and the non-members Q of class r, shape (|P'|, c) and (|Q|, c)).  Per
+    revealed members P' and the non-members Q of class r, shape ``(len(P'), c)`` and ``(len(Q), c)``).  Per
     class, the score of a sample is its confidence at the true class r
     (:func:`pmi_tutorial.stats.confidence_scores`, default log-softmax = minus the loss: the
     same ranks from logits, log-probabilities or probabilities); :func:`rank_sum_test` asks
@@ -663,7 +663,8 @@ class OwnershipResult:
             f"  closed form (one-sided Mann-Whitney U per class, {cf.combine}): "
             f"p = {_fmt_p(cf.log10_pvalue)} (log10 p = {cf.log10_pvalue:.2f})",
             *([f"  closed form (members among the {self.closed_form_tail.fraction:g} least confident, "
-               f"exact, {self.closed_form_tail.combine}): p = {_fmt_p(self.closed_form_tail.log10_pvalue)} "
+               f"exact under the null, {self.closed_form_tail.combine}; its calibration on innocent "
+               f"models is not yet shown: quote it beside the rank test): p = {_fmt_p(self.closed_form_tail.log10_pvalue)} "
                f"(log10 p = {self.closed_form_tail.log10_pvalue:.2f})",
                f"  closed form, both (Bonferroni): log10 p = {self.log10_pvalue_both:.2f}"]
               if self.closed_form_tail is not None else []),

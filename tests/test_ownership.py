@@ -302,6 +302,7 @@ def test_owner_is_accused_and_innocent_is_not(small_world, tmp_path):
     assert d["pools"]["digest"] == pools.digest and d["pools"]["n_P"] == 1000
     text = own.report()
     assert text.index("closed form") < text.index("permutation") < text.index("uncalibrated")
+    assert "{" not in text and "not yet shown" in text  # every number formatted; the tail test's caveat
 
     # a checkpoint path and a pools file give the same numbers
     ckpt = save_checkpoint(tmp_path / "owner.pt", models["owner"], {"model": "mlp"})

@@ -110,7 +110,7 @@ def _labels(predict, xb: torch.Tensor) -> torch.Tensor:
 def sample_directions(n: int, shape, norm: str, directions: int, seed: int = 0, start: int = 0):
     """The walk's random directions for samples ``start .. start + n - 1``, in pixel units.
 
-    Returns a float32 tensor (n, directions, *shape).  The draws of sample i depend only on
+    Returns a float32 tensor ``(n, directions, *shape)``.  The draws of sample i depend only on
     (seed, norm, i // 64): the same for any batch size, and :func:`blind_walk` uses exactly these.
     """
     _check_norm(norm)
@@ -166,7 +166,7 @@ class Walk:
 
 
 def walk_along(predict, x, y, base, norm: str, steps: int = 50, box=None, unit=1.0):
-    r"""Walk every sample along its given directions ``base`` (n, D, *shape) in pixel units.
+    r"""Walk every sample along its given directions ``base`` ``(n, D, *shape)`` in pixel units.
 
     Step k (1..steps) tries :math:`x + k\,\delta` (clipped to ``box``); returns
     ``(distances (n, D), flipped (n, D), queries, labels_seen)`` with the distance the norm of
