@@ -300,6 +300,16 @@ def image_hashes(x) -> frozenset:
     return frozenset(row_hashes(x))
 
 
+def _check_known(n_members: int, n_nonmembers: int) -> None:
+    for name, k in (("known members", n_members), ("known non-members", n_nonmembers)):
+        if k < MIN_KNOWN:
+            raise ValueError(
+                f"only {k} {name} to fit the regressor; Dataset Inference needs at least "
+                f"{MIN_KNOWN} of each (the paper uses 500): pass more images the owner knows the "
+                "status of, disjoint from the ones revealed in the test"
+            )
+
+
 def fit_regressor(walk_members: Walk, walk_nonmembers: Walk, hidden: int = 100,
                   epochs: int = 1000, lr: float = 0.1, seed: int = 0, train_hashes=frozenset()) -> Regressor:
     """Fit the membership regressor on the owner's model's walks (part 2 of the method).
@@ -311,13 +321,7 @@ def fit_regressor(walk_members: Walk, walk_nonmembers: Walk, hidden: int = 100,
     refuse revealed images that the regressor was trained on.
     """
     a, b = walk_members.distances, walk_nonmembers.distances
-    for name, w in (("known members", a), ("known non-members", b)):
-        if len(w) < MIN_KNOWN:
-            raise ValueError(
-                f"only {len(w)} {name} to fit the regressor; Dataset Inference needs at least "
-                f"{MIN_KNOWN} of each (the paper uses 500): pass more images the owner knows the "
-                "status of, disjoint from the ones revealed in the test"
-            )
+    _check_known(len(a), len(b))
     if a.shape[1:] != b.shape[1:]:
         raise ValueError(f"members' and non-members' walks differ in shape: {a.shape} vs {b.shape}")
     both = np.concatenate([a, b])
@@ -435,13 +439,7 @@ class DatasetInference:
     def fit(cls, owner_model, known_members, known_nonmembers, seed: int = 0, hidden: int = 100,
             epochs: int = 1000, lr: float = 0.1, **walk_options):
         (xm, ym), (xn, yn) = known_members, known_nonmembers
-        for name, xs in (("known members", xm), ("known non-members", xn)):
-            if len(xs) < MIN_KNOWN:
-                raise ValueError(
-                    f"only {len(xs)} {name} to fit the regressor; Dataset Inference needs at "
-                    f"least {MIN_KNOWN} of each (the paper uses 500): pass more images the owner "
-                    "knows the status of, disjoint from the ones revealed in the test"
-                )
+        _check_known(len(xm), len(xn))
         wm = blind_walk(owner_model, xm, ym, seed=seed, **walk_options)
         wn = blind_walk(owner_model, xn, yn, seed=seed + 1, **walk_options)
         reg = fit_regressor(wm, wn, hidden=hidden, epochs=epochs, lr=lr, seed=seed,
