@@ -117,7 +117,7 @@ def tail_count_test(x, y, fraction: float = TAIL) -> RankSumResult:
     Pool the scores, take the K samples at or below the pooled ``fraction``-quantile (the
     least confident: high loss), and count the members among them, c.  Under the null (the
     pooled scores exchangeable) the members are a uniformly random subset of the pool, so c is
-    hypergeometric, :math:`P(C = i) = inom{K}{i}inom{N-K}{|P'|-i} / inom{N}{|P'|}`, and
+    hypergeometric, :math:`P(C = i) = \binom{K}{i}\binom{N-K}{|P'|-i} / \binom{N}{|P'|}`, and
     p = P(C <= c) exactly (summed in log space: no underflow); ties at the threshold are all
     in or all out, which K accounts for.  A model that generalises well gives members and
     non-members alike a confidence near 1, and what membership leaves is the tail: hard images
