@@ -119,3 +119,20 @@ def test_cli_has_the_dataset_inference_command():
     assert (args.config, args.study, args.archs) == ("quick", "tiny", ["mlp"])
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["dataset-inference", "--config", "huge"])
+
+
+def test_tables_show_every_view_size_and_attack():
+    cfg = D.DIConfig(revealed=(10, 300))
+    recs = [_record("independent", 0.03, 0.01, k) for k in range(4)]
+    recs += [_record("resplit", 0.5, 0.5, k) for k in range(4)]
+    recs += [_record("owner", 1e-9, 1e-8, 0, 0)]
+    for r in recs:  # a second size
+        for key in ("pvalue_first_draw", "pvalue_hmean", "pvalue_median"):
+            r[key]["300"] = r[key]["10"]
+    s = D.summarize(recs, cfg)
+    inn = D.innocent_table(s).splitlines()
+    assert len(inn) == 2 + 2 * 2  # header, rule, two views x two sizes
+    assert "| mlp | the owner's one draw | 10 | 4 | 1.00 (" in inn[2]  # 4 of 4 at p = 0.03
+    att = D.attack_table(s).splitlines()
+    assert len(att) == 3 and att[2].startswith("| mlp | owner (no attack) | 1e-08 |")
+    assert att[2].rstrip().endswith("| 100% |")

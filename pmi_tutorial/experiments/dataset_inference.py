@@ -189,7 +189,7 @@ def run_dataset_inference(study_cfg=None, cfg: DIConfig = CPU, out=None, cache_d
 
 
 def build_result(cfg, study_cfg, header, records, complete, wall) -> dict:
-    return {**header, "settings": {"dataset_inference": cfg.to_dict(), "study": study_cfg.to_dict()},
+    return {**header, "profile": f"study {study_cfg.name} (reduced CPU setting)", "settings": {"dataset_inference": cfg.to_dict(), "study": study_cfg.to_dict()},
             "complete": complete, "run_wall_seconds": round(wall, 1),
             # the walks and tests of every suspect, cached ones included (this run may have read them)
             "dataset_inference_seconds": round(sum(r["seconds"] for r in records), 1),
@@ -267,3 +267,37 @@ def summarize(records, cfg: DIConfig, alphas=(0.01, 0.05)) -> dict:
         }
         out[arch] = entry
     return out
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def innocent_table(summary) -> str:
+    """Markdown table: innocent models' false-positive rates (both views) and KS p-values."""
+    rows = ["| model | innocent models tested against | revealed | models | FPR at 0.05, one draw (95% CI) | FPR at 0.05, harmonic mean (95% CI) | KS p (one draw vs uniform) |",
+            "|---|---|---|---|---|---|---|"]
+    views = {"innocent": "the owner's one draw", "innocent_own_draw": "each its own draw"}
+    for arch, s in summary.items():
+        for view, title in views.items():
+            for k, e in s[view].items():
+                f, h = e["fpr_first_draw_0.05"], e["fpr_hmean_0.05"]
+                rows.append(f"| {arch} | {title} | {k} | {e['n_models']} "
+                            f"| {f[0]:.2f} ({f[1]:.2f}-{f[2]:.2f}) | {h[0]:.2f} ({h[1]:.2f}-{h[2]:.2f}) "
+                            f"| {e['ks_pvalue_first_draw']:.2g} |")
+    return "\n".join(rows)
+
+
+def attack_table(summary) -> str:
+    """Markdown table: median p-values per attack and size, and the share detected at 300."""
+    from .study import ATTACK_TITLES
+
+    kinds = sorted({k for s in summary.values() for k in s["attacks"]})
+    rows = ["| model | suspect | median p, 10 revealed | 30 | 100 | 300 | detected at 0.05 (300 revealed) |",
+            "|---|---|---|---|---|---|---|"]
+    for arch, s in summary.items():
+        for kind in kinds:
+            a = s["attacks"].get(kind, {})
+            cells = [f"{a[k]['median_pvalue_hmean']:.2g}" if k in a else "-" for k in ("10", "30", "100", "300")]
+            det = f"{a['300']['detected_0.05_hmean']:.0%}" if "300" in a else "-"
+            rows.append(f"| {arch} | {ATTACK_TITLES.get(kind, kind)} | " + " | ".join(cells) + f" | {det} |")
+    return "\n".join(rows)
