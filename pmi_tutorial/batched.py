@@ -11,6 +11,7 @@ here, on one table of features:
 * :func:`gather` - the rows of a batch of trials, component-major (c, T, m, n);
 * :func:`linear_mmd2` / :func:`rbf_mmd2` - Eq. 5-6 then Eq. 10-11 for every trial, (T, m, m);
 * :func:`distances` - :math:`\sqrt{\max(\mathrm{MMD}^2_u, 0)}`, in chunks of trials;
+* :func:`two_clusters` - Algorithm 1 on a batch of trials (single, complete, average linkage);
 * :func:`linkage_guesses` / :func:`outlier_guesses` - the guess of every trial, ties broken by
   :func:`kth_candidate` exactly as :func:`pmi_tutorial.pmi.pick` breaks them;
 * :func:`trial_guesses` - all of the above for a batch of trials;
@@ -222,25 +223,19 @@ def kth_candidate(cand, u) -> np.ndarray:
     return np.argmax(cand & (rank == k[:, None]), axis=1)
 
 
-def linkage_guesses(D, u, linkage: str = "single") -> np.ndarray:
-    """Algorithm 1 run on a batch of distance matrices ``D`` (T, m, m) at once, vectorized.
+def two_clusters(D, linkage: str = "single"):
+    """Algorithm 1 on a batch of distance matrices ``D`` (T, m, m) until two clusters remain.
 
-    Each of the m - 1 merge steps is one tensor operation over all T trials: take the closest
+    Each of the m - 2 merge steps is one tensor operation over all T trials: take the closest
     pair of active clusters (ties go to the smallest cluster ids, exactly as in
     :func:`pmi_tutorial.clustering.agglomerative`), and give the merged cluster the
-    Lance-Williams distance ``min`` (single) or ``max`` (complete) of its parts, which equals
-    the minimum / maximum over member pairs exactly.  Returns the guess of every trial, picked
-    from the smaller final cluster with the uniforms ``u`` (:func:`kth_candidate`).
+    Lance-Williams distance of its parts: ``min`` (single), ``max`` (complete) or the
+    size-weighted mean (average), each equal to the minimum / maximum / mean over member pairs.
+    Returns the boolean membership masks ``(G1, G2)``, each (T, m), of the last two clusters.
     """
     import torch
 
-    if linkage not in ("single", "complete"):
-        V.check_linkage(linkage)  # an unknown name: the general message
-        raise ValueError(
-            f"the batched path covers single and complete linkage, got {linkage!r}; "
-            "use fingerprint.trial_guesses(..., method='reference') for average linkage"
-        )
-    combine = {"single": torch.minimum, "complete": torch.maximum}[linkage]
+    V.check_linkage(linkage)
     D = torch.as_tensor(D)
     t, m, _ = D.shape
     K, dev = 2 * m - 1, D.device
@@ -250,6 +245,8 @@ def linkage_guesses(D, u, linkage: str = "single") -> np.ndarray:
     dist[:, :m, :m] = D
     member = torch.zeros((t, K, m), dtype=torch.bool, device=dev)
     member[:, torch.arange(m), torch.arange(m)] = True
+    size = torch.zeros((t, K), dtype=D.dtype, device=dev)
+    size[:, :m] = 1
     active = torch.zeros((t, K), dtype=torch.bool, device=dev)
     active[:, :m] = True
     upper = torch.ones((K, K), dtype=torch.bool, device=dev).triu(1)
@@ -260,12 +257,37 @@ def linkage_guesses(D, u, linkage: str = "single") -> np.ndarray:
         if step == m - 2:
             break
         new = m + step
-        row = combine(dist[ar, a], dist[ar, b])
+        da, db = dist[ar, a], dist[ar, b]
+        if linkage == "single":
+            row = torch.minimum(da, db)
+        elif linkage == "complete":
+            row = torch.maximum(da, db)
+        else:
+            na, nb = size[ar, a][:, None], size[ar, b][:, None]
+            row = (na * da + nb * db) / (na + nb)
         dist[:, new, :], dist[:, :, new] = row, row
         member[:, new] = member[ar, a] | member[ar, b]
+        size[:, new] = size[ar, a] + size[ar, b]
         active[ar, a], active[ar, b] = False, False
         active[:, new] = True
-    G1, G2 = member[ar, a], member[ar, b]
+    return member[ar, a], member[ar, b]
+
+
+def linkage_guesses(D, u, linkage: str = "single") -> np.ndarray:
+    """Algorithm 1 run on a batch of distance matrices ``D`` (T, m, m) at once, vectorized
+    (:func:`two_clusters`, single or complete linkage: the paths of ``fingerprint`` and
+    ``stats``).  Returns the guess of every trial, picked from the smaller final cluster with
+    the uniforms ``u`` (:func:`kth_candidate`).
+    """
+    import torch
+
+    if linkage not in ("single", "complete"):
+        V.check_linkage(linkage)  # an unknown name: the general message
+        raise ValueError(
+            f"the batched path covers single and complete linkage, got {linkage!r}; "
+            "use fingerprint.trial_guesses(..., method='reference') for average linkage"
+        )
+    G1, G2 = two_clusters(D, linkage)
     s1, s2 = G1.sum(1, keepdim=True), G2.sum(1, keepdim=True)
     return kth_candidate(torch.where(s1 < s2, G1, torch.where(s2 < s1, G2, G1 | G2)), u)
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .. import _validate as V
+from .. import batched
 
 FEATURES = ("logits", "log_probs", "probs", "penultimate")
 NORMALIZATIONS = ("joint", "none", "block", "pool")
@@ -430,11 +431,9 @@ def linkage_guesses(D, u, decision: str = "single", tie: str = "both") -> np.nda
     """The guessed member position of every trial from distance matrices ``D`` (t, m, m).
 
     ``decision`` single / complete / average runs Algorithm 1 on all trials at once (the
-    closest pair of active clusters merges, ties to the smallest cluster ids, as in
-    :func:`pmi_tutorial.clustering.agglomerative`; the merged cluster's distance to the others
-    is the min / max / size-weighted mean of its parts', Lance-Williams, which equals the
-    min / max / mean over member pairs) until two clusters remain, and picks from the smaller
-    one with the uniforms ``u`` as :func:`pmi_tutorial.pmi.pick` does.  Two clusters of equal
+    :func:`pmi_tutorial.batched.two_clusters`) until two clusters remain, and picks from the
+    smaller one with the uniforms ``u`` as :func:`pmi_tutorial.pmi.pick` does
+    (:func:`pmi_tutorial.batched.kth_candidate`).  Two clusters of equal
     size: ``tie="both"`` lets every mini-dataset be picked (the package's reading), ``"first"``
     picks in the first cluster of the last merge (``|G1| <= |G2|`` read literally), ``"second"``
     in the other.  ``decision="outlier"`` skips clustering: the guess is the mini-dataset with
@@ -445,50 +444,12 @@ def linkage_guesses(D, u, decision: str = "single", tie: str = "both") -> np.nda
     if tie not in TIES:
         raise ValueError(f"unknown tie rule {tie!r}; use one of {', '.join(map(repr, TIES))}")
     D = torch.as_tensor(D).double()
-    t, m, _ = D.shape
     if decision == "outlier":
         return D.sum(-1).argmax(-1).numpy().astype(np.int64)
-    K = 2 * m - 1
-    ar = torch.arange(t)
-    inf = torch.tensor(float("inf"), dtype=D.dtype)
-    dist = torch.full((t, K, K), float("inf"), dtype=D.dtype)
-    dist[:, :m, :m] = D
-    member = torch.zeros((t, K, m), dtype=torch.bool)
-    member[:, torch.arange(m), torch.arange(m)] = True
-    size = torch.zeros((t, K), dtype=D.dtype)
-    size[:, :m] = 1
-    active = torch.zeros((t, K), dtype=torch.bool)
-    active[:, :m] = True
-    upper = torch.ones((K, K), dtype=torch.bool).triu(1)
-    for step in range(m - 1):
-        pairs = upper & active[:, :, None] & active[:, None, :]
-        flat = torch.where(pairs, dist, inf).reshape(t, -1).argmin(dim=1)
-        a, b = flat // K, flat % K
-        if step == m - 2:
-            break
-        new = m + step
-        da, db = dist[ar, a], dist[ar, b]
-        if decision == "single":
-            row = torch.minimum(da, db)
-        elif decision == "complete":
-            row = torch.maximum(da, db)
-        else:
-            na, nb = size[ar, a][:, None], size[ar, b][:, None]
-            row = (na * da + nb * db) / (na + nb)
-        row = torch.where(active, row, inf)
-        dist[:, new, :], dist[:, :, new] = row, row
-        member[:, new] = member[ar, a] | member[ar, b]
-        size[:, new] = size[ar, a] + size[ar, b]
-        active[ar, a], active[ar, b] = False, False
-        active[:, new] = True
-    G1, G2 = member[ar, a], member[ar, b]
+    G1, G2 = batched.two_clusters(D, decision)
     s1, s2 = G1.sum(1, keepdim=True), G2.sum(1, keepdim=True)
     equal = {"both": G1 | G2, "first": G1, "second": G2}[tie]
-    cand = torch.where(s1 < s2, G1, torch.where(s2 < s1, G2, equal)).numpy()
-    count = cand.sum(1)
-    k = np.minimum((np.asarray(u) * count).astype(np.int64), count - 1)
-    rank = np.cumsum(cand, axis=1) - 1
-    return np.argmax(cand & (rank == k[:, None]), axis=1)
+    return batched.kth_candidate(torch.where(s1 < s2, G1, torch.where(s2 < s1, G2, equal)), u)
 
 
 # ----------------------------------------------------------------------------- trials
