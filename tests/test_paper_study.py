@@ -58,12 +58,26 @@ def test_design_keeps_innocents_away_from_the_pools(tiny_run):
     world = PS.prepare(PS.TINY)
     y = world.split.train_y.numpy()
     for k in range(2):
-        train, select, own = PS.innocent_parts(world, k)
+        train, select, unseen = PS.innocent_parts(world, k)
+        draw = PS.own_draw_positions(world, k)
+        vy = world.split.val_y.numpy()
         for r in range(10):
             seen = np.concatenate([train[r], select[r]])
             assert not np.intersect1d(seen, world.reveal[r]).size  # never P'
-            assert not np.intersect1d(seen, own[r]).size  # never its own P'_k
             assert (y[seen] == r).all() and len(train[r]) == PS.TINY.design.innocent_per_class
+            P, Q = draw[r]
+            assert len(P) == PS.TINY.design.reveal_per_class and len(Q) == PS.TINY.design.own_q_per_class
+            assert not set(P) & set(Q)  # disjoint
+            tr = [i for s, i in P + Q if s == "train"]
+            assert not np.intersect1d(seen, tr).size  # its own draw: images it never used
+            assert (y[tr] == r).all() and (vy[[i for s, i in P + Q if s == "val"]] == r).all()
+    # the split is random per model: both sides take training and validation images, and two
+    # models' draws differ
+    sides = [{s for s, _ in part} for k in range(2) for r in range(10)
+             for part in PS.own_draw_positions(world, k)[r]]
+    assert sum(side == {"train", "val"} for side in sides) > len(sides) // 2
+    assert PS.own_draw_positions(world, 0)[0] != PS.own_draw_positions(world, 1)[0]
+    assert PS.own_draw_positions(world, 0) == PS.own_draw_positions(world, 0)  # seeded
     assert not np.intersect1d(PS.distill_part(world), np.concatenate(list(world.reveal.values()))).size
 
 

@@ -42,6 +42,20 @@ def test_ks_and_shared_luck():
     assert S.ks_uniform(sps.norm.sf(z))["pvalue"] < 1e-6
 
 
+def test_ks_tells_conservative_from_liberal():
+    rng = np.random.default_rng(1)
+    u = rng.uniform(size=300)
+    conservative, liberal = np.sqrt(u), u ** 2  # P(p <= a) = a^2 < a, and sqrt(a) > a
+    c, lib, ok = S.ks_uniform(conservative), S.ks_uniform(liberal), S.ks_uniform(u)
+    assert c["pvalue"] < 1e-6 and c["pvalue_liberal"] > 0.5  # not uniform, but valid
+    assert lib["pvalue"] < 1e-6 and lib["pvalue_liberal"] < 1e-6  # accuses innocents too often
+    assert ok["pvalue_liberal"] > 0.01
+    # the one-sided statistic by brute force: max_i (i / n - p_(i))
+    ps = np.sort(liberal)
+    d = np.max(np.arange(1, ps.size + 1) / ps.size - ps)
+    assert lib["pvalue_liberal"] == pytest.approx(sps.ksone.sf(d, ps.size), rel=1e-6)
+
+
 def _cell(log10_p, directional, acc):
     feats = {f: {"acc": acc, "calibrated": directional, "outlier": directional}
              for f in ("logits", "logprob", "prob")}

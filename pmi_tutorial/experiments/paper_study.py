@@ -12,9 +12,12 @@ r"""The false-positive study at the paper's scale (chapter "Beyond the paper").
 * **Innocent models** train on a random ``innocent_per_class`` images per class of the training
   split minus P' (own seed, own subset), and pick their best epoch on ``select_per_class``
   further images of it: they never see P' or Q.  Each is tested against the owner's draw and
-  against its own draw: P'_k from training images it never used, Q_k a random part of the
-  validation split.  A p-value's guarantee holds over the draw of the pools; only the own
-  draws are independent across innocent models.
+  against its own draw (:func:`own_draw`): a fresh random split of the images it never saw
+  (training images it did not use and the validation split) into P'_k and Q_k.  A p-value's
+  guarantee holds over the draw of the pools.  Because each model's split is its own random
+  assignment, the own-draw p-values are independent across models given the models, and each
+  is uniform under the null; the owner's single draw is shared, so those p-values move
+  together.
 * **Attacked copies** of every owner (:data:`ATTACKS`): fine-tuning as in the paper (its 20% of
   the validation split leaves Q), pruning 50% and 90%, int8 and fp16 weights, weight noise,
   distillation into the same and into the other architecture on ``distill_per_class``
@@ -45,7 +48,7 @@ from .study.design import _as_index, _digest, training_split
 from .study.run import _cached_model
 
 RESULT_FORMAT = "pmi-tutorial-paper-study"
-RESULT_VERSION = 1
+RESULT_VERSION = 2  # 2: the own draw is a random split of the unseen images
 FILES = {"records": "paper_study_records.json", "summary": "paper_study_summary.json"}
 ATTACKS = ("finetune", "prune50", "prune90", "int8", "fp16", "noise", "distill_same",
            "distill_other", "probabilities")
@@ -191,18 +194,48 @@ def _per_class_draw(world: World, tag, k, sizes, exclude=()):
 
 
 def innocent_parts(world: World, k: int):
-    """``(train, select, own_reveal)`` of innocent model k, per class lists of positions: it
-    trains on ``train`` and selects its epoch on ``select`` (both outside P'); its own draw
-    P'_k is ``reveal_per_class`` images per class it never used (P' included)."""
+    """``(train, select, unseen)`` of innocent model k, per class lists of training positions:
+    it trains on ``train`` and selects its epoch on ``select`` (both outside P'); ``unseen`` are
+    the class's training positions it never used (P' included)."""
     d = world.cfg.design
     train, select = _per_class_draw(world, 7001, k, (d.innocent_per_class, d.select_per_class))
     y = world.split.train_y.numpy()
-    rng = np.random.default_rng([d.split_seed, 7003, int(k)])
-    own = []
-    for r in world.outside:
-        unseen = np.setdiff1d(np.flatnonzero(y == r), np.concatenate([train[r], select[r]]))
-        own.append(rng.choice(unseen, d.reveal_per_class, replace=False))
-    return train, select, own
+    unseen = [np.setdiff1d(np.flatnonzero(y == r), np.concatenate([train[r], select[r]]))
+              for r in world.outside]
+    return train, select, unseen
+
+
+#: how an innocent model's own draw is made (part of its measurement's cache key)
+OWN_DRAW = "random-split-of-unseen"
+
+
+def own_draw_positions(world: World, k: int):
+    """Innocent model k's own draw as positions: per class, ``(P'_k, Q_k)`` each a list of
+    ``("train" | "val", position)`` pairs, a seeded random split of the images model k never
+    saw (the training images it did not use, and the validation split) into
+    ``reveal_per_class`` members, in reveal order, and ``own_q_per_class`` non-members.
+
+    Every image in the pool is unseen by model k, so under the null P'_k and Q_k are
+    exchangeable by construction, and because each model's split is its own random
+    assignment, the hardest images of the pool fall on either side independently for each
+    model (with Q_k a fixed part of the validation split for every model, their tail tests
+    shared the luck of its hardest images)."""
+    d = world.cfg.design
+    _, _, unseen = innocent_parts(world, k)
+    vy = world.split.val_y.numpy()
+    rng = np.random.default_rng([d.split_seed, 7009, int(k)])
+    out = []
+    for r, tr in enumerate(unseen):
+        pool = [("train", int(i)) for i in tr] + [("val", int(i)) for i in np.flatnonzero(vy == r)]
+        need = d.reveal_per_class + d.own_q_per_class
+        if len(pool) < need:
+            raise ValueError(f"class {r}: innocent model {k} left {len(pool)} unseen images, the "
+                             f"own draw needs {need} (reveal_per_class + own_q_per_class); use "
+                             "smaller parts")
+        order = rng.permutation(len(pool))
+        out.append(([pool[i] for i in order[:d.reveal_per_class]],
+                    [pool[i] for i in order[d.reveal_per_class:need]]))
+    return out
 
 
 def distill_part(world: World) -> np.ndarray:
@@ -219,15 +252,17 @@ def owner_draw(world: World):
 
 
 def own_draw(world: World, k: int):
-    """Innocent model k's own draw: P'_k (unseen training images), Q_k (part of validation)."""
-    _, _, own = innocent_parts(world, k)
-    vy = world.split.val_y.numpy()
-    rng = np.random.default_rng([world.cfg.design.split_seed, 7007, int(k)])
-    P = {r: world.split.train_x[_as_index(p)] for r, p in enumerate(own)}
-    Q = {r: world.split.val_x[_as_index(np.sort(rng.choice(
-        np.flatnonzero(vy == r), world.cfg.design.own_q_per_class, replace=False)))]
-        for r in range(world.split.num_classes)}
-    return P, Q
+    """Innocent model k's own draw as images: ``(P'_k, Q_k)`` per class
+    (:func:`own_draw_positions`)."""
+    import torch
+
+    def images(pairs):
+        src = {"train": world.split.train_x, "val": world.split.val_x}
+        return torch.stack([src[s][i] for s, i in pairs])
+
+    parts = own_draw_positions(world, k)
+    return ({r: images(p) for r, (p, _) in enumerate(parts)},
+            {r: images(q) for r, (_, q) in enumerate(parts)})
 
 
 # --------------------------------------------------------------------------- models (cached)
@@ -456,8 +491,9 @@ def iter_records(world: World, cfg: PaperConfig, cache_dir=None, only=None):
     for arch, kind, k in plan(cfg) if only is None else only:
         if kind == NEGATIVE:
             model, key, state = innocent_model(world, arch, k, cache_dir)
-            for draw_name, draw in (("owner", odraw), ("own", own_draw(world, k))):
-                rec = measured(model, "logits", draw, f"{key}_{draw_name}", cfg, cache_dir)
+            for draw_name, draw, tag in (("owner", odraw, "owner"),
+                                         ("own", own_draw(world, k), f"own-{_digest(OWN_DRAW)}")):
+                rec = measured(model, "logits", draw, f"{key}_{tag}", cfg, cache_dir)
                 yield {"arch": arch, "kind": kind, "index": k, "owner": None, "draw": draw_name,
                        "train_cpu_seconds": state.get("cpu_seconds", 0.0), **rec}
             continue
