@@ -161,9 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "dataset_inference_CONFIG.json. Every suspect is cached, so a "
                                    "killed run resumes.")
     d.add_argument("--out", default="results", help="folder for the result file (default ./results)")
-    d.add_argument("--config", default="cpu", choices=("cpu", "quick"),
-                   help="cpu: the committed comparison; quick: the chapter's live settings")
-    d.add_argument("--study", default="cpu", choices=("cpu", "tiny"), help="which study's models")
+    d.add_argument("--config", default="cpu", choices=("cpu", "quick", "paper", "paper-tiny"),
+                   help="cpu: the committed comparison on the CPU study; quick: the chapter's live "
+                        "settings; paper: the paper's walk on the paper-scale study (with --study "
+                        "paper); paper-tiny: its smallest form")
+    d.add_argument("--study", default="cpu", choices=("cpu", "tiny", "paper", "paper-tiny"),
+                   help="which study's models (paper, paper-tiny: the paper-scale study's; only "
+                        "models it has already trained are tested)")
     d.add_argument("--archs", nargs="+", default=None, help="architectures, e.g. mlp lenet5")
     d.add_argument("--cache-dir", default=None, help="model cache (default $PMI_CACHE_DIR or ~/.cache)")
     d.add_argument("--quiet", action="store_true", help="no line per model")
@@ -409,12 +413,32 @@ def cmd_dataset_inference(args) -> int:
     from .experiments import dataset_inference as D
     from .experiments import study
 
-    cfg = study.CONFIGS[args.study]
-    if args.archs:
-        cfg = replace(cfg, archs=tuple(args.archs))
-    res = D.run_dataset_inference(cfg, D.CONFIGS[args.config], out=args.out,
-                                  cache_dir=args.cache_dir, progress=not args.quiet,
-                                  command="python -m pmi_tutorial " + " ".join(args.argv))
+    command = "python -m pmi_tutorial " + " ".join(args.argv)
+    if args.study.startswith("paper"):
+        from .experiments import paper_study
+
+        cfg = paper_study.CONFIGS[args.study]
+        if args.archs:
+            keep = [i for i, a in enumerate(cfg.archs) if a in args.archs]
+            if not keep:
+                raise ValueError(f"--archs {' '.join(args.archs)}: the study {args.study} has "
+                                 f"{', '.join(cfg.archs)}")
+            cfg = replace(cfg, archs=tuple(cfg.archs[i] for i in keep),
+                          n_innocent=tuple(cfg.n_innocent[i] for i in keep),
+                          epochs=tuple(cfg.epochs[i] for i in keep))
+        res = D.run_on_paper_study(cfg, D.CONFIGS[args.config], out=args.out,
+                                   cache_dir=args.cache_dir, progress=not args.quiet,
+                                   command=command)
+        if res["not_yet_run"]:
+            print(f"{len(res['not_yet_run'])} suspects skipped: their models are not trained yet "
+                  f"(python -m pmi_tutorial study --config {args.study})")
+    else:
+        cfg = study.CONFIGS[args.study]
+        if args.archs:
+            cfg = replace(cfg, archs=tuple(args.archs))
+        res = D.run_dataset_inference(cfg, D.CONFIGS[args.config], out=args.out,
+                                      cache_dir=args.cache_dir, progress=not args.quiet,
+                                      command=command)
     print(f"wrote {D.FILE.format(name=args.config)} to {args.out}: {len(res['models'])} models "
           f"in {res['run_wall_seconds']} s")
     return 0

@@ -102,3 +102,35 @@ def test_bad_design():
         PS.prepare(bad)
     with pytest.raises(ValueError, match="unknown attack"):
         PS.attacked(PS.prepare(PS.TINY), None, "k", "mlp", "melt", 0)
+
+
+def test_dataset_inference_on_the_paper_study_models(tiny_run, monkeypatch):
+    from dataclasses import replace
+
+    from pmi_tutorial.experiments import dataset_inference as D
+
+    base, _ = tiny_run
+    cfg = replace(PS.TINY, n_innocent=(3,))  # innocent 2 is not trained: skipped, not trained
+    monkeypatch.setattr("pmi_tutorial.training.train", lambda *a, **k: pytest.fail("trained"))
+    res = D.run_on_paper_study(cfg, D.PAPER_TINY, out=base / "di", cache_dir=base / "cache",
+                               progress=False)
+    kinds = [(r["kind"], r["index"]) for r in res["models"]]
+    attacks = [k for k in D.PAPER_TINY.kinds if k in PS.ATTACKS]
+    assert kinds == [("owner", 0)] + [(a, 0) for a in attacks] + [
+        ("independent", 0), ("resplit", 0), ("independent", 1), ("resplit", 1)]
+    assert res["not_yet_run"] == [["mlp", "independent", 2], ["mlp", "resplit", 2]]
+    assert not res["complete"] and res["models_planned"] == len(kinds) + 2
+    for r in res["models"]:
+        assert set(r["pvalue_first_draw"]) == {"10", "20"} and r["revealed_available"] == [20, 20]
+        assert all(0 <= p <= 1 for p in r["pvalue_hmean"].values())
+        assert r["queries"] > 40  # every revealed image walked at least once
+    # the owner's draw is shared, each innocent's own draw is its own
+    inn = {(r["kind"], r["index"]): r for r in res["models"] if r["owner"] is None}
+    assert inn["resplit", 0]["pvalue_first_draw"] != inn["resplit", 1]["pvalue_first_draw"]
+    on_disk = json.loads((base / "di" / "dataset_inference_paper-tiny.json").read_text())
+    assert on_disk["models"] == res["models"] and "paper-scale study" in on_disk["profile"]
+    assert "ks_pvalue_first_draw" in on_disk["summary"]["mlp"]["innocent_own_draw"]["10"]
+    # cached: a second run walks nothing
+    monkeypatch.setattr(D, "_paper_test", lambda *a, **k: pytest.fail("walked again"))
+    again = D.run_on_paper_study(cfg, D.PAPER_TINY, cache_dir=base / "cache", progress=False)
+    assert again["models"] == res["models"]

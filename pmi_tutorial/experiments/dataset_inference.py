@@ -54,7 +54,15 @@ CPU = DIConfig()
 #: the chapter's live slice: small, seconds per model
 QUICK = DIConfig(name="quick", known=200, revealed=(10, 30, 100), max_revealed=300, directions=4,
                  repeats=30, epochs=300)
-CONFIGS = {c.name: c for c in (CPU, QUICK)}
+#: on the models of the paper-scale study (:mod:`.paper_study`): the paper's walk and regressor,
+#: up to 1,000 revealed samples of each pool (100 per class; PMI's k per class is 10 k samples)
+PAPER = DIConfig(name="paper", revealed=(10, 30, 100, 300, 1000), max_revealed=1000,
+                 kinds=("independent", "resplit", "owner", "finetune", "prune50", "prune90",
+                        "int8", "fp16", "noise", "distill_same", "distill_other"))
+#: its smallest form (tests)
+PAPER_TINY = DIConfig(name="paper-tiny", known=40, revealed=(10, 20), max_revealed=20,
+                      directions=2, steps=10, repeats=5, epochs=50, kinds=PAPER.kinds)
+CONFIGS = {c.name: c for c in (CPU, QUICK, PAPER, PAPER_TINY)}
 
 
 def config_from_dict(d: dict) -> DIConfig:
@@ -188,6 +196,186 @@ def run_dataset_inference(study_cfg=None, cfg: DIConfig = CPU, out=None, cache_d
     return result
 
 
+# --------------------------------------------------------------------------- the paper-scale study
+
+
+def _balanced(images: dict, per_class: int, exclude=frozenset()):
+    """``(x, y)``: the first ``per_class`` images of each class of ``images`` (class -> tensor,
+    in its order) whose hash is not in ``exclude``."""
+    import torch
+
+    from ..baselines.dataset_inference import row_hashes
+
+    xs, ys = [], []
+    for r, x in sorted(images.items()):
+        keep = [i for i, h in enumerate(row_hashes(x)) if h not in exclude][:per_class]
+        xs.append(x[keep])
+        ys.append(torch.full((len(keep),), int(r), dtype=torch.long))
+    return torch.cat(xs), torch.cat(ys)
+
+
+def paper_detector(world, owner, cfg: DIConfig, box, unit):
+    """Dataset Inference fitted on a paper-study owner: ``known`` members from its training
+    images outside P', ``known`` non-members from the validation split (both seeded); the
+    test then reveals images of P' and Q outside these."""
+    from ..baselines.dataset_inference import DatasetInference
+
+    split = world.split
+    rng = np.random.default_rng([cfg.seed, 11])
+    outside = np.concatenate([world.outside[r] for r in sorted(world.outside)])
+    km = rng.choice(outside, cfg.known, replace=False)
+    kn = rng.choice(len(split.val_y), cfg.known, replace=False)
+    return DatasetInference.fit(owner, (split.train_x[km], split.train_y[km]),
+                                (split.val_x[kn], split.val_y[kn]), seed=cfg.seed,
+                                epochs=cfg.epochs, directions=cfg.directions, steps=cfg.steps,
+                                box=box, unit=unit)
+
+
+def _paper_test(detector, suspect, draw, cfg: DIConfig, keep_q=None, split=None) -> dict:
+    """One suspect against a draw ``(P', Q)`` (class -> images): the revealed images are the
+    first ``max_revealed / classes`` of each class outside the regressor's images (and, for
+    fine-tuning, outside the validation images it used)."""
+    import torch
+
+    from ..features import logits
+    from .study.design import _as_index
+
+    P, Q = draw
+    if keep_q is not None:
+        vy = split.val_y.numpy()
+        Q = {r: split.val_x[_as_index(np.intersect1d(np.flatnonzero(vy == r), keep_q))] for r in Q}
+    per = -(-cfg.max_revealed // len(P))
+    used = detector.regressor.train_hashes
+    rm, rn = _balanced(P, per, used), _balanced(Q, per, used)
+    sizes = tuple(k for k in cfg.revealed if k <= min(len(rm[0]), len(rn[0])))
+    t0 = time.perf_counter()
+    res = detector.test(suspect, rm, rn, num_revealed=sizes, repeats=cfg.repeats, seed=cfg.seed)
+    walk_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    logits(suspect, torch.cat([rm[0], rn[0]]))
+    forward_seconds = time.perf_counter() - t0
+    return {"pvalue_hmean": {str(k): res.pvalues[k] for k in sizes},
+            "pvalue_first_draw": {str(k): float(res.draws[k][0]) for k in sizes},
+            "pvalue_median": {str(k): float(np.median(res.draws[k])) for k in sizes},
+            "mean_difference": res.mean_difference, "queries": int(res.queries),
+            "forward_equivalents": round(res.forward_equivalents, 2),
+            "seconds": round(walk_seconds, 2), "forward_seconds": round(forward_seconds, 4),
+            "revealed_available": [len(rm[0]), len(rn[0])]}
+
+
+def paper_plan(paper_cfg, cfg: DIConfig) -> list:
+    """``(arch, kind, index)`` in run order: per architecture, owner j's copies, then innocents
+    (each with the owner's draw, "independent", and its own, "resplit"), so that a partial
+    result holds some of every kind."""
+    from . import paper_study as PS
+
+    out = []
+    attacks = [k for k in cfg.kinds if k not in ("independent", "resplit")]
+    for arch, n_inn in zip(paper_cfg.archs, paper_cfg.n_innocent):
+        per = -(-n_inn // max(paper_cfg.n_owners, 1))
+        for j in range(max(paper_cfg.n_owners, 1)):
+            if j < paper_cfg.n_owners:
+                out += [(arch, a, j) for a in attacks if a == "owner" or a in PS.ATTACKS]
+            for i in range(j * per, min(n_inn, (j + 1) * per)):
+                out += [(arch, kind, i) for kind in ("independent", "resplit") if kind in cfg.kinds]
+    return out
+
+
+def run_on_paper_study(paper_cfg=None, cfg: DIConfig = PAPER, out=None, cache_dir=None,
+                       root=None, progress=True, command=None, only_cached_models=True) -> dict:
+    """Dataset Inference on the models of the paper-scale study (:mod:`.paper_study`).
+
+    The owner fits the regressor on its own model (:func:`paper_detector`); every owner-derived
+    suspect and every innocent model is tested against the owner's draw (P' and Q, as PMI is),
+    and each innocent model also against its own draw (:func:`.paper_study.own_draw`, kind
+    "resplit"), whose p-values are independent across models.  Innocent models use owner 0's
+    regressor.  With ``only_cached_models`` a model the study has not trained yet is skipped
+    (run the study first); every record is cached and the result file is written after each
+    suspect (atomically), so a run resumes.
+    """
+    import torch
+
+    from ..baselines.dataset_inference import pixel_space
+    from . import paper_study as PS
+    from .study.design import _digest
+
+    torch.set_num_threads(1)
+    paper_cfg = paper_cfg or PS.PAPER
+    header = F.result_header(RESULT_FORMAT, command)
+    world = PS.prepare(paper_cfg, root)
+    box, unit = pixel_space(paper_cfg.design.dataset)
+    folder = PS._folder(cache_dir) / "dataset_inference"
+    di_settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "kinds")}
+    odraw = PS.owner_draw(world)
+    owners, detectors, records, skipped = {}, {}, [], []
+    t_wall = time.perf_counter()
+
+    def have(arch, role, k):
+        return bool(list(PS._folder(cache_dir).glob(f"{arch}_{role}{k}_*.pt"))) or not only_cached_models
+
+    for arch, kind, k in paper_plan(paper_cfg, cfg):
+        innocent = kind in ("independent", "resplit")
+        owner_k = 0 if innocent else k
+        if not have(arch, "owner", owner_k) or (innocent and not have(arch, "innocent", k)):
+            skipped.append([arch, kind, k])
+            continue
+        if (arch, owner_k) not in owners:
+            owners[arch, owner_k] = PS.owner_model(world, arch, owner_k, cache_dir)
+        owner, okey, _ = owners[arch, owner_k]
+        keep = None
+        if innocent:
+            model, key, _ = PS.innocent_model(world, arch, k, cache_dir)
+            key = f"{key}_{kind}"
+        elif kind == "owner":
+            model, key = owner, okey
+        else:
+            model, _, keep = PS.attacked(world, owner, okey, arch, kind, k, cache_dir)
+            key = f"{okey}_{kind}_{_digest(PS._attack_settings(paper_cfg, kind))}"
+        path = folder / f"{key}_{_digest({'di': di_settings, 'owner': okey, 'own_draw': PS.OWN_DRAW})}.json"
+        if path.is_file():
+            rec = json.loads(path.read_text())
+        else:
+            if (arch, owner_k) not in detectors:
+                detectors[arch, owner_k] = paper_detector(world, owner, cfg, box, unit)
+            draw = PS.own_draw(world, k) if kind == "resplit" else odraw
+            info = {"arch": arch, "kind": kind, "index": int(k), "owner": None if innocent else int(k)}
+            rec = {**info, **_paper_test(detectors[arch, owner_k], model, draw, cfg, keep,
+                                         world.split)}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            F.write_json_atomic(path, rec)
+        records.append(rec)
+        if progress:
+            p = ", ".join(f"{n}: {v:.2g}" for n, v in rec["pvalue_first_draw"].items())
+            print(f"{arch:6s} {kind:13s} {k:2d}: DI p (first draw) {p}; {rec['seconds']} s",
+                  flush=True)
+        if out is not None:
+            _write_paper(out, cfg, paper_cfg, header, records, skipped, False,
+                         time.perf_counter() - t_wall)
+    result = _paper_result(cfg, paper_cfg, header, records, skipped, not skipped,
+                           time.perf_counter() - t_wall)
+    if out is not None:
+        _write_paper(out, cfg, paper_cfg, header, records, skipped, not skipped,
+                     time.perf_counter() - t_wall)
+    return result
+
+
+def _paper_result(cfg, paper_cfg, header, records, skipped, complete, wall) -> dict:
+    res = build_result(cfg, paper_cfg, header, records, complete, wall)
+    res["profile"] = (f"paper-scale study {paper_cfg.name} ({paper_cfg.banner()}); Dataset "
+                      f"Inference {cfg.name}: the paper's walk ({cfg.directions} directions per "
+                      f"norm, {cfg.steps} steps) and regressor ({cfg.epochs} epochs)")
+    res["not_yet_run"] = skipped
+    res["models_planned"] = len(paper_plan(paper_cfg, cfg))
+    return res
+
+
+def _write_paper(out, cfg, paper_cfg, header, records, skipped, complete, wall):
+    from pathlib import Path
+
+    F.write_json_atomic(Path(out) / FILE.format(name=cfg.name),
+                        _paper_result(cfg, paper_cfg, header, records, skipped, complete, wall))
+
+
 def build_result(cfg, study_cfg, header, records, complete, wall) -> dict:
     return {**header, "profile": f"study {study_cfg.name} (reduced CPU setting)", "settings": {"dataset_inference": cfg.to_dict(), "study": study_cfg.to_dict()},
             "complete": complete, "run_wall_seconds": round(wall, 1),
@@ -291,13 +479,20 @@ def attack_table(summary) -> str:
     """Markdown table: median p-values per attack and size, and the share detected at 300."""
     from .study import ATTACK_TITLES
 
-    kinds = sorted({k for s in summary.values() for k in s["attacks"]})
-    rows = ["| model | suspect | median p, 10 revealed | 30 | 100 | 300 | detected at 0.05 (300 revealed) |",
-            "|---|---|---|---|---|---|---|"]
+    from .paper_study import ATTACK_TITLES as PAPER_TITLES
+
+    titles = {**ATTACK_TITLES, **PAPER_TITLES}
+    kinds = list(dict.fromkeys(k for s in summary.values() for k in s["attacks"]))
+    sizes = sorted({k for s in summary.values() for a in s["attacks"].values() for k in a}, key=int)
+    top = sizes[-1] if sizes else "300"
+    rows = ["| model | suspect | median p, " + " | ".join(f"{k} revealed" for k in sizes)
+            + f" | detected at 0.05 ({top} revealed) |", "|---|---|" + "---|" * (len(sizes) + 1)]
     for arch, s in summary.items():
         for kind in kinds:
-            a = s["attacks"].get(kind, {})
-            cells = [f"{a[k]['median_pvalue_hmean']:.2g}" if k in a else "-" for k in ("10", "30", "100", "300")]
-            det = f"{a['300']['detected_0.05_hmean']:.0%}" if "300" in a else "-"
-            rows.append(f"| {arch} | {ATTACK_TITLES.get(kind, kind)} | " + " | ".join(cells) + f" | {det} |")
+            if kind not in s["attacks"]:
+                continue
+            a = s["attacks"][kind]
+            cells = [f"{a[k]['median_pvalue_hmean']:.2g}" if k in a else "-" for k in sizes]
+            det = f"{a[top]['detected_0.05_hmean']:.0%}" if top in a else "-"
+            rows.append(f"| {arch} | {titles.get(kind, kind)} | " + " | ".join(cells) + f" | {det} |")
     return "\n".join(rows)
