@@ -136,3 +136,24 @@ def test_tables_show_every_view_size_and_attack():
     att = D.attack_table(s).splitlines()
     assert len(att) == 3 and att[2].startswith("| mlp | owner (no attack) | 1e-08 |")
     assert att[2].rstrip().endswith("| 100% |")
+
+
+def test_paper_comparison_puts_both_methods_at_the_same_number_revealed():
+    cfg = D.DIConfig(revealed=(100, 1000))
+    recs = [_record("resplit", p, p, k) for k, p in enumerate((0.01, 0.2, 0.6, 0.9))]
+    recs += [_record("owner", 1e-9, 1e-8, 0, 0), _record("owner", 0.3, 0.2, 1, 1)]
+    for r in recs:
+        for key in ("pvalue_first_draw", "pvalue_hmean", "pvalue_median"):
+            r[key]["1000"] = r[key].pop("10")
+    di = D.summarize(recs, cfg)
+    assert di["mlp"]["attacks"]["owner"]["1000"]["detected_0.05_first_draw"] == 0.5
+    # PMI at 100 per class = 1,000 samples; the 10-per-class cell must not be used
+    pmi = {"mlp": {"curves": {"closed_form": {
+        "owner": {"100": {"detected_a0.05": 1.0, "n": 2}, "10": {"detected_a0.05": 0.0, "n": 2}},
+        "innocent_own_draw": {"100": {"detected_a0.05": 0.04, "n": 50}}}}}}
+    lines = D.paper_comparison(pmi, di, "mlp", total=1000).splitlines()
+    owner = next(line for line in lines if line.startswith("| owner"))
+    cells = [c.strip() for c in owner.strip("|").split("|")]
+    assert cells[1:] == ["100% of 2", "", "", "50% of 2", "50% of 2"]
+    innocent = [c.strip() for c in lines[-1].strip("|").split("|")]
+    assert innocent[1] == "4% of 50" and innocent[4] == "25% of 4"  # 1 of 4 at p = 0.01

@@ -444,6 +444,7 @@ def summarize(records, cfg: DIConfig, alphas=(0.01, 0.05)) -> dict:
                 k: {"median_pvalue_hmean": float(np.median([r["pvalue_hmean"][k] for r in group])),
                     "detected_0.05_hmean": float(np.mean([r["pvalue_hmean"][k] <= 0.05 for r in group])),
                     "median_pvalue_first_draw": float(np.median([r["pvalue_first_draw"][k] for r in group])),
+                    "detected_0.05_first_draw": float(np.mean([r["pvalue_first_draw"][k] <= 0.05 for r in group])),
                     "n_models": len(group)}
                 for k in map(str, cfg.revealed) if all(k in r["pvalue_hmean"] for r in group)
             }
@@ -495,4 +496,49 @@ def attack_table(summary) -> str:
             cells = [f"{a[k]['median_pvalue_hmean']:.2g}" if k in a else "-" for k in sizes]
             det = f"{a[top]['detected_0.05_hmean']:.0%}" if top in a else "-"
             rows.append(f"| {arch} | {titles.get(kind, kind)} | " + " | ".join(cells) + f" | {det} |")
+    return "\n".join(rows)
+
+
+def paper_comparison(pmi_summary: dict, di_summary: dict, arch: str, total: int = 1000,
+                     alpha: float = 0.05) -> str:
+    """Markdown: PMI's calibrated tests and Dataset Inference on the paper-scale study's models
+    at the same number of revealed samples, ``total`` (PMI: ``total / 10`` members per class
+    and the validation images of each class; Dataset Inference: ``total`` members and
+    ``total`` non-members), the share detected at ``alpha`` per suspect kind and, for innocent
+    models with their own draws, the share accused (the false-positive rate).  A cell is
+    empty where the result files hold no such models yet."""
+    from .paper_study import ATTACK_TITLES
+
+    per_class = str(total // 10)
+    pmi = pmi_summary.get(arch, {}).get("curves", {})
+    di = di_summary.get(arch, {})
+    tests = ("closed_form", "closed_form_tail", "directional")
+    names = {"closed_form": "PMI rank test", "closed_form_tail": "PMI tail test",
+             "directional": "PMI directional"}
+    head = ("| suspect | " + " | ".join(names[t] for t in tests)
+            + " | Dataset Inference, one draw | Dataset Inference, harmonic mean |")
+    rows = [head, "|---|" + "---|" * (len(tests) + 2)]
+
+    def pmi_cell(group):
+        cells = []
+        for t in tests:
+            c = pmi.get(t, {}).get(group, {}).get(per_class)
+            cells.append("" if c is None else f"{c[f'detected_a{alpha:g}']:.0%} of {c['n']}")
+        return cells
+
+    kinds = [k for k in ATTACK_TITLES if k in di.get("attacks", {}) or
+             any(k in pmi.get(t, {}) for t in tests)]
+    for kind in kinds:
+        a = di.get("attacks", {}).get(kind, {}).get(str(total))
+        d = (["", ""] if a is None else
+             [f"{a[f'detected_{alpha:g}_first_draw']:.0%} of {a['n_models']}",
+              f"{a[f'detected_{alpha:g}_hmean']:.0%} of {a['n_models']}"])
+        label = ATTACK_TITLES[kind] + (" (labels only for Dataset Inference)" if kind == "owner" else "")
+        rows.append(f"| {label} | " + " | ".join(pmi_cell(kind) + d) + " |")
+    e = di.get("innocent_own_draw", {}).get(str(total))
+    d = (["", ""] if e is None else
+         [f"{e[f'fpr_first_draw_{alpha:g}'][0]:.0%} of {e['n_models']}",
+          f"{e[f'fpr_hmean_{alpha:g}'][0]:.0%} of {e['n_models']}"])
+    rows.append("| innocent, own draws (false positives) | "
+                + " | ".join(pmi_cell("innocent_own_draw") + d) + " |")
     return "\n".join(rows)

@@ -188,9 +188,9 @@ def summarize_paper_rule(records, feature: str, k: int, m: int, rhos) -> dict:
     return out
 
 
-def curves(records, name: str, revealed, alpha: float = 0.01) -> dict:
+def curves(records, name: str, revealed, alphas=(0.01, 0.05)) -> dict:
     """Samples-revealed curves: per kind (innocents per draw), per k, the median log10 p and
-    the fraction detected at ``alpha``."""
+    the fraction detected (or, for innocents, accused) at each alpha in ``alphas``."""
     groups = {f"innocent_{d}_draw": _is_innocent(d) for d in ("own", "owner")}
     groups.update({kind: _is_kind(kind) for kind in dict.fromkeys(
         r["kind"] for r in records if r["kind"] != NEGATIVE)})
@@ -200,8 +200,9 @@ def curves(records, name: str, revealed, alpha: float = 0.01) -> dict:
         for k in revealed:
             lp = _values(records, name, k, sel)
             if lp:
-                row[str(k)] = {"median_log10_p": float(np.median(lp)),
-                               f"detected_a{alpha:g}": float(np.mean(np.asarray(lp) <= math.log10(alpha)))}
+                row[str(k)] = {"median_log10_p": float(np.median(lp)), "n": len(lp),
+                               **{f"detected_a{a:g}": float(np.mean(np.asarray(lp) <= math.log10(a) + 1e-12))
+                                  for a in alphas}}
         if row:
             out[g] = row
     return out
