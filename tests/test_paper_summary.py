@@ -114,3 +114,23 @@ def test_tables_and_figure_show_the_summary():
     assert list(lines["owner"].get_ydata()) == [-10.0, -40.0]
     # a statistic the file does not hold: an empty panel, no error
     assert not S.plot_revealed(summ, "mlp", "closed_form_tail").get_lines()[:-1]
+
+
+def test_calibration_verdicts_tell_liberal_conservative_and_calibrated_apart():
+    rng = np.random.default_rng(3)
+    recs = _records(rng)
+    for r in recs:
+        if r["kind"] == "innocent" and r["draw"] == "own":
+            for cell in r["revealed"].values():
+                p = 10 ** cell["closed_form"]["log10_p"]
+                cell["directional"] = p ** 3  # accuses innocents too often
+                cell["features"]["logits"]["calibrated"] = p ** 0.1  # piles up near 1
+    summ = S.summarize(recs, TINY)
+    v = S.calibration_verdicts(summ, "mlp")
+    assert v["closed_form"] == {"10": "calibrated", "30": "calibrated"}
+    assert v["directional"] == {"10": "too liberal", "30": "too liberal"}
+    assert v["calibrated/logits"] == {"10": "conservative", "30": "conservative"}
+    own = [10 ** r["revealed"]["10"]["closed_form"]["log10_p"] for r in recs
+           if r["kind"] == "innocent" and r["draw"] == "own"]
+    ks = summ["mlp"]["calibration_by_revealed"]["closed_form"]["10"]
+    assert ks["pvalue"] == pytest.approx(sps.kstest(own, "uniform").pvalue) and ks["n"] == 40

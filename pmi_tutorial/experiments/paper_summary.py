@@ -222,8 +222,37 @@ def summarize(records, cfg) -> dict:
                                for f in cfg.features},
                 "curves": {s: curves(rs, s, cfg.revealed)
                            for s in ("closed_form", "closed_form_tail", "directional",
-                                     "calibrated/logits", "outlier/logits")}}
+                                     "calibrated/logits", "outlier/logits")},
+                "calibration_by_revealed": calibration_by_revealed(rs, cfg)}
         out[arch] = cell
+    return out
+
+
+def calibration_by_revealed(records, cfg) -> dict:
+    """Per statistic and number revealed per class: :func:`ks_uniform` of the innocent models'
+    p-values on their own draws (where there are at least 2)."""
+    out = {}
+    for name in statistic_names(cfg):
+        row = {}
+        for k in cfg.revealed:
+            lp = _values(records, name, k, _is_innocent("own"))
+            if len(lp) >= 2:
+                row[str(k)] = ks_uniform(10.0 ** np.asarray(lp))
+        if row:
+            out[name] = row
+    return out
+
+
+def calibration_verdicts(summary: dict, arch: str, level: float = 0.01) -> dict:
+    """``{statistic: {k: verdict}}`` from the own-draw KS tests of
+    :func:`calibration_by_revealed`: "too liberal" where the one-sided test (p-values too
+    small) rejects at ``level``, else "conservative" where uniformity is rejected, else
+    "calibrated"."""
+    out = {}
+    for name, by_k in summary[arch].get("calibration_by_revealed", {}).items():
+        out[name] = {k: ("too liberal" if ks["pvalue_liberal"] < level else
+                         "conservative" if ks["pvalue"] < level else "calibrated")
+                     for k, ks in by_k.items()}
     return out
 
 
