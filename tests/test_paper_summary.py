@@ -134,3 +134,19 @@ def test_calibration_verdicts_tell_liberal_conservative_and_calibrated_apart():
            if r["kind"] == "innocent" and r["draw"] == "own"]
     ks = summ["mlp"]["calibration_by_revealed"]["closed_form"]["10"]
     assert ks["pvalue"] == pytest.approx(sps.kstest(own, "uniform").pvalue) and ks["n"] == 40
+
+
+def test_headline_table_puts_the_paper_rule_beside_the_calibrated_tests():
+    rng = np.random.default_rng(1)
+    recs = _records(rng)
+    summ = S.summarize(recs, TINY)
+    lines = S.headline_table(summ).splitlines()
+    rule = next(line for line in lines if "paper's rule" in line)
+    # acc 0.4 on innocents: 0.4 - 1/3 < 0.1, never accused; 0.6 on owner-derived: always
+    assert "| 0/40 [0.00, 0.09] | 0/40 [0.00, 0.09] | 3/3 [0.29, 1.00] | 3/3 [0.29, 1.00] |" in rule
+    cf = next(line for line in lines if "Mann-Whitney" in line)
+    own = [r for r in recs if r["kind"] == "innocent" and r["draw"] == "own"]
+    k = sum(10 ** r["revealed"]["30"]["closed_form"]["log10_p"] <= 0.05 for r in own)
+    lo, hi = S.clopper_pearson(k, 40)
+    # owners at p = 1e-40 detected; pruned copies at p = 0.1 not
+    assert f"| {k}/40 [{lo:.2f}, {hi:.2f}] |" in cf and cf.endswith("| 3/3 [0.29, 1.00] | 0/3 [0.00, 0.71] |")

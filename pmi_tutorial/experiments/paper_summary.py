@@ -307,6 +307,44 @@ def calibration_table(summary: dict, arch: str, alpha: float = 0.05) -> str:
     return "\n".join(lines)
 
 
+def headline_table(summary: dict, alpha: float = 0.05, rho: float = 0.1,
+                   statistics=("closed_form", "closed_form_tail", "directional")) -> str:
+    """Markdown: per architecture, the paper's rule (logits, ``rho``; uncalibrated) beside the
+    calibrated tests at ``alpha``: the share of innocent models accused (own draws, owner's
+    draw; k/n with 95% Clopper-Pearson interval), of owners detected and of attacked copies
+    detected (all attacks pooled), at the largest number revealed per class."""
+    lines = ["| model | test | innocent accused, own draws | innocent accused, owner's draw | "
+             "owners detected | attacked copies detected |", "|" + " --- |" * 6]
+
+    def pooled(cells):
+        k = sum(c["k"] for c in cells)
+        n = sum(c["n"] for c in cells)
+        return rate([True] * k + [False] * (n - k)) if n else None
+
+    for arch, s in summary.items():
+        rule = s["paper_rule"]["logits"]
+        v = rule.get("verdicts", {})
+        rows = [(f"paper's rule, rho = {rho:g} (uncalibrated)",
+                 rule.get("innocent_own_draw", {}).get(f"fpr_rho{rho:g}"),
+                 rule.get("innocent_owner_draw", {}).get(f"fpr_rho{rho:g}"),
+                 v.get("owner", {}).get(f"rho{rho:g}"),
+                 pooled([c[f"rho{rho:g}"] for kind, c in v.items() if kind != "owner"]))]
+        for st in statistics:
+            cell = s["statistics"].get(st)
+            if cell is None:
+                continue
+            v = cell.get("verdicts", {})
+            rows.append((f"{_title(st)}, alpha = {alpha:g}",
+                         cell.get("innocent_own_draw", {}).get(f"fpr_a{alpha:g}"),
+                         cell.get("innocent_owner_draw", {}).get(f"fpr_a{alpha:g}"),
+                         v.get("owner", {}).get(f"a{alpha:g}"),
+                         pooled([c[f"a{alpha:g}"] for kind, c in v.items() if kind != "owner"])))
+        for name, *cells in rows:
+            lines.append(f"| {arch} (revealed {s['revealed']} per class) | {name} | "
+                         + " | ".join(_fmt_rate(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def verdict_table(summary: dict, arch: str, statistics=("closed_form", "closed_form_tail",
                                                          "directional", "calibrated/logits"),
                   alpha=0.01) -> str:
