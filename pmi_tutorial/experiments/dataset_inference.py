@@ -483,7 +483,8 @@ def attack_table(summary) -> str:
     from .paper_study import ATTACK_TITLES as PAPER_TITLES
 
     titles = {**ATTACK_TITLES, **PAPER_TITLES}
-    kinds = list(dict.fromkeys(k for s in summary.values() for k in s["attacks"]))
+    found = {k for s in summary.values() for k in s["attacks"]}
+    kinds = [k for k in titles if k in found] + sorted(found - set(titles))  # the titles' order
     sizes = sorted({k for s in summary.values() for a in s["attacks"].values() for k in a}, key=int)
     top = sizes[-1] if sizes else "300"
     rows = ["| model | suspect | median p, " + " | ".join(f"{k} revealed" for k in sizes)
