@@ -44,11 +44,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import files as _files
 from .study.design import _as_index, _digest, training_split
 from .study.run import _cached_model
 
 RESULT_FORMAT = "pmi-tutorial-paper-study"
-RESULT_VERSION = 2  # 2: the own draw is a random split of the unseen images
+RESULT_VERSION = _files.RESULT_FORMATS[RESULT_FORMAT]
 FILES = {"records": "paper_study_records.json", "summary": "paper_study_summary.json"}
 ATTACKS = ("finetune", "prune50", "prune90", "int8", "fp16", "noise", "distill_same",
            "distill_other", "probabilities")
