@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n-owners", type=int, default=None, help="owner models per architecture")
     s.add_argument("--cache-dir", default=None, help="model cache (default $PMI_CACHE_DIR or ~/.cache)")
     s.add_argument("--quiet", action="store_true", help="no line per model")
+    s.add_argument("--summarize-only", action="store_true",
+                   help="paper configs: recompute the summary file in --out from its records "
+                        "file (no models, seconds)")
 
     d = sub.add_parser("dataset-inference", help="Dataset Inference (the peer method) on the study's models",
                        description="Run black-box Dataset Inference on the false-positive study's "
@@ -171,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--archs", nargs="+", default=None, help="architectures, e.g. mlp lenet5")
     d.add_argument("--cache-dir", default=None, help="model cache (default $PMI_CACHE_DIR or ~/.cache)")
     d.add_argument("--quiet", action="store_true", help="no line per model")
+    d.add_argument("--summarize-only", action="store_true",
+                   help="recompute the summary of --out's dataset_inference_CONFIG.json from its "
+                        "per-suspect records (no models, seconds)")
     return parser
 
 
@@ -387,12 +393,21 @@ def cmd_study(args) -> int:
     if args.config.startswith("paper"):
         from .experiments import paper_study
 
+        command = "python -m pmi_tutorial " + " ".join(args.argv)
+        if args.summarize_only:
+            summary = paper_study.resummarize(args.out, command=command)
+            print(f"recomputed {paper_study.FILES['summary']} in {args.out} from "
+                  f"{summary['models_done']} measured models")
+            return 0
         files = paper_study.run(paper_study.CONFIGS[args.config], out=args.out,
                                 cache_dir=args.cache_dir, progress=not args.quiet,
                                 command="python -m pmi_tutorial " + " ".join(args.argv))
         print(f"wrote {', '.join(paper_study.FILES.values())} to {args.out}; "
               f"{files['summary']['budget']['done_cpu_hours']} CPU-hours")
         return 0
+    if args.summarize_only:
+        raise SystemExit("error: --summarize-only works with --config paper or paper-tiny (the "
+                         "small study summarises itself on every run)")
     changes = {"archs": tuple(args.archs) if args.archs else None,
                "n_independent": args.n_independent, "n_owners": args.n_owners}
     for name in ("n_independent", "n_owners"):
@@ -414,6 +429,13 @@ def cmd_dataset_inference(args) -> int:
     from .experiments import study
 
     command = "python -m pmi_tutorial " + " ".join(args.argv)
+    if args.summarize_only:
+        from pathlib import Path
+
+        res = D.resummarize(Path(args.out) / D.FILE.format(name=args.config), command=command)
+        print(f"recomputed the summary of {D.FILE.format(name=args.config)} in {args.out} from "
+              f"{len(res['models'])} suspects")
+        return 0
     if args.study.startswith("paper"):
         from .experiments import paper_study
 

@@ -663,8 +663,8 @@ class OwnershipResult:
             f"  closed form (one-sided Mann-Whitney U per class, {cf.combine}): "
             f"p = {_fmt_p(cf.log10_pvalue)} (log10 p = {cf.log10_pvalue:.2f})",
             *([f"  closed form (members among the {self.closed_form_tail.fraction:g} least confident, "
-               f"exact under the null, {self.closed_form_tail.combine}; its calibration on innocent "
-               f"models is not yet shown: quote it beside the rank test): p = {_fmt_p(self.closed_form_tail.log10_pvalue)} "
+               f"exact under the null, {self.closed_form_tail.combine}; shown calibrated on innocent "
+               f"MNIST models from 100 members per class, conservative below): p = {_fmt_p(self.closed_form_tail.log10_pvalue)} "
                f"(log10 p = {self.closed_form_tail.log10_pvalue:.2f})",
                f"  closed form, both (Bonferroni): log10 p = {self.log10_pvalue_both:.2f}"]
               if self.closed_form_tail is not None else []),

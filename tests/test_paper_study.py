@@ -134,3 +134,45 @@ def test_dataset_inference_on_the_paper_study_models(tiny_run, monkeypatch):
     monkeypatch.setattr(D, "_paper_test", lambda *a, **k: pytest.fail("walked again"))
     again = D.run_on_paper_study(cfg, D.PAPER_TINY, cache_dir=base / "cache", progress=False)
     assert again["models"] == res["models"]
+
+
+def test_summarize_only_recomputes_the_summaries_from_the_records(tiny_run, monkeypatch, tmp_path):
+    import shutil
+
+    from pmi_tutorial import cli
+    from pmi_tutorial.experiments import dataset_inference as D
+    from pmi_tutorial.experiments.paper_summary import summarize
+
+    base, files = tiny_run
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in PS.FILES.values():
+        shutil.copy(base / "out" / name, out / name)
+    summ_path = out / PS.FILES["summary"]
+    stale = json.loads(summ_path.read_text())
+    stale["summary"] = {"stale": True}
+    summ_path.write_text(json.dumps(stale))
+    monkeypatch.setattr(PS, "measure", lambda *a, **k: pytest.fail("measured again"))
+    assert cli.main(["study", "--config", "paper-tiny", "--out", str(out), "--summarize-only"]) == 0
+    fresh = json.loads(summ_path.read_text())
+    records = files["records"]["records"]
+    assert fresh["summary"] == json.loads(json.dumps(summarize(records, PS.TINY)))
+    assert fresh["provenance"] == files["records"]["provenance"]  # the run's own provenance stays
+    assert "--summarize-only" in fresh["summary_recomputed"]["command"]
+    with pytest.raises(FileNotFoundError, match="no result file"):
+        PS.resummarize(tmp_path / "nowhere")
+    with pytest.raises(SystemExit, match="--config paper"):
+        cli.main(["study", "--config", "tiny", "--out", str(out), "--summarize-only"])
+
+    # Dataset Inference: the same from its per-suspect records
+    di = D.run_on_paper_study(PS.TINY, D.PAPER_TINY, out=tmp_path / "di",
+                              cache_dir=base / "cache", progress=False)
+    path = tmp_path / "di" / "dataset_inference_paper-tiny.json"
+    res = json.loads(path.read_text())
+    res["summary"] = {}
+    path.write_text(json.dumps(res))
+    assert cli.main(["dataset-inference", "--config", "paper-tiny", "--study", "paper-tiny",
+                     "--out", str(tmp_path / "di"), "--summarize-only"]) == 0
+    again = json.loads(path.read_text())
+    assert again["summary"] == json.loads(json.dumps(D.summarize(di["models"], D.PAPER_TINY)))
+    assert again["models"] == di["models"] and "summary_recomputed" in again

@@ -150,3 +150,51 @@ def test_headline_table_puts_the_paper_rule_beside_the_calibrated_tests():
     lo, hi = S.clopper_pearson(k, 40)
     # owners at p = 1e-40 detected; pruned copies at p = 0.1 not
     assert f"| {k}/40 [{lo:.2f}, {hi:.2f}] |" in cf and cf.endswith("| 3/3 [0.29, 1.00] | 0/3 [0.00, 0.71] |")
+
+
+def test_uniform_order_band_covers_sorted_uniform_samples():
+    # independent check: simulate sorted U(0, 1) samples and count how often each order
+    # statistic falls inside its band; a 95% pointwise band holds it ~95% of the time
+    rng = np.random.default_rng(0)
+    n, reps = 7, 40000
+    lo, hi = S.uniform_order_band(n)
+    u = np.sort(rng.uniform(size=(reps, n)), axis=1)
+    inside = ((u >= lo) & (u <= hi)).mean(axis=0)
+    assert np.all(np.abs(inside - 0.95) < 0.006)
+    assert np.all(lo < np.arange(1, n + 1) / (n + 1)) and np.all(hi > np.arange(1, n + 1) / (n + 1))
+    with pytest.raises(ValueError, match="n"):
+        S.uniform_order_band(0)
+
+
+def test_innocent_pvalues_and_qq_plot_read_the_records():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    recs = _records(np.random.default_rng(2))
+    p = S.innocent_pvalues(recs, "mlp", "closed_form", 30, "own")
+    own = sorted(10 ** r["revealed"]["30"]["closed_form"]["log10_p"] for r in recs
+                 if r["kind"] == "innocent" and r["draw"] == "own")
+    np.testing.assert_allclose(p, own)
+    assert S.innocent_pvalues(recs, "lenet5", "closed_form", 30, "own").size == 0
+    with pytest.raises(ValueError, match="draw"):
+        S.innocent_pvalues(recs, "mlp", "closed_form", 30, "mine")
+    ax = S.plot_qq(recs, "mlp", "closed_form", 30)
+    pts = {ln.get_label(): ln for ln in ax.get_lines()}
+    np.testing.assert_allclose(pts["own draws (40)"].get_ydata(), own)
+    np.testing.assert_allclose(pts["own draws (40)"].get_xdata(), np.arange(1, 41) / 41)
+
+
+def test_paper_rule_table_and_acc_histogram():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    recs = _records(np.random.default_rng(1))
+    summ = S.summarize(recs, TINY)
+    table = S.paper_rule_table(summ, "mlp")
+    # innocents at acc 0.4: never accused at rho 0.1 (0.4 - 1/3 < 0.1); owner-derived at 0.6:
+    # claimed at both rho (3 owners, 3 pruned copies)
+    assert "| logits | 0.1 | 0/40 [0.00, 0.09] | 0/40 [0.00, 0.09] | 3/3 [0.29, 1.00] | 3/3 [0.29, 1.00] |" in table
+    assert "| prob | 0.2 |" in table
+    ax = S.plot_acc_opt(recs, "mlp", 30, m=3)
+    heights = [sum(p.get_height() for p in c) for c in ax.containers]
+    assert heights == [40, 6]

@@ -385,6 +385,24 @@ def build_result(cfg, study_cfg, header, records, complete, wall) -> dict:
             "models": records, "summary": summarize(records, cfg)}
 
 
+def resummarize(path, command=None) -> dict:
+    """Recompute the summary of the result file at ``path`` from its per-suspect records (no
+    models, no walks) and write it back; the run's provenance stays, ``"summary_recomputed"``
+    (command, commit, date) is added beside it."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no result file {path}; run `python -m pmi_tutorial "
+                                "dataset-inference` first")
+    res = F.read_result(path, RESULT_FORMAT)
+    cfg = config_from_dict(res["settings"]["dataset_inference"])
+    res["summary"] = summarize(res["models"], cfg)
+    res["summary_recomputed"] = {"command": command, "git_commit": F.git_commit(), "date": F.now()}
+    F.write_json_atomic(path, res)
+    return res
+
+
 def write(out, cfg, study_cfg, header, records, complete, wall):
     from pathlib import Path
 

@@ -621,6 +621,32 @@ def load_results(folder):
     return rec["records"], config_from_dict(rec["settings"]), summ
 
 
+def resummarize(folder, command=None) -> dict:
+    """Recompute the summary file in ``folder`` from its records file, without models.
+
+    The records (every measurement) and their provenance stay as the run wrote them; the summary
+    gets ``"summary_recomputed"`` (command, commit, date) beside that provenance, so a reader
+    sees both what measured the numbers and what last summarised them.
+    """
+    from ..files import git_commit, now, write_json_atomic
+
+    path = Path(folder) / FILES["records"]
+    if not path.is_file():
+        raise FileNotFoundError(f"no result file {path}; run `python -m pmi_tutorial study --config "
+                                f"paper --out {folder}` first")
+    rec = json.loads(path.read_text())
+    if (rec.get("format"), rec.get("version")) != (RESULT_FORMAT, RESULT_VERSION):
+        raise ValueError(f"{path} is not a version-{RESULT_VERSION} result file of the paper-scale "
+                         "study; run the study again")
+    cfg = config_from_dict(rec["settings"])
+    files = result_files(rec["records"], cfg, rec["provenance"], complete=rec["complete"])
+    summary = files["summary"]
+    summary["summary_recomputed"] = {"command": command, "git_commit": git_commit(),
+                                     "date": now()}
+    write_json_atomic(Path(folder) / FILES["summary"], summary)
+    return summary
+
+
 def run(cfg: PaperConfig = PAPER, out=None, cache_dir=None, root=None, progress=True,
         command=None, write_every=60.0) -> dict:
     """Train (or load), attack and measure every model of :func:`plan`; write the result files

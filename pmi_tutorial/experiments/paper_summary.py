@@ -392,3 +392,99 @@ def plot_revealed(summary: dict, arch: str, statistic: str = "closed_form", ax=N
     if cur:
         ax.legend(fontsize=6)
     return ax
+
+
+# --------------------------------------------------------------------------- from the records
+
+
+def innocent_pvalues(records, arch: str, name: str, k: int, draw: str) -> np.ndarray:
+    """The p-values of statistic ``name`` of every innocent ``arch`` model at ``k`` revealed per
+    class, judged on its own draw (``draw="own"``) or on the owner's (``"owner"``), sorted."""
+    V.check_choice(draw, ("own", "owner"), "draw")
+    rs = [r for r in records if r["arch"] == arch]
+    return np.sort(10.0 ** np.asarray(_values(rs, name, k, _is_innocent(draw)), dtype=float))
+
+
+def uniform_order_band(n: int, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Pointwise band of the sorted sample of ``n`` U(0, 1) draws: the i-th smallest is
+    Beta(i, n + 1 - i), so each of its ``confidence`` intervals comes from the Beta quantiles."""
+    from scipy import stats as sps
+
+    V.check_positive_int(n, "n")
+    i = np.arange(1, n + 1)
+    tail = (1 - confidence) / 2
+    return sps.beta.ppf(tail, i, n + 1 - i), sps.beta.ppf(1 - tail, i, n + 1 - i)
+
+
+def plot_qq(records, arch: str, name: str, k: int, ax=None):
+    """QQ plot of the innocent models' p-values against U(0, 1) at ``k`` revealed per class:
+    own draws and the owner's draw, with the 95% pointwise band of a uniform sample (log axes,
+    where small p-values, the ones that accuse, are visible)."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(3.4, 3.2))[1]
+    lo_all = 1.0
+    for draw, style in (("own", dict(marker="o", ms=3, lw=0, color="C0")),
+                        ("owner", dict(marker="x", ms=3, lw=0, color="C3"))):
+        p = innocent_pvalues(records, arch, name, k, draw)
+        if not len(p):
+            continue
+        q = np.arange(1, len(p) + 1) / (len(p) + 1)
+        ax.plot(q, p, label=f"{draw} draw{'s' if draw == 'own' else ''} ({len(p)})", **style)
+        lo_all = min(lo_all, q[0], p[0])
+        if draw == "own":
+            lo, hi = uniform_order_band(len(p))
+            ax.fill_between(q, lo, hi, color="C0", alpha=0.15, lw=0, label="95% band")
+    ax.plot([lo_all, 1], [lo_all, 1], color="black", lw=0.8, linestyle=":")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("uniform quantile")
+    ax.set_ylabel("innocent p-value")
+    ax.set_title(f"{arch}: {_title(name)}", fontsize=8)
+    ax.legend(fontsize=6)
+    return ax
+
+
+def paper_rule_table(summary: dict, arch: str) -> str:
+    """Markdown: the paper's rule (Eq. 13-14) per feature and rho: the share of innocent models
+    it accuses (own draws, owner's draw) and of owners and attacked copies it claims, each k/n
+    with its 95% Clopper-Pearson interval."""
+    lines = ["| feature | rho | innocent accused, own draws | innocent accused, owner's draw | "
+             "owners claimed | attacked copies claimed |", "|" + " --- |" * 6]
+    for f, cell in summary[arch]["paper_rule"].items():
+        v = cell.get("verdicts", {})
+        rhos = sorted({key[len("fpr_rho"):] for d in ("own", "owner")
+                       for key in cell.get(f"innocent_{d}_draw", {})}, key=float)
+        for rho in rhos:
+            copies = [c[f"rho{rho}"] for kind, c in v.items() if kind != "owner"]
+            k, n = sum(c["k"] for c in copies), sum(c["n"] for c in copies)
+            lines.append(f"| {f} | {rho} | "
+                         f"{_fmt_rate(cell.get('innocent_own_draw', {}).get(f'fpr_rho{rho}'))} | "
+                         f"{_fmt_rate(cell.get('innocent_owner_draw', {}).get(f'fpr_rho{rho}'))} | "
+                         f"{_fmt_rate(v.get('owner', {}).get(f'rho{rho}'))} | "
+                         f"{_fmt_rate(rate([True] * k + [False] * (n - k))) if n else ''} |")
+    return "\n".join(lines)
+
+
+def plot_acc_opt(records, arch: str, k: int, m: int, rho: float = 0.1, feature: str = "logits",
+                 ax=None):
+    """Histograms of the paper's statistic acc_{r_opt} (Eq. 14) at ``k`` revealed per class: the
+    innocent models (own draws) against the owners and their attacked copies; the dashed line is
+    the claim threshold 1/m + rho (Eq. 13)."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(5, 3.2))[1]
+    rs = [r for r in records if r["arch"] == arch and str(k) in r["revealed"]]
+    groups = {"innocent (own draws)": [r for r in rs if _is_innocent("own")(r)],
+              "owners and attacked copies": [r for r in rs if r["kind"] != NEGATIVE]}
+    bins = np.linspace(0, 1, 41)
+    for (label, group), color in zip(groups.items(), ("C0", "C3")):
+        ax.hist([acc_opt(r["revealed"][str(k)], feature) for r in group], bins=bins, alpha=0.5,
+                color=color, label=f"{label} ({len(group)})")
+    ax.axvline(1 / m + rho, color="black", linestyle="--", lw=1)
+    ax.axvline(1 / m, color="0.5", linestyle=":", lw=1)
+    ax.set_xlabel(f"acc_r_opt ({feature}, m = {m})")
+    ax.set_ylabel("models")
+    ax.set_title(f"{arch}: the paper's statistic", fontsize=9)
+    ax.legend(fontsize=6)
+    return ax
