@@ -119,6 +119,7 @@ def solution_lines(e: Exercise) -> set[str]:
     keep = set()
     for code in e.solution:
         shown = {x.strip() for x in prompt(code).split("\n")}
+        shown |= {ast.unparse(n) for n in ast.parse(code).body if isinstance(n, (ast.Import, ast.ImportFrom))}
         for line in code.split("\n"):
             s = line.strip()
             if s and not s.startswith("#") and s not in shown and len(s) > 3:
