@@ -30,11 +30,9 @@ def _cells(path):
 def test_every_chapter_has_three_exercises_and_api_pages_none():
     for md in course.mk.chapters(BOOK):
         n = len(course.exercises(md))
-        assert n >= 3 or md.stem in OPEN_CHAPTERS, f"{md.stem} has {n} exercises"
+        assert n >= 3, f"{md.stem} has {n} exercises"
 
 
-# chapters still short of three exercises (listed so that the number can only go up)
-OPEN_CHAPTERS = {"intro", "beyond_the_paper", "dataset_inference"}
 
 
 def test_solution_full_marks_blank_zero(built):
