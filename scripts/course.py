@@ -274,7 +274,10 @@ def student_book(out: Path = ROOT / "_build" / "student") -> Path:
     """Build the student edition of the book (no solutions) into ``out/_build/html``."""
     out.mkdir(parents=True, exist_ok=True)
     config = out / "_config_student.yml"
-    config.write_text(edition_config((ROOT / "_config.yml").read_text(encoding="utf-8"), True))
+    text = edition_config((ROOT / "_config.yml").read_text(encoding="utf-8"), True)
+    # jupyter-book resolves local extensions from the config file's folder: make them absolute
+    text = re.sub(r"^(\s+\w+:\s*)(book/_ext)\s*$", lambda m: f"{m.group(1)}{ROOT / m.group(2)}", text, flags=re.M)
+    config.write_text(text)
     jb = Path(sys.executable).with_name("jupyter-book")
     subprocess.run([str(jb), "build", str(ROOT), "--config", str(config), "--path-output", str(out),
                     "--all", "-n", "--keep-going"], check=True)
