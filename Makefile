@@ -15,7 +15,8 @@ endif
 NB_ENV  := MPLBACKEND=module://matplotlib_inline.backend_inline
 
 .PHONY: setup book test unit unit-pythons check-code notebooks check-notebooks nbval check-outputs \
-	build-book check-html check-browser lint-workflows wheel-test gpu-check screenshots benchmarks clean
+	build-book check-html check-browser lint-workflows wheel-test gpu-check screenshots benchmarks clean \
+	assignments check-assignments grade student-book
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,8 +37,8 @@ book: setup build-book
 ##   the book built from those outputs with -W, the HTML and the browser checks, the
 ##   publishing workflow linted.  nbval runs the notebooks from the package's wheel in a fresh
 ##   environment outside the repository (make wheel-test alone: results + the chapters reading them)
-test: setup unit unit-pythons check-code check-notebooks nbval check-outputs build-book check-html \
-	check-browser lint-workflows
+test: setup unit unit-pythons check-code check-notebooks check-assignments nbval check-outputs build-book \
+	check-html check-browser lint-workflows
 
 unit:
 	$(PYTEST) tests -q
@@ -54,6 +55,25 @@ notebooks:
 
 check-notebooks:
 	$(PY) scripts/make_notebooks.py --check
+
+## make assignments: the otter-grader assignments built from the chapters into _build/assignments
+## (student notebook, solution notebook and autograder per chapter; scripts/course.py)
+assignments: setup
+	$(PY) scripts/course.py assign
+
+## make check-assignments: build them, then grade every solution (full marks) and every
+## untouched student notebook (zero)
+check-assignments:
+	$(PY) scripts/course.py check
+
+## make grade SUBMISSIONS=dir: grade every NAME*.ipynb in dir (otter run, no Docker); table in dir/grades.csv
+grade:
+	@test -n "$(SUBMISSIONS)" || { echo "make grade: set SUBMISSIONS=folder-of-notebooks"; exit 2; }
+	$(PY) scripts/course.py grade $(SUBMISSIONS)
+
+## make student-book: the student edition (hide_solutions: true) into _build/student/_build/html
+student-book: setup
+	$(PY) scripts/course.py student-book
 
 ## make nbval: the reader notebooks under nbval, run as a reader would: the package installed
 ## from its wheel into a fresh environment, the notebooks in a folder outside the repository;

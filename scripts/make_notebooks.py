@@ -9,10 +9,13 @@ cell is copied as it is (same source, same tags: nbval and the book build execut
 code), and every markdown cell is rewritten into plain Markdown:
 
 * ``{include}`` blocks are replaced by the included file, itself rewritten;
-* an admonition titled "Exercise ..." becomes a heading ``### Exercise N: ...`` followed by
-  its text; a solution (``:class: dropdown``, or a title starting with "Solution") and a
-  ``{hint}`` are folded in an HTML ``<details>`` block; any other admonition becomes a block
-  quote with its title in bold;
+* an ``{exercise}`` (sphinx-exercise) becomes a heading ``### Exercise N: title`` followed by
+  its text, N counting the chapter's exercises from 1 as the book does; a ``{solution}``, and
+  the text of a gated ``{solution-start}`` ... ``{solution-end}`` solution up to the end of its
+  markdown cell, are folded in an HTML ``<details>`` block (the gated solution's code cells
+  follow it, as in the book); ``{ref}`label``` to an exercise becomes "Exercise N";
+* a ``{hint}`` and a dropdown admonition are folded in ``<details>`` too; any other
+  admonition becomes a block quote with its title in bold;
 * ``{cite}`key``` becomes author-year text linking to the book's bibliography page,
   ``{doc}`name``` a link to that chapter in the published book, ``{math}`x``` becomes
   ``$x$``, ``(label)=`` targets and the labels of ``$$ ... $$ (label)`` equations are dropped;
@@ -49,6 +52,14 @@ _INLINE = re.compile(r"\{(?P<name>[\w:-]+)\}`(?P<text>[^`]*)`|(?P<code>`+)[^`].*
 _TARGET = re.compile(r"^\([\w:.-]+\)=\s*$")
 _EQ_LABEL = re.compile(r"^(\s*\$\$)\s*\([\w:.-]+\)\s*$")  # "$$ (eq-name)": MyST's equation label
 _EXPLICIT = re.compile(r"^(?P<text>.*?)\s*<(?P<target>[^<>]+)>$", re.S)
+_EXERCISE = re.compile(r"^(?P<fence>:{3,}|`{3,})\{exercise\}.*\n:label:[ \t]*(?P<label>\S+)", re.M)
+_GATED = "\x00solution-start\x00"  # where a gated solution's text begins in a markdown cell
+EXERCISE_DIRECTIVES = ("exercise", "solution", "solution-start", "solution-end")
+
+
+def exercise_labels(text: str) -> dict[str, int]:
+    """``label -> N`` for the ``{exercise}`` directives of one chapter, numbered from 1."""
+    return {m.group("label"): k + 1 for k, m in enumerate(_EXERCISE.finditer(text))}
 
 
 def substitute(text: str, where: str) -> str:
@@ -93,6 +104,13 @@ class Rewriter:
         # the built book keeps the source folders: book/NAME.md becomes book/NAME.html
         self.pages = f"{self.book_url}{book_dir.resolve().relative_to(ROOT).as_posix()}/"
         self.titles = {md.stem: chapter_title(md) for md in book_dir.glob("*.md")}
+        self.exercises: dict[str, int] = {}  # label -> N in the chapter being rewritten
+        self.n_exercise = 0
+
+    def start_chapter(self, text: str) -> None:
+        """Reset the exercise numbering for the chapter whose MyST source is ``text``."""
+        self.exercises = exercise_labels(text)
+        self.n_exercise = 0
 
     # roles ------------------------------------------------------------------------------
     def role(self, name: str, text: str, where: str) -> str:
@@ -116,6 +134,13 @@ class Rewriter:
             return f"[{label}]({self.pages}{target}.html)"
         if name == "math":
             return f"${text}$"
+        if name == "ref":
+            m = _EXPLICIT.match(text)
+            label, target = (m.group("text"), m.group("target")) if m else (None, text)
+            if target not in self.exercises:
+                raise ValueError(f"{where}: {{ref}}`{text}` names no exercise of this chapter; "
+                                 "the reader notebooks resolve {ref} to exercises only")
+            return label or f"Exercise {self.exercises[target]}"
         raise ValueError(f"{where}: the MyST role {{{name}}}`{text}` has no plain-Markdown form; "
                          "add one to scripts/make_notebooks.py or write plain Markdown")
 
@@ -172,7 +197,12 @@ class Rewriter:
                 continue
             out.append(self.inline(line, where))
             i += 1
-        return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip("\n")
+        text = "\n".join(out)
+        if _GATED in text:  # a gated solution's text runs to the end of its markdown cell
+            before, after = text.split(_GATED, 1)
+            text = (f"{before}\n<details>\n<summary><strong>Solution</strong></summary>\n\n"
+                    f"{after.strip()}\n\n</details>")
+        return re.sub(r"\n{3,}", "\n\n", text).strip("\n")
 
     def directive(self, name: str, arg: str, options: dict, body: str, where: str) -> str:
         if name == "include":
@@ -182,6 +212,8 @@ class Rewriter:
             return self.markdown(path.read_text(encoding="utf-8"), str(path))
         if name == "math":
             return f"$$\n{body}\n$$"
+        if name in EXERCISE_DIRECTIVES:
+            return self.exercise_directive(name, arg, options, body, where)
         if name not in ADMONITIONS:
             raise ValueError(f"{where}: the MyST directive {{{name}}} has no plain-Markdown form; "
                              "add one to scripts/make_notebooks.py or write plain Markdown")
@@ -196,6 +228,31 @@ class Rewriter:
             return f"<details>\n<summary><strong>{title}</strong></summary>\n\n{inner}\n\n</details>"
         quoted = "\n".join(f"> {x}" if x else ">" for x in inner.split("\n"))
         return f"> **{title}**\n>\n{quoted}"
+
+
+    def exercise_directive(self, name: str, arg: str, options: dict, body: str, where: str) -> str:
+        if name == "exercise":
+            self.n_exercise += 1
+            label = options.get("label")
+            if not label:
+                raise ValueError(f"{where}: an {{exercise}} needs a :label: (e.g. ex-CHAPTER-N) "
+                                 "so that its solution and {ref} can name it")
+            if self.exercises.get(label) != self.n_exercise:
+                raise ValueError(f"{where}: exercise {label!r} is not the chapter's exercise "
+                                 f"{self.n_exercise}; is its :label: used twice?")
+            title = self.inline(arg, where).strip()
+            heading = f"### Exercise {self.n_exercise}" + (f": {title}" if title else "")
+            return f"{heading}\n\n{self.markdown(body, where)}"
+        target = arg.strip()
+        if name in ("solution", "solution-start") and target not in self.exercises:
+            raise ValueError(f"{where}: {{{name}}} {target} names no exercise of this chapter; "
+                             "give it the :label: of its {exercise}")
+        if name == "solution":
+            return (f"<details>\n<summary><strong>Solution</strong></summary>\n\n"
+                    f"{self.markdown(body, where)}\n\n</details>")
+        if name == "solution-start":
+            return _GATED
+        return ""  # solution-end: the gated solution's code cells are already in place
 
 
 def book_title() -> str:
@@ -227,6 +284,7 @@ def chapters(book_dir: Path) -> list[Path]:
 def reader_notebook(md: Path, rewriter: Rewriter) -> nbformat.NotebookNode:
     """The reader notebook of one chapter (no outputs)."""
     source = jupytext.read(md)
+    rewriter.start_chapter(md.read_text(encoding="utf-8"))
     cells = []
     page = f"{rewriter.pages}{md.stem}.html"
     cells.append(nbformat.v4.new_markdown_cell(

@@ -59,8 +59,9 @@ def test_no_myst_only_syntax_in_markdown_cells(md):
 @pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
 def test_exercises_are_numbered_headings_and_solutions_are_folded(md):
     source = md.read_text(encoding="utf-8")
-    n_exercises = len(re.findall(r"^[:`]{3,}\{admonition\} Exercise \d+", source, re.M))
-    n_solutions = len(re.findall(r"^[:`]{3,}\{admonition\} Solution", source, re.M))
+    n_exercises = len(re.findall(r"^[:`]{3,}\{exercise\}", source, re.M))
+    n_solutions = len(re.findall(r"^[:`]{3,}\{solution(-start)?\}", source, re.M))
+    assert "{admonition} Exercise" not in source, "exercises are {exercise} directives now"
     text = "\n".join(_markdown(_read(md.stem)))
     headings = re.findall(r"^### Exercise (\d+):", text, re.M)
     assert [int(h) for h in headings] == list(range(1, n_exercises + 1))
@@ -106,6 +107,31 @@ def test_rewriter_admonitions(rewriter):
     assert "<details>\n<summary><strong>Hint</strong></summary>\n\nLook.\n\n</details>" in out
     assert "<details>\n<summary><strong>Solution</strong></summary>\n\nDone.\n\n</details>" in out
     assert "> **Note**\n>\n> A note." in out
+
+
+def test_rewriter_exercises_and_solutions(rewriter):
+    src = ("````{exercise} Try it\n:label: ex-t-a\n\nDo $x$.\n````\n\n"
+           "````{solution} ex-t-a\n:class: dropdown\n\nDone.\n````\n\n"
+           "````{exercise}\n:label: ex-t-b\n\nAgain, as in {ref}`ex-t-a`.\n````\n\n"
+           "```{solution-start} ex-t-b\n:class: dropdown\n```\n\nThe code below.")
+    rewriter.start_chapter(src)
+    out = rewriter.markdown(src, "t")
+    assert out.startswith("### Exercise 1: Try it\n\nDo $x$.")
+    assert "<details>\n<summary><strong>Solution</strong></summary>\n\nDone.\n\n</details>" in out
+    assert "### Exercise 2\n\nAgain, as in Exercise 1." in out
+    assert out.endswith("<details>\n<summary><strong>Solution</strong></summary>\n\nThe code below.\n\n</details>")
+    assert rewriter.markdown("```{solution-end}\n```", "t") == ""
+
+
+@pytest.mark.parametrize("src, match", [
+    ("````{exercise} No label\n````", "needs a :label:"),
+    ("````{solution} ex-nowhere\n````", "names no exercise"),
+    ("{ref}`ex-nowhere`", "names no exercise"),
+])
+def test_exercise_mistakes_are_errors(rewriter, src, match):
+    rewriter.start_chapter(src)
+    with pytest.raises(ValueError, match=match):
+        rewriter.markdown(src, "t")
 
 
 def test_rewriter_roles_and_code_spans(rewriter):

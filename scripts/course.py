@@ -1,0 +1,352 @@
+"""The course edition: autograded assignments built from the chapters, and their grading.
+
+``python scripts/course.py assign`` (``make assignments``) builds, for every chapter with an
+autograded exercise, an otter-grader assignment under ``_build/assignments``:
+
+* ``src/NAME.ipynb``: the otter-format master notebook, generated from ``book/NAME.md`` (the
+  chapter is the one source of truth: exercise text, solution code and checks);
+* ``NAME/student/NAME.ipynb``: the student notebook, solution code replaced by placeholders,
+  with the public checks (``grader.check``) a student can run;
+* ``NAME/autograder/NAME.ipynb`` and ``NAME/autograder/*.zip``: the instructor's solution
+  notebook and the autograder (public and hidden checks).
+
+An exercise is autograded when its gated solution (``{solution-start}`` ... ``{solution-end}``)
+holds code cells tagged ``check`` (public) or ``check-hidden`` (hidden). Its other code cells
+are the solution; the student sees each ``def`` with its docstring and ``...`` as the body, and
+each top-level assignment ``name = ...``. Checks test results (numbers with tolerances,
+properties), never the text of a solution, and print nothing. The assignment's setup is the
+chapter's import statements.
+
+``python scripts/course.py grade DIR`` (``make grade SUBMISSIONS=DIR``) grades every
+``NAME*.ipynb`` in DIR with ``otter run`` (no Docker) against the autograder of assignment NAME,
+prints a score table and writes it to ``DIR/grades.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jupytext
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from scripts import make_notebooks as mk  # noqa: E402
+
+CHECK_TAGS = {"check": False, "check-hidden": True}  # tag -> hidden
+_START = re.compile(r"^[`:]{3,}\{solution-start\}\s*(?P<label>\S+)", re.M)
+_END = re.compile(r"^[`:]{3,}\{solution-end\}", re.M)
+_EXERCISE = re.compile(r"^(?P<fence>[`:]{3,})\{exercise\}[ \t]*(?P<title>[^\n]*)\n:label:[ \t]*(?P<label>\S+)\n"
+                       r"(?P<body>.*?)^(?P=fence)[ \t]*$", re.M | re.S)
+
+
+@dataclass
+class Exercise:
+    label: str
+    number: int
+    title: str
+    text: str  # MyST
+    solution: list[str] = field(default_factory=list)  # code cells
+    checks: list[tuple[str, bool]] = field(default_factory=list)  # (code, hidden)
+
+
+def exercises(md: Path) -> list[Exercise]:
+    """Every exercise of a chapter, with the code cells and checks of its gated solution."""
+    text = md.read_text(encoding="utf-8")
+    found = [Exercise(m.group("label"), k + 1, m.group("title").strip(), m.group("body").strip())
+             for k, m in enumerate(_EXERCISE.finditer(text))]
+    by_label = {e.label: e for e in found}
+    current = None
+    for cell in jupytext.read(md).cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.split("\n"):
+                if (m := _START.match(line)):
+                    if m.group("label") not in by_label:
+                        raise ValueError(f"{md}: {{solution-start}} {m.group('label')} names no exercise")
+                    current = by_label[m.group("label")]
+                elif _END.match(line):
+                    current = None
+            continue
+        if cell.cell_type != "code" or current is None:
+            continue
+        tags = set(cell.metadata.get("tags", []))
+        check = tags & set(CHECK_TAGS)
+        if check:
+            if re.search(r"\bprint\(", cell.source):
+                raise ValueError(f"{md}: a check of {current.label} prints; checks must only assert "
+                                 "(otter compares printed output as text)")
+            current.checks.append((cell.source, CHECK_TAGS[check.pop()]))
+        else:
+            current.solution.append(cell.source)
+    return found
+
+
+def autograded(md: Path) -> list[Exercise]:
+    return [e for e in exercises(md) if e.checks]
+
+
+def prompt(code: str) -> str:
+    """The student's placeholder for a solution cell: signatures and names, bodies ``...``."""
+    tree = ast.parse(code)
+    lines = code.split("\n")
+    out = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            head = "\n".join(lines[node.lineno - 1:node.body[0].lineno - 1])
+            if (doc := ast.get_docstring(node)) is not None:
+                first = node.body[0]
+                head = "\n".join(lines[node.lineno - 1:first.end_lineno])
+            out.append(f"{head}\n    ...")
+        elif isinstance(node, ast.Assign):
+            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            out += [f"{name} = ..." for name in names]
+    return "\n\n".join(out)
+
+
+def solution_lines(e: Exercise) -> set[str]:
+    """The solution's own lines (stripped), less those of its placeholder: what no student
+    notebook may contain."""
+    keep = set()
+    for code in e.solution:
+        shown = {x.strip() for x in prompt(code).split("\n")}
+        shown |= {ast.unparse(n) for n in ast.parse(code).body if isinstance(n, (ast.Import, ast.ImportFrom))}
+        for line in code.split("\n"):
+            s = line.strip()
+            if s and not s.startswith("#") and s not in shown and len(s) > 3:
+                keep.add(s)
+    return keep
+
+
+def setup_code(md: Path) -> str:
+    """The chapter's import statements, in order, once each."""
+    seen, out = set(), []
+    for cell in jupytext.read(md).cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:  # the install cell's %pip
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                line = ast.unparse(node)
+                if line not in seen:
+                    seen.add(line)
+                    out.append(line)
+    return "\n".join(out)
+
+
+def master_notebook(md: Path, rewriter: mk.Rewriter) -> nbformat.NotebookNode:
+    """The otter-format master notebook of one chapter's autograded exercises."""
+    name = md.stem
+    found = autograded(md)
+    if not found:
+        raise ValueError(f"{md}: no autograded exercise (a gated solution with a code cell "
+                         "tagged check or check-hidden)")
+    rewriter.start_chapter(md.read_text(encoding="utf-8"))
+    config = {"name": name, "init_cell": True, "check_all_cell": False, "export_cell": False,
+              "run_tests": True, "solutions_pdf": False, "template_pdf": False,
+              "generate": {"pdf": False}, "tests": {"files": False}}
+    import yaml
+
+    cells = [nbformat.v4.new_raw_cell("# ASSIGNMENT CONFIG\n" + yaml.safe_dump(config, sort_keys=False)),
+             nbformat.v4.new_markdown_cell(
+                 f"# Assignment: {mk.chapter_title(md)}\n\nThe autograded exercises of the chapter "
+                 f"[*{mk.chapter_title(md)}*]({rewriter.pages}{name}.html). Replace each `...` with "
+                 "your code and run `grader.check` to run the public checks; more checks are run "
+                 "when it is graded."),
+             nbformat.v4.new_code_cell(setup_code(md))]
+    for e in found:
+        head = f"Exercise {e.number}" + (f": {rewriter.inline(e.title, name)}" if e.title else "")
+        cells.append(nbformat.v4.new_raw_cell(
+            f"# BEGIN QUESTION\nname: {e.label}\npoints: {len(e.checks)}"))
+        cells.append(nbformat.v4.new_markdown_cell(f"## {head}\n\n{rewriter.markdown(e.text, name)}"))
+        cells.append(nbformat.v4.new_raw_cell("# BEGIN SOLUTION"))
+        for code in e.solution:
+            cells.append(nbformat.v4.new_code_cell(
+                f"''' # BEGIN PROMPT\n{prompt(code)}\n''' # END PROMPT\n"
+                f"# BEGIN SOLUTION NO PROMPT\n{code}\n# END SOLUTION"))
+        cells.append(nbformat.v4.new_raw_cell("# END SOLUTION"))
+        cells.append(nbformat.v4.new_raw_cell("# BEGIN TESTS"))
+        for code, hidden in e.checks:
+            cfg = f'""" # BEGIN TEST CONFIG\nhidden: {str(hidden).lower()}\n""" # END TEST CONFIG\n'
+            cells.append(nbformat.v4.new_code_cell(cfg + code))
+        cells.append(nbformat.v4.new_raw_cell("# END TESTS"))
+        cells.append(nbformat.v4.new_raw_cell("# END QUESTION"))
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}
+    return nb
+
+
+def _otter() -> str:
+    exe = Path(sys.executable).with_name("otter")
+    return str(exe) if exe.exists() else "otter"
+
+
+def assign(out: Path, names: list[str] | None = None, book: Path = ROOT / "book") -> list[str]:
+    """Build the assignments; returns the chapter names built."""
+    rewriter = mk.Rewriter(book, ROOT / "references.bib")
+    built = []
+    for md in mk.chapters(book):
+        if names and md.stem not in names:
+            continue
+        if not autograded(md):
+            continue
+        src = out / "src" / f"{md.stem}.ipynb"
+        src.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(master_notebook(md, rewriter), src)
+        dist = out / md.stem
+        subprocess.run(["rm", "-rf", str(dist)], check=True)
+        run = subprocess.run([_otter(), "assign", str(src), str(dist)], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+        if run.returncode != 0:
+            raise RuntimeError(f"otter assign {src} failed:\n{run.stdout}\n{run.stderr}")
+        built.append(md.stem)
+        print(f"course: assignment {md.stem}: {len(autograded(md))} autograded exercise(s) in {dist}")
+    if names and set(names) - set(built):
+        raise ValueError(f"no autograded exercise in chapter(s) {sorted(set(names) - set(built))}; "
+                         "tag a check cell in their gated solutions")
+    return built
+
+
+def autograder_zip(assignments: Path, name: str) -> Path:
+    zips = sorted((assignments / name / "autograder").glob("*.zip"))
+    if not zips:
+        raise FileNotFoundError(f"no autograder for {name!r} in {assignments}; run `make assignments`")
+    return zips[-1]
+
+
+def grade_one(notebook: Path, assignments: Path, name: str) -> dict[str, tuple[float, float]]:
+    """``question -> (score, max)`` for one submission, graded by ``otter run`` (no Docker)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = subprocess.run([_otter(), "run", "--no-logo", "-a", str(autograder_zip(assignments, name)),
+                              "-o", tmp, str(notebook)], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+        results = Path(tmp) / "results.json"
+        if run.returncode != 0 or not results.exists():
+            raise RuntimeError(f"otter run {notebook} failed:\n{run.stdout}\n{run.stderr}")
+        tests = json.loads(results.read_text())["tests"]
+    return {t["name"]: (float(t["score"]), float(t["max_score"])) for t in tests
+            if t.get("max_score") is not None}
+
+
+def grade(submissions: Path, assignments: Path) -> list[dict]:
+    if not submissions.is_dir():
+        raise FileNotFoundError(f"{submissions}: no such folder of submitted notebooks")
+    names = sorted((p.name for p in assignments.iterdir() if (p / "autograder").is_dir()),
+                   key=len, reverse=True) if assignments.is_dir() else []
+    rows = []
+    for nb in sorted(submissions.glob("*.ipynb")):
+        name = next((n for n in names if nb.stem.startswith(n)), None)
+        if name is None:
+            raise ValueError(f"{nb}: its name starts with no assignment's name ({', '.join(sorted(names))}); "
+                             "name submissions NAME*.ipynb")
+        t0 = time.perf_counter()
+        scores = grade_one(nb, assignments, name)
+        total = sum(s for s, _ in scores.values())
+        rows.append({"submission": nb.name, "assignment": name, "score": total,
+                     "max": sum(m for _, m in scores.values()), "seconds": round(time.perf_counter() - t0, 1),
+                     **{q: s for q, (s, _) in scores.items()}})
+    return rows
+
+
+def edition_config(config_text: str, hide_solutions: bool) -> str:
+    """``_config.yml`` with its one edition setting, ``hide_solutions``, set."""
+    pattern = re.compile(r"^(\s*hide_solutions:)\s*\S+", re.M)
+    if len(pattern.findall(config_text)) != 1:
+        raise ValueError("_config.yml must set sphinx.config.hide_solutions exactly once")
+    return pattern.sub(lambda m: f"{m.group(1)} {str(hide_solutions).lower()}", config_text)
+
+
+def student_book(out: Path = ROOT / "_build" / "student") -> Path:
+    """Build the student edition of the book (no solutions) into ``out/_build/html``."""
+    out.mkdir(parents=True, exist_ok=True)
+    config = out / "_config_student.yml"
+    text = edition_config((ROOT / "_config.yml").read_text(encoding="utf-8"), True)
+    # jupyter-book resolves local extensions from the config file's folder: make them absolute
+    text = re.sub(r"^(\s+\w+:\s*)(book/_ext)\s*$", lambda m: f"{m.group(1)}{ROOT / m.group(2)}", text, flags=re.M)
+    config.write_text(text)
+    jb = Path(sys.executable).with_name("jupyter-book")
+    subprocess.run([str(jb), "build", str(ROOT), "--config", str(config), "--path-output", str(out),
+                    "--all", "-n", "--keep-going"], check=True)
+    return out / "_build" / "html"
+
+
+# Checks that a blank answer passes, by question name: none so far. A check listed here may
+# score on an untouched student notebook; every other must give it zero.
+BLANK_MAY_PASS: set[str] = set()
+
+
+def check(assignments: Path) -> list[str]:
+    """Build every assignment, grade its solution (full marks expected) and its untouched
+    student notebook (zero expected, except BLANK_MAY_PASS); returns the problems."""
+    problems = []
+    for name in assign(assignments):
+        for kind, expect_full in (("autograder", True), ("student", False)):
+            scores = grade_one(assignments / name / kind / f"{name}.ipynb", assignments, name)
+            for q, (got, most) in scores.items():
+                if expect_full and got != most:
+                    problems.append(f"{name}: the solution scores {got} of {most} on {q}")
+                if not expect_full and got > 0 and q not in BLANK_MAY_PASS:
+                    problems.append(f"{name}: the untouched student notebook scores {got} on {q}")
+        print(f"course: {name}: solution full marks, blank student notebook zero")
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("assign", help="build the assignments")
+    a.add_argument("--out", type=Path, default=ROOT / "_build" / "assignments")
+    a.add_argument("names", nargs="*", help="chapters (default: every chapter with autograded exercises)")
+    g = sub.add_parser("grade", help="grade a folder of submitted notebooks")
+    g.add_argument("submissions", type=Path)
+    g.add_argument("--assignments", type=Path, default=ROOT / "_build" / "assignments")
+    c = sub.add_parser("check", help="build, then grade every solution and blank student notebook")
+    c.add_argument("--out", type=Path, default=ROOT / "_build" / "assignments")
+    sub.add_parser("student-book", help="build the student edition of the book")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "student-book":
+            print(f"course: student edition in {student_book()}")
+            return 0
+        if args.cmd == "check":
+            problems = check(args.out)
+            for p in problems:
+                print(f"course: {p}", file=sys.stderr)
+            return 1 if problems else 0
+        if args.cmd == "assign":
+            assign(args.out, args.names)
+            return 0
+        t0 = time.perf_counter()
+        rows = grade(args.submissions, args.assignments)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"course: {exc}", file=sys.stderr)
+        return 1
+    fields = ["submission", "assignment", "score", "max", "seconds"]
+    fields += sorted({k for r in rows for k in r} - set(fields))
+    with open(args.submissions / "grades.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    for r in rows:
+        print(f"{r['submission']:40s} {r['assignment']:22s} {r['score']:5.1f} / {r['max']:5.1f}  ({r['seconds']} s)")
+    print(f"course: graded {len(rows)} submission(s) in {time.perf_counter() - t0:.1f} s; "
+          f"table in {args.submissions / 'grades.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

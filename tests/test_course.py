@@ -1,0 +1,144 @@
+"""scripts/course.py and book/_ext/course_edition.py: assignments, grading, the two editions."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from scripts import course
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOK = ROOT / "book"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("assignments")
+    assert course.assign(out, ["mmd"]) == ["mmd"]
+    return out
+
+
+def _cells(path):
+    return nbformat.read(path, as_version=4).cells
+
+
+def test_every_chapter_has_three_exercises_and_api_pages_none():
+    for md in course.mk.chapters(BOOK):
+        n = len(course.exercises(md))
+        assert n >= 3, f"{md.stem} has {n} exercises"
+
+
+
+
+def test_solution_full_marks_blank_zero(built):
+    sol = course.grade_one(built / "mmd" / "autograder" / "mmd.ipynb", built, "mmd")
+    blank = course.grade_one(built / "mmd" / "student" / "mmd.ipynb", built, "mmd")
+    assert sol and all(got == most > 0 for got, most in sol.values())
+    assert all(got == 0 for q, (got, _) in blank.items() if q not in course.BLANK_MAY_PASS)
+
+
+def test_planted_wrong_answer_loses_its_marks(built, tmp_path):
+    """The biased estimator where the unbiased one is asked."""
+    nb = nbformat.read(built / "mmd" / "autograder" / "mmd.ipynb", as_version=4)
+    planted = 0
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "def unbiased_linear_mmd2" in cell.source:
+            cell.source = cell.source.replace(
+                "(np.sum(D.sum(0) ** 2) - np.sum(D**2)) / (n * (n - 1))", "np.sum(D.sum(0) ** 2) / n**2")
+            planted += 1
+    assert planted == 1
+    path = tmp_path / "mmd_wrong.ipynb"
+    nbformat.write(nb, path)
+    got, most = course.grade_one(path, built, "mmd")["ex-mmd-4"]
+    assert most > 0 and got == 0
+
+
+def test_student_notebook_holds_no_solution_line(built):
+    student = "\n".join(c.source for c in _cells(built / "mmd" / "student" / "mmd.ipynb"))
+    lines = set().union(*(course.solution_lines(e) for e in course.autograded(BOOK / "mmd.md")))
+    assert lines, "no solution lines found"
+    leaked = [x for x in lines if x in student]
+    assert leaked == []
+    solution = "\n".join(c.source for c in _cells(built / "mmd" / "autograder" / "mmd.ipynb"))
+    assert all(x in solution for x in lines)  # the comparison can fail: they are in the solution
+
+
+def test_grade_command_writes_a_table(built, tmp_path):
+    shutil.copy(built / "mmd" / "student" / "mmd.ipynb", tmp_path / "mmd_alice.ipynb")
+    run = subprocess.run([sys.executable, "scripts/course.py", "grade", str(tmp_path), "--assignments", str(built)],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    table = (tmp_path / "grades.csv").read_text()
+    assert "mmd_alice.ipynb,mmd,0.0," in table
+
+
+def test_grade_rejects_a_submission_of_no_assignment(built, tmp_path):
+    (tmp_path / "essay.ipynb").write_text("{}")
+    with pytest.raises(ValueError, match="starts with no assignment"):
+        course.grade(tmp_path, built)
+
+
+def test_prompt_keeps_signatures_and_names_only():
+    code = 'def f(x):\n    """Doc."""\n    return 2 * x\n\n\nfor k in range(3):\n    pass\ny = f(3)\n'
+    assert course.prompt(code) == 'def f(x):\n    """Doc."""\n    ...\n\ny = ...'
+
+
+def test_a_printing_check_is_an_error(tmp_path):
+    md = tmp_path / "x.md"
+    md.write_text((BOOK / "mmd.md").read_text().replace(
+        "# public check: the estimate", "print('x')\n# public check: the estimate"))
+    with pytest.raises(ValueError, match="prints"):
+        course.exercises(md)
+
+
+# ------------------------------------------------------------------ the two editions
+def _fixture_book(tmp_path, hide):
+    """Two chapters built with the real _config.yml's exercise setup and edition setting."""
+    real = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert real["sphinx"]["config"]["hide_solutions"] is False  # the published book: instructor
+    assert "sphinx_exercise" in real["sphinx"]["extra_extensions"]
+    assert real["sphinx"]["local_extensions"]["course_edition"] == "book/_ext"
+    (tmp_path / "book" / "_ext").mkdir(parents=True)
+    shutil.copy(BOOK / "_ext" / "course_edition.py", tmp_path / "book" / "_ext")
+    config = {"title": "fixture", "only_build_toc_files": True, "execute": {"execute_notebooks": "off"},
+              "sphinx": {"extra_extensions": ["sphinx_exercise"],
+                         "local_extensions": {"course_edition": "book/_ext"},
+                         "config": {"hide_solutions": False}}}
+    text = course.edition_config(yaml.safe_dump(config), hide)
+    (tmp_path / "_config.yml").write_text(text)
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/a\nchapters:\n  - file: book/b\n")
+    head = "---\njupytext:\n  text_representation:\n    extension: .md\n    format_name: myst\n" \
+           "kernelspec:\n  display_name: Python 3\n  language: python\n  name: python3\n---\n"
+    for ch in "ab":
+        (tmp_path / "book" / f"{ch}.md").write_text(
+            f"{head}# Chapter {ch}\n\n````{{exercise}} First\n:label: ex-{ch}-1\n\nAsk {ch}.\n````\n\n"
+            f"````{{solution}} ex-{ch}-1\n:class: dropdown\n\nSOLUTIONTEXT{ch}\n````\n\n"
+            f"````{{exercise}} Second\n:label: ex-{ch}-2\n\nSee {{ref}}`ex-{ch}-1`.\n````\n\n"
+            f"```{{solution-start}} ex-{ch}-2\n:class: dropdown\n```\n\nSOLUTIONGATED{ch}\n\n"
+            f"```{{code-cell}} ipython3\ny = 'SOLUTIONCODE{ch}'\n```\n\n```{{solution-end}}\n```\n")
+    jb = Path(sys.executable).with_name("jupyter-book")
+    run = subprocess.run([str(jb), "build", str(tmp_path), "-W", "-n", "--keep-going"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return {ch: (tmp_path / "_build" / "html" / "book" / f"{ch}.html").read_text() for ch in "ab"}
+
+
+@pytest.mark.parametrize("hide", [False, True], ids=["instructor", "student"])
+def test_editions(tmp_path, hide):
+    pages = _fixture_book(tmp_path, hide)
+    for ch, html in pages.items():
+        # numbered per chapter: both chapters have Exercise 1 and 2, none has 3
+        assert {"Exercise 1", "Exercise 2"} <= set(re.findall(r"Exercise \d+", html))
+        assert "Exercise 3" not in html
+        for secret in (f"SOLUTIONTEXT{ch}", f"SOLUTIONGATED{ch}", f"SOLUTIONCODE{ch}"):
+            assert (secret in html) != hide, f"{secret} in the {'student' if hide else 'instructor'} edition"
+
+
+def test_edition_config_needs_the_setting():
+    with pytest.raises(ValueError, match="hide_solutions"):
+        course.edition_config("title: x\n", True)
