@@ -140,6 +140,12 @@ test_suspect.__test__ = False  # not a pytest test, despite its name
 # --------------------------------------------------------------------------- the run
 
 
+def _report(rec: dict, label: str, extra: str = "") -> None:
+    """One progress line: the suspect and its first-draw p-value per number revealed."""
+    p = ", ".join(f"{n}: {v:.2g}" for n, v in rec["pvalue_first_draw"].items())
+    print(f"{label}: DI p (first draw) {p}{extra}", flush=True)
+
+
 def run_dataset_inference(study_cfg=None, cfg: DIConfig = CPU, out=None, cache_dir=None,
                           root=None, progress=True, command=None) -> dict:
     """Dataset Inference on every model of the study ``study_cfg`` (default: its CPU run).
@@ -184,9 +190,7 @@ def run_dataset_inference(study_cfg=None, cfg: DIConfig = CPU, out=None, cache_d
             F.write_json_atomic(path, rec)
         records.append(rec)
         if progress:
-            p = ", ".join(f"{k}: {v:.2g}" for k, v in rec["pvalue_first_draw"].items())
-            print(f"{arch:6s} {info['kind']:11s} {info['index']:2d}: DI p (first draw) {p}",
-                  flush=True)
+            _report(rec, f"{arch:6s} {info['kind']:11s} {info['index']:2d}")
         if out is not None:
             write(out, cfg, study_cfg, header, records, complete=False,
                   wall=time.perf_counter() - t_wall)
@@ -345,9 +349,7 @@ def run_on_paper_study(paper_cfg=None, cfg: DIConfig = PAPER, out=None, cache_di
             F.write_json_atomic(path, rec)
         records.append(rec)
         if progress:
-            p = ", ".join(f"{n}: {v:.2g}" for n, v in rec["pvalue_first_draw"].items())
-            print(f"{arch:6s} {kind:13s} {k:2d}: DI p (first draw) {p}; {rec['seconds']} s",
-                  flush=True)
+            _report(rec, f"{arch:6s} {kind:13s} {k:2d}", f"; {rec['seconds']} s")
         if out is not None:
             _write_paper(out, cfg, paper_cfg, header, records, skipped, False,
                          time.perf_counter() - t_wall)

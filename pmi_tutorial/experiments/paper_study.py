@@ -607,8 +607,8 @@ def write_results(files: dict, out) -> None:
         write_json_atomic(Path(out) / FILES[name], content)
 
 
-def load_results(folder):
-    """``(records, config, summary file)`` from the result files in ``folder``."""
+def _read_records(folder) -> dict:
+    """The records file in ``folder``, parsed and checked for its format and version."""
     path = Path(folder) / FILES["records"]
     if not path.is_file():
         raise FileNotFoundError(f"no result file {path}; run `python -m pmi_tutorial study --config "
@@ -617,6 +617,12 @@ def load_results(folder):
     if (rec.get("format"), rec.get("version")) != (RESULT_FORMAT, RESULT_VERSION):
         raise ValueError(f"{path} is not a version-{RESULT_VERSION} result file of the paper-scale "
                          "study; run it again")
+    return rec
+
+
+def load_results(folder):
+    """``(records, config, summary file)`` from the result files in ``folder``."""
+    rec = _read_records(folder)
     summ = json.loads((Path(folder) / FILES["summary"]).read_text())
     return rec["records"], config_from_dict(rec["settings"]), summ
 
@@ -630,14 +636,7 @@ def resummarize(folder, command=None) -> dict:
     """
     from ..files import git_commit, now, write_json_atomic
 
-    path = Path(folder) / FILES["records"]
-    if not path.is_file():
-        raise FileNotFoundError(f"no result file {path}; run `python -m pmi_tutorial study --config "
-                                f"paper --out {folder}` first")
-    rec = json.loads(path.read_text())
-    if (rec.get("format"), rec.get("version")) != (RESULT_FORMAT, RESULT_VERSION):
-        raise ValueError(f"{path} is not a version-{RESULT_VERSION} result file of the paper-scale "
-                         "study; run the study again")
+    rec = _read_records(folder)
     cfg = config_from_dict(rec["settings"])
     files = result_files(rec["records"], cfg, rec["provenance"], complete=rec["complete"])
     summary = files["summary"]
