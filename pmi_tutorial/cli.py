@@ -401,7 +401,7 @@ def cmd_study(args) -> int:
             return 0
         files = paper_study.run(paper_study.CONFIGS[args.config], out=args.out,
                                 cache_dir=args.cache_dir, progress=not args.quiet,
-                                command="python -m pmi_tutorial " + " ".join(args.argv))
+                                command=command)
         print(f"wrote {', '.join(paper_study.FILES.values())} to {args.out}; "
               f"{files['summary']['budget']['done_cpu_hours']} CPU-hours")
         return 0

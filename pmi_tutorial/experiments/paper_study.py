@@ -608,16 +608,13 @@ def write_results(files: dict, out) -> None:
 
 
 def _read_records(folder) -> dict:
-    """The records file in ``folder``, parsed and checked for its format and version."""
+    """The records file in ``folder``, parsed and checked (:func:`files.read_result`: format,
+    version, provenance)."""
     path = Path(folder) / FILES["records"]
     if not path.is_file():
         raise FileNotFoundError(f"no result file {path}; run `python -m pmi_tutorial study --config "
                                 f"paper --out {folder}`")
-    rec = json.loads(path.read_text())
-    if (rec.get("format"), rec.get("version")) != (RESULT_FORMAT, RESULT_VERSION):
-        raise ValueError(f"{path} is not a version-{RESULT_VERSION} result file of the paper-scale "
-                         "study; run it again")
-    return rec
+    return _files.read_result(path, RESULT_FORMAT)
 
 
 def load_results(folder):

@@ -277,6 +277,13 @@ def _fmt_rate(cell) -> str:
     return f"{cell['k']}/{cell['n']} [{lo:.2f}, {hi:.2f}]"
 
 
+def _pooled(cells):
+    """One rate (with interval) from several ``{"k", "n"}`` cells pooled, or None if empty."""
+    k = sum(c["k"] for c in cells)
+    n = sum(c["n"] for c in cells)
+    return rate([True] * k + [False] * (n - k)) if n else None
+
+
 def calibration_table(summary: dict, arch: str, alpha: float = 0.05) -> str:
     """Markdown: per statistic, the false-positive rate at ``alpha`` (k/n [95% Clopper-Pearson])
     on innocents with their own draws and with the owner's draw, the KS p-value of their
@@ -316,11 +323,6 @@ def headline_table(summary: dict, alpha: float = 0.05, rho: float = 0.1,
     lines = ["| model | test | innocent accused, own draws | innocent accused, owner's draw | "
              "owners detected | attacked copies detected |", "|" + " --- |" * 6]
 
-    def pooled(cells):
-        k = sum(c["k"] for c in cells)
-        n = sum(c["n"] for c in cells)
-        return rate([True] * k + [False] * (n - k)) if n else None
-
     for arch, s in summary.items():
         rule = s["paper_rule"]["logits"]
         v = rule.get("verdicts", {})
@@ -328,7 +330,7 @@ def headline_table(summary: dict, alpha: float = 0.05, rho: float = 0.1,
                  rule.get("innocent_own_draw", {}).get(f"fpr_rho{rho:g}"),
                  rule.get("innocent_owner_draw", {}).get(f"fpr_rho{rho:g}"),
                  v.get("owner", {}).get(f"rho{rho:g}"),
-                 pooled([c[f"rho{rho:g}"] for kind, c in v.items() if kind != "owner"]))]
+                 _pooled([c[f"rho{rho:g}"] for kind, c in v.items() if kind != "owner"]))]
         for st in statistics:
             cell = s["statistics"].get(st)
             if cell is None:
@@ -338,7 +340,7 @@ def headline_table(summary: dict, alpha: float = 0.05, rho: float = 0.1,
                          cell.get("innocent_own_draw", {}).get(f"fpr_a{alpha:g}"),
                          cell.get("innocent_owner_draw", {}).get(f"fpr_a{alpha:g}"),
                          v.get("owner", {}).get(f"a{alpha:g}"),
-                         pooled([c[f"a{alpha:g}"] for kind, c in v.items() if kind != "owner"])))
+                         _pooled([c[f"a{alpha:g}"] for kind, c in v.items() if kind != "owner"])))
         for name, *cells in rows:
             lines.append(f"| {arch} (revealed {s['revealed']} per class) | {name} | "
                          + " | ".join(_fmt_rate(c) for c in cells) + " |")
@@ -456,13 +458,12 @@ def paper_rule_table(summary: dict, arch: str) -> str:
         rhos = sorted({key[len("fpr_rho"):] for d in ("own", "owner")
                        for key in cell.get(f"innocent_{d}_draw", {})}, key=float)
         for rho in rhos:
-            copies = [c[f"rho{rho}"] for kind, c in v.items() if kind != "owner"]
-            k, n = sum(c["k"] for c in copies), sum(c["n"] for c in copies)
+            copies = _pooled([c[f"rho{rho}"] for kind, c in v.items() if kind != "owner"])
             lines.append(f"| {f} | {rho} | "
                          f"{_fmt_rate(cell.get('innocent_own_draw', {}).get(f'fpr_rho{rho}'))} | "
                          f"{_fmt_rate(cell.get('innocent_owner_draw', {}).get(f'fpr_rho{rho}'))} | "
                          f"{_fmt_rate(v.get('owner', {}).get(f'rho{rho}'))} | "
-                         f"{_fmt_rate(rate([True] * k + [False] * (n - k))) if n else ''} |")
+                         f"{_fmt_rate(copies)} |")
     return "\n".join(lines)
 
 
