@@ -173,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "models it has already trained are tested)")
     d.add_argument("--archs", nargs="+", default=None, help="architectures, e.g. mlp lenet5")
     d.add_argument("--cache-dir", default=None, help="model cache (default $PMI_CACHE_DIR or ~/.cache)")
+    d.add_argument("--owners", nargs="+", type=int, default=None,
+                   help="--study paper: only these owners' share of the run (owner j's copies and "
+                        "the innocent models tested after them), e.g. to run two processes with "
+                        "their own --out; default all")
+    d.add_argument("--train-missing", action="store_true",
+                   help="--study paper: train the models the study has not trained yet (as the "
+                        "study would, seeded) instead of skipping them")
     d.add_argument("--quiet", action="store_true", help="no line per model")
     d.add_argument("--summarize-only", action="store_true",
                    help="recompute the summary of --out's dataset_inference_CONFIG.json from its "
@@ -448,13 +455,22 @@ def cmd_dataset_inference(args) -> int:
             cfg = replace(cfg, archs=tuple(cfg.archs[i] for i in keep),
                           n_innocent=tuple(cfg.n_innocent[i] for i in keep),
                           epochs=tuple(cfg.epochs[i] for i in keep))
+        if args.owners is not None:
+            for j in args.owners:
+                if not 0 <= j < cfg.n_owners:
+                    raise ValueError(f"--owners {j}: the study {args.study} has owners 0 to "
+                                     f"{cfg.n_owners - 1}")
         res = D.run_on_paper_study(cfg, D.CONFIGS[args.config], out=args.out,
                                    cache_dir=args.cache_dir, progress=not args.quiet,
-                                   command=command)
+                                   command=command, only_cached_models=not args.train_missing,
+                                   owners=args.owners)
         if res["not_yet_run"]:
-            print(f"{len(res['not_yet_run'])} suspects skipped: their models are not trained yet "
-                  f"(python -m pmi_tutorial study --config {args.study})")
+            print(f"{len(res['not_yet_run'])} suspects not yet run: their models are not trained "
+                  f"(python -m pmi_tutorial study --config {args.study}, or --train-missing) or "
+                  "they are outside --archs / --owners")
     else:
+        if args.owners is not None or args.train_missing:
+            raise ValueError("--owners and --train-missing work with --study paper or paper-tiny")
         cfg = study.CONFIGS[args.study]
         if args.archs:
             cfg = replace(cfg, archs=tuple(args.archs))

@@ -93,6 +93,29 @@ def test_walk_clips_to_the_pixel_box():
     assert walk.distances.max() <= 1.0 + 1e-5
 
 
+def test_walk_on_a_convolutional_model_equals_the_walk_through_a_plain_callable():
+    # the walk queries a channels-last copy of a model with convolutions; the predictions and
+    # so the distances must be those of the model as given, which stays untouched
+    from pmi_tutorial.models import build_model
+
+    box, unit = di.pixel_space("mnist")
+    net = build_model("lenet5", num_classes=10, seed=3).eval()
+    x = (torch.rand(24, 1, 28, 28, generator=torch.Generator().manual_seed(1)) - 0.1307) / 0.3081
+    y = net(x).argmax(1)
+
+    def plain(xb):  # not a module: queried exactly as given
+        with torch.no_grad():
+            return net(xb.contiguous())
+
+    got = di.blind_walk(net, x, y, directions=3, steps=30, box=box, unit=unit, seed=2)
+    want = di.blind_walk(plain, x, y, directions=3, steps=30, box=box, unit=unit, seed=2)
+    np.testing.assert_array_equal(got.distances, want.distances)
+    assert got.queries == want.queries and got.flipped.any()
+    assert next(net.parameters()).is_contiguous()  # the suspect's own layout is unchanged
+    assert isinstance(di._walk_model(net), di._ChannelsLast)
+    assert di._walk_model(plain) is plain
+
+
 def test_welch_equals_scipy_and_keeps_tiny_pvalues():
     rng = np.random.default_rng(0)
     for _ in range(20):

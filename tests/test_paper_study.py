@@ -176,3 +176,61 @@ def test_summarize_only_recomputes_the_summaries_from_the_records(tiny_run, monk
     again = json.loads(path.read_text())
     assert again["summary"] == json.loads(json.dumps(D.summarize(di["models"], D.PAPER_TINY)))
     assert again["models"] == di["models"] and "summary_recomputed" in again
+
+
+def test_dataset_inference_resumes_from_its_result_file_and_keeps_other_records(
+        tiny_run, monkeypatch, tmp_path):
+    import shutil
+    from dataclasses import replace
+
+    from pmi_tutorial.experiments import dataset_inference as D
+
+    base, _ = tiny_run
+    first = D.run_on_paper_study(PS.TINY, D.PAPER_TINY, out=tmp_path / "di",
+                                 cache_dir=base / "cache", progress=False)
+    path = tmp_path / "di" / "dataset_inference_paper-tiny.json"
+    # a fresh machine: the models, but no per-suspect cache; the committed file is enough
+    fresh = tmp_path / "cache"
+    shutil.copytree(base / "cache", fresh)
+    shutil.rmtree(fresh / "paper_study" / "dataset_inference")
+    monkeypatch.setattr(D, "_paper_test", lambda *a, **k: pytest.fail("walked again"))
+    again = D.run_on_paper_study(PS.TINY, D.PAPER_TINY, out=tmp_path / "di", cache_dir=fresh,
+                                 progress=False)
+    assert again["models"] == first["models"] and again["complete"]
+    assert again["earlier_runs"][0] == first["provenance"]
+
+    # records of an architecture this run does not have stay, with their settings
+    other = json.loads(path.read_text())
+    study = other["settings"]["study"]
+    for k in ("archs", "n_innocent", "epochs"):
+        study[k] = [*({"archs": "lenet5"}.get(k, study[k][0]),), *study[k]]
+    other["models"] = [{**r, "arch": "lenet5"} for r in other["models"]] + other["models"]
+    path.write_text(json.dumps(other))
+    merged = D.run_on_paper_study(PS.TINY, D.PAPER_TINY, out=tmp_path / "di", cache_dir=fresh,
+                                  progress=False)
+    on_disk = json.loads(path.read_text())
+    assert on_disk["settings"]["study"]["archs"] == ["lenet5", "mlp"]
+    assert [r["arch"] for r in on_disk["models"]] == ["lenet5"] * len(first["models"]) + [
+        "mlp"] * len(first["models"])
+    assert set(on_disk["summary"]) == {"lenet5", "mlp"} and merged["complete"]
+    assert on_disk["models_planned"] == 2 * len(first["models"])
+
+    # a file made with other settings is not overwritten
+    with pytest.raises(ValueError, match="other settings"):
+        D.run_on_paper_study(PS.TINY, replace(D.PAPER_TINY, repeats=7), out=tmp_path / "di",
+                             cache_dir=fresh, progress=False)
+    assert json.loads(path.read_text()) == on_disk
+
+
+def test_dataset_inference_plan_shares_out_by_owner():
+    from pmi_tutorial.experiments import dataset_inference as D
+
+    full = D.paper_plan(PS.PAPER, D.PAPER)
+    parts = [D.paper_plan(PS.PAPER, D.PAPER, owners=[j]) for j in range(PS.PAPER.n_owners)]
+    assert sorted(sum(parts, [])) == sorted(full) and len(set(full)) == len(full)
+    one = parts[1]
+    assert {k for a, kind, k in one if kind not in ("independent", "resplit")} == {1}
+    n_inn = dict(zip(PS.PAPER.archs, PS.PAPER.n_innocent))
+    per = {a: -(-n // PS.PAPER.n_owners) for a, n in n_inn.items()}
+    assert {(a, k) for a, kind, k in one if kind == "resplit"} == {
+        (a, k) for a in PS.PAPER.archs for k in range(per[a], 2 * per[a])}

@@ -83,6 +83,32 @@ def pixel_space(dataset: str):
     return ((0.0 - mean) / std, (1.0 - mean) / std), 1.0 / std
 
 
+def _walk_model(predict):
+    """What the walk queries: a module with convolutions is copied once into channels-last
+    memory layout, which runs a CPU convolution about twice as fast as the default layout
+    with the same predictions (the arithmetic differs only in float round-off); anything else
+    (a module without convolutions, a label-returning callable) is queried as given."""
+    import copy
+
+    if isinstance(predict, torch.nn.Module) and any(
+            isinstance(m, torch.nn.Conv2d) for m in predict.modules()):
+        return _ChannelsLast(copy.deepcopy(predict).to(memory_format=torch.channels_last))
+    return predict
+
+
+class _ChannelsLast(torch.nn.Module):
+    """A channels-last copy of a convolutional model, fed channels-last images."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        if x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+
 def _labels(predict, xb: torch.Tensor) -> torch.Tensor:
     """Predicted labels of a batch: argmax of scores (N, c), or labels (N,) as returned."""
     if isinstance(predict, torch.nn.Module):
@@ -228,6 +254,7 @@ def blind_walk(predict, x, y, norms=NORMS, directions: int = 10, steps: int = 50
     steps = V.check_positive_int(steps, "steps")
     batch_size = V.check_positive_int(batch_size, "batch_size")
     N = len(x)
+    predict = _walk_model(predict)
     dist = np.empty((N, len(norms), directions), dtype=np.float64)
     flipped = np.empty((N, len(norms), directions), dtype=bool)
     queries, seen = 0, set()

@@ -267,10 +267,11 @@ def _paper_test(detector, suspect, draw, cfg: DIConfig, keep_q=None, split=None)
             "revealed_available": [len(rm[0]), len(rn[0])]}
 
 
-def paper_plan(paper_cfg, cfg: DIConfig) -> list:
+def paper_plan(paper_cfg, cfg: DIConfig, owners=None) -> list:
     """``(arch, kind, index)`` in run order: per architecture, owner j's copies, then innocents
     (each with the owner's draw, "independent", and its own, "resplit"), so that a partial
-    result holds some of every kind."""
+    result holds some of every kind.  ``owners``: only the blocks of these owners (owner j's
+    copies and the innocents that follow them); None: all."""
     from . import paper_study as PS
 
     out = []
@@ -278,6 +279,8 @@ def paper_plan(paper_cfg, cfg: DIConfig) -> list:
     for arch, n_inn in zip(paper_cfg.archs, paper_cfg.n_innocent):
         per = -(-n_inn // max(paper_cfg.n_owners, 1))
         for j in range(max(paper_cfg.n_owners, 1)):
+            if owners is not None and j not in owners:
+                continue
             if j < paper_cfg.n_owners:
                 out += [(arch, a, j) for a in attacks if a == "owner" or a in PS.ATTACKS]
             for i in range(j * per, min(n_inn, (j + 1) * per)):
@@ -285,8 +288,53 @@ def paper_plan(paper_cfg, cfg: DIConfig) -> list:
     return out
 
 
+_PER_ARCH = ("archs", "n_innocent", "epochs")
+
+
+def _merged_config(paper_cfg, earlier_settings: dict):
+    """``paper_cfg`` with the architectures of an earlier result file's study settings added
+    (those this run does not have, with their numbers of innocent models and epochs)."""
+    from dataclasses import replace
+
+    per = {a: (n, e) for a, n, e in zip(*(earlier_settings[k] for k in _PER_ARCH))}
+    per.update({a: (n, e) for a, n, e in zip(paper_cfg.archs, paper_cfg.n_innocent, paper_cfg.epochs)})
+    order = [a for a in earlier_settings["archs"] if a not in paper_cfg.archs] + list(paper_cfg.archs)
+    return replace(paper_cfg, archs=tuple(order), n_innocent=tuple(per[a][0] for a in order),
+                   epochs=tuple(per[a][1] for a in order))
+
+
+def _earlier_result(out, cfg: DIConfig, paper_cfg):
+    """The records of the result file this run writes (``out``), when it exists: a run resumes
+    from it (on a fresh machine too, without the per-suspect cache) and keeps the records of
+    architectures and owners it does not run.  ``(full_cfg, {(arch, kind, index): record},
+    earlier provenances)``; a file made with other settings is an error, not overwritten."""
+    from pathlib import Path
+
+    path = None if out is None else Path(out) / FILE.format(name=cfg.name)
+    if path is None or not path.is_file():
+        return paper_cfg, {}, []
+    res = F.read_result(path, RESULT_FORMAT)
+    st = res["settings"]
+    mine = paper_cfg.to_dict()
+    same_di = st["dataset_inference"] == cfg.to_dict()
+    same_study = {k: v for k, v in st["study"].items() if k not in _PER_ARCH} == \
+        {k: v for k, v in mine.items() if k not in _PER_ARCH}
+    theirs = {a: (n, e) for a, n, e in zip(*(st["study"][k] for k in _PER_ARCH))}
+    same_arch = all(theirs[a] == (n, e) for a, n, e in
+                    zip(paper_cfg.archs, paper_cfg.n_innocent, paper_cfg.epochs) if a in theirs)
+    if not (same_di and same_study and same_arch):
+        raise ValueError(
+            f"{path} holds Dataset Inference results made with other settings (of Dataset "
+            "Inference or of the study); this run would mix the two: write to another --out, "
+            "or move that file away to start afresh")
+    records = {(r["arch"], r["kind"], int(r["index"])): r for r in res["models"]}
+    earlier = [res["provenance"], *res.get("earlier_runs", [])]
+    return _merged_config(paper_cfg, st["study"]), records, earlier
+
+
 def run_on_paper_study(paper_cfg=None, cfg: DIConfig = PAPER, out=None, cache_dir=None,
-                       root=None, progress=True, command=None, only_cached_models=True) -> dict:
+                       root=None, progress=True, command=None, only_cached_models=True,
+                       owners=None) -> dict:
     """Dataset Inference on the models of the paper-scale study (:mod:`.paper_study`).
 
     The owner fits the regressor on its own model (:func:`paper_detector`); every owner-derived
@@ -294,8 +342,11 @@ def run_on_paper_study(paper_cfg=None, cfg: DIConfig = PAPER, out=None, cache_di
     and each innocent model also against its own draw (:func:`.paper_study.own_draw`, kind
     "resplit"), whose p-values are independent across models.  Innocent models use owner 0's
     regressor.  With ``only_cached_models`` a model the study has not trained yet is skipped
-    (run the study first); every record is cached and the result file is written after each
-    suspect (atomically), so a run resumes.
+    (run the study first; ``only_cached_models=False`` trains it, as the study would).  Every
+    record is cached and the result file is written after each suspect (atomically), so a run
+    resumes; a run also resumes from the result file already in ``out``, keeping its records of
+    other architectures and owners (``owners``: run only these owners' blocks of
+    :func:`paper_plan`, e.g. to share the work between processes with their own ``out``).
     """
     import torch
 
@@ -311,21 +362,32 @@ def run_on_paper_study(paper_cfg=None, cfg: DIConfig = PAPER, out=None, cache_di
     folder = PS._folder(cache_dir) / "dataset_inference"
     di_settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "kinds")}
     odraw = PS.owner_draw(world)
-    owners, detectors, records, skipped = {}, {}, [], []
+    full_cfg, earlier, earlier_runs = _earlier_result(out, cfg, paper_cfg)
+    plan = paper_plan(paper_cfg, cfg, owners)
+    in_plan = set(plan)
+    kept = [r for key, r in earlier.items() if key not in in_plan]  # other archs and owners
+    models, detectors, records = {}, {}, []
     t_wall = time.perf_counter()
+
+    def write_out(complete):
+        if out is not None:
+            _write_paper(out, cfg, full_cfg, header, kept + records, complete,
+                         time.perf_counter() - t_wall, earlier_runs)
 
     def have(arch, role, k):
         return bool(list(PS._folder(cache_dir).glob(f"{arch}_{role}{k}_*.pt"))) or not only_cached_models
 
-    for arch, kind, k in paper_plan(paper_cfg, cfg):
+    for arch, kind, k in plan:
         innocent = kind in ("independent", "resplit")
         owner_k = 0 if innocent else k
-        if not have(arch, "owner", owner_k) or (innocent and not have(arch, "innocent", k)):
-            skipped.append([arch, kind, k])
+        if (arch, kind, k) in earlier:  # in the result file already
+            records.append(earlier[arch, kind, k])
             continue
-        if (arch, owner_k) not in owners:
-            owners[arch, owner_k] = PS.owner_model(world, arch, owner_k, cache_dir)
-        owner, okey, _ = owners[arch, owner_k]
+        if not have(arch, "owner", owner_k) or (innocent and not have(arch, "innocent", k)):
+            continue  # listed in the result's "not_yet_run"
+        if (arch, owner_k) not in models:
+            models[arch, owner_k] = PS.owner_model(world, arch, owner_k, cache_dir)
+        owner, okey, _ = models[arch, owner_k]
         keep = None
         if innocent:
             model, key, _ = PS.innocent_model(world, arch, k, cache_dir)
@@ -350,32 +412,34 @@ def run_on_paper_study(paper_cfg=None, cfg: DIConfig = PAPER, out=None, cache_di
         records.append(rec)
         if progress:
             _report(rec, f"{arch:6s} {kind:13s} {k:2d}", f"; {rec['seconds']} s")
-        if out is not None:
-            _write_paper(out, cfg, paper_cfg, header, records, skipped, False,
-                         time.perf_counter() - t_wall)
-    result = _paper_result(cfg, paper_cfg, header, records, skipped, not skipped,
-                           time.perf_counter() - t_wall)
-    if out is not None:
-        _write_paper(out, cfg, paper_cfg, header, records, skipped, not skipped,
-                     time.perf_counter() - t_wall)
-    return result
+        write_out(False)
+    done = {(r["arch"], r["kind"], int(r["index"])) for r in kept + records}
+    complete = all(key in done for key in paper_plan(full_cfg, cfg))
+    write_out(complete)
+    return _paper_result(cfg, full_cfg, header, kept + records, complete,
+                         time.perf_counter() - t_wall, earlier_runs)
 
 
-def _paper_result(cfg, paper_cfg, header, records, skipped, complete, wall) -> dict:
+def _paper_result(cfg, paper_cfg, header, records, complete, wall, earlier_runs=()) -> dict:
     res = build_result(cfg, paper_cfg, header, records, complete, wall)
     res["profile"] = (f"paper-scale study {paper_cfg.name} ({paper_cfg.banner()}); Dataset "
                       f"Inference {cfg.name}: the paper's walk ({cfg.directions} directions per "
                       f"norm, {cfg.steps} steps) and regressor ({cfg.epochs} epochs)")
-    res["not_yet_run"] = skipped
+    done = {(r["arch"], r["kind"], int(r["index"])) for r in records}
+    res["not_yet_run"] = [list(key) for key in paper_plan(paper_cfg, cfg) if key not in done]
     res["models_planned"] = len(paper_plan(paper_cfg, cfg))
+    if earlier_runs:
+        # records this run read from the result file were made by these runs
+        res["earlier_runs"] = list(earlier_runs)
     return res
 
 
-def _write_paper(out, cfg, paper_cfg, header, records, skipped, complete, wall):
+def _write_paper(out, cfg, paper_cfg, header, records, complete, wall, earlier_runs=()):
     from pathlib import Path
 
     F.write_json_atomic(Path(out) / FILE.format(name=cfg.name),
-                        _paper_result(cfg, paper_cfg, header, records, skipped, complete, wall))
+                        _paper_result(cfg, paper_cfg, header, records, complete, wall,
+                                      earlier_runs))
 
 
 def build_result(cfg, study_cfg, header, records, complete, wall) -> dict:
