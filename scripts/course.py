@@ -108,8 +108,11 @@ def prompt(code: str) -> str:
                 head = "\n".join(lines[node.lineno - 1:first.end_lineno])
             out.append(f"{head}\n    ...")
         elif isinstance(node, ast.Assign):
-            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
-            out += [f"{name} = ..." for name in names]
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    out.append(f"{target.id} = ...")
+                elif isinstance(target, ast.Tuple) and all(isinstance(e, ast.Name) for e in target.elts):
+                    out.append(", ".join(e.id for e in target.elts) + " = " + ", ".join("..." for _ in target.elts))
     return "\n\n".join(out)
 
 

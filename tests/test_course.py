@@ -88,6 +88,10 @@ def test_prompt_keeps_signatures_and_names_only():
     assert course.prompt(code) == 'def f(x):\n    """Doc."""\n    ...\n\ny = ...'
 
 
+def test_prompt_names_every_target_of_a_tuple_assignment():
+    assert course.prompt("a, b = 1, 2\nc = d = 3\n") == "a, b = ..., ...\n\nc = ...\n\nd = ..."
+
+
 def test_a_printing_check_is_an_error(tmp_path):
     md = tmp_path / "x.md"
     md.write_text((BOOK / "mmd.md").read_text().replace(
