@@ -131,10 +131,11 @@ def solution_lines(e: Exercise) -> set[str]:
 
 
 def setup_code(md: Path) -> str:
-    """The chapter's import statements, in order, once each."""
+    """The chapter's import statements, in order, once each; not those of its checks (a
+    check imports what it needs itself, and its imports would hint at the hidden checks)."""
     seen, out = set(), []
     for cell in jupytext.read(md).cells:
-        if cell.cell_type != "code":
+        if cell.cell_type != "code" or set(cell.metadata.get("tags", [])) & set(CHECK_TAGS):
             continue
         try:
             tree = ast.parse(cell.source)
@@ -292,11 +293,23 @@ def student_book(out: Path = ROOT / "_build" / "student") -> Path:
 BLANK_MAY_PASS: set[str] = set()
 
 
-def check(assignments: Path) -> list[str]:
-    """Build every assignment, grade its solution (full marks expected) and its untouched
-    student notebook (zero expected, except BLANK_MAY_PASS); returns the problems."""
+def leaked_lines(assignments: Path, name: str, book: Path = ROOT / "book") -> list[str]:
+    """The lines of solution code (:func:`solution_lines`) found in assignment ``name``'s
+    student notebook: none, or the assignment gives answers away."""
+    student = "\n".join(c.source for c in nbformat.read(
+        assignments / name / "student" / f"{name}.ipynb", as_version=4).cells)
+    return sorted(x for e in autograded(book / f"{name}.md") for x in solution_lines(e)
+                  if x in student)
+
+
+def check(assignments: Path, book: Path = ROOT / "book") -> list[str]:
+    """Build every assignment, check that its student notebook holds no line of solution
+    code, grade its solution (full marks expected) and its untouched student notebook (zero
+    expected, except BLANK_MAY_PASS); returns the problems."""
     problems = []
-    for name in assign(assignments):
+    for name in assign(assignments, book=book):
+        problems += [f"{name}: the student notebook holds the solution line {x!r}"
+                     for x in leaked_lines(assignments, name, book)]
         for kind, expect_full in (("autograder", True), ("student", False)):
             scores = grade_one(assignments / name / kind / f"{name}.ipynb", assignments, name)
             for q, (got, most) in scores.items():
@@ -304,7 +317,7 @@ def check(assignments: Path) -> list[str]:
                     problems.append(f"{name}: the solution scores {got} of {most} on {q}")
                 if not expect_full and got > 0 and q not in BLANK_MAY_PASS:
                     problems.append(f"{name}: the untouched student notebook scores {got} on {q}")
-        print(f"course: {name}: solution full marks, blank student notebook zero")
+        print(f"course: {name}: graded the solution and the blank student notebook")
     return problems
 
 

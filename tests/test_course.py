@@ -66,6 +66,24 @@ def test_student_notebook_holds_no_solution_line(built):
     assert leaked == []
     solution = "\n".join(c.source for c in _cells(built / "mmd" / "autograder" / "mmd.ipynb"))
     assert all(x in solution for x in lines)  # the comparison can fail: they are in the solution
+    assert course.leaked_lines(built, "mmd") == []
+
+
+def test_a_solution_line_in_the_exercise_text_is_reported(tmp_path):
+    import tempfile
+
+    (ROOT / "_build").mkdir(exist_ok=True)
+    book = Path(tempfile.mkdtemp(dir=ROOT / "_build", prefix="leak_book_"))  # inside the repository, as the rewriter needs
+    line = "return float((np.sum(D.sum(0) ** 2) - np.sum(D**2)) / (n * (n - 1)))"
+    text = (BOOK / "mmd.md").read_text()
+    assert line in text
+    (book / "mmd.md").write_text(text.replace(
+        "the closed form with", f"`{line}`, the closed form with"))
+    try:
+        assert course.assign(tmp_path / "out", ["mmd"], book=book) == ["mmd"]
+        assert course.leaked_lines(tmp_path / "out", "mmd", book=book) == [line]
+    finally:
+        shutil.rmtree(book)
 
 
 def test_grade_command_writes_a_table(built, tmp_path):
@@ -86,6 +104,12 @@ def test_grade_rejects_a_submission_of_no_assignment(built, tmp_path):
 def test_prompt_keeps_signatures_and_names_only():
     code = 'def f(x):\n    """Doc."""\n    return 2 * x\n\n\nfor k in range(3):\n    pass\ny = f(3)\n'
     assert course.prompt(code) == 'def f(x):\n    """Doc."""\n    ...\n\ny = ...'
+
+
+def test_setup_has_the_chapters_imports_but_not_the_checks():
+    setup = course.setup_code(BOOK / "reproduce_tables.md")
+    assert "import numpy as np" in setup
+    assert "binom" not in setup  # imported by a hidden check only
 
 
 def test_prompt_names_every_target_of_a_tuple_assignment():
