@@ -15,7 +15,7 @@ endif
 NB_ENV  := MPLBACKEND=module://matplotlib_inline.backend_inline
 
 .PHONY: setup book test unit unit-pythons check-code notebooks check-notebooks nbval check-outputs \
-	build-book check-html check-browser lint-workflows wheel-test gpu-check screenshots benchmarks clean \
+	build-book publish-assignments check-html check-browser lint-workflows wheel-test gpu-check screenshots benchmarks clean \
 	assignments check-assignments grade student-book
 
 $(VENV)/.installed: pyproject.toml
@@ -38,7 +38,7 @@ book: setup build-book
 ##   publishing workflow linted.  nbval runs the notebooks from the package's wheel in a fresh
 ##   environment outside the repository (make wheel-test alone: results + the chapters reading them)
 test: setup unit unit-pythons check-code check-notebooks check-assignments nbval check-outputs build-book \
-	check-html check-browser lint-workflows
+	publish-assignments check-html check-browser lint-workflows
 
 unit:
 	$(PYTEST) tests -q
@@ -65,6 +65,11 @@ assignments: setup
 ## untouched student notebook (zero)
 check-assignments:
 	$(PY) scripts/course.py check
+
+## make publish-assignments: the Colab student notebooks and their public checks into the built
+## book (_build/html/assignments/), where the Colab notebooks fetch the checks
+publish-assignments:
+	$(PY) scripts/course.py publish _build/html
 
 ## make grade SUBMISSIONS=dir: grade every NAME*.ipynb in dir (otter run, no Docker); table in dir/grades.csv
 grade:

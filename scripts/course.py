@@ -150,8 +150,9 @@ def setup_code(md: Path) -> str:
     return "\n".join(out)
 
 
-def master_notebook(md: Path, rewriter: mk.Rewriter) -> nbformat.NotebookNode:
-    """The otter-format master notebook of one chapter's autograded exercises."""
+def master_notebook(md: Path, rewriter: mk.Rewriter, colab: bool = False) -> nbformat.NotebookNode:
+    """The otter-format master notebook of one chapter's autograded exercises; ``colab``: for
+    the Colab edition (otter's Colab mode: the public checks as files in ``tests/``)."""
     name = md.stem
     found = autograded(md)
     if not found:
@@ -160,7 +161,9 @@ def master_notebook(md: Path, rewriter: mk.Rewriter) -> nbformat.NotebookNode:
     rewriter.start_chapter(md.read_text(encoding="utf-8"))
     config = {"name": name, "init_cell": True, "check_all_cell": False, "export_cell": False,
               "run_tests": True, "solutions_pdf": False, "template_pdf": False,
-              "generate": {"pdf": False}, "tests": {"files": False}}
+              "generate": {"pdf": False}, "tests": {"files": colab}}
+    if colab:
+        config["runs_on"] = "colab"
     import yaml
 
     cells = [nbformat.v4.new_raw_cell("# ASSIGNMENT CONFIG\n" + yaml.safe_dump(config, sort_keys=False)),
@@ -192,6 +195,74 @@ def master_notebook(md: Path, rewriter: mk.Rewriter) -> nbformat.NotebookNode:
     return nb
 
 
+def colab_url(name: str) -> str:
+    """Where the published book serves the public checks of assignment ``name`` (a zip)."""
+    from pmi_tutorial import repository
+
+    return f"{repository.pages_url()}assignments/{name}_tests.zip"
+
+
+def colab_setup_cell(name: str) -> nbformat.NotebookNode:
+    """The Colab edition's first cell: on Colab, install the package and fetch the public
+    checks from the published book; anywhere else (Jupyter, the grader) it does nothing."""
+    from pmi_tutorial import repository
+
+    return nbformat.v4.new_code_cell(
+        "# On Colab: install the companion package and fetch this assignment's public checks\n"
+        "import os\nimport sys\n\n"
+        'if "google.colab" in sys.modules:\n'
+        f'    %pip install -q --no-deps "{repository.requirement()}"\n'
+        '    if not os.path.isdir("tests"):\n'
+        "        import io\n        import urllib.request\n        import zipfile\n\n"
+        f'        _url = "{colab_url(name)}"\n'
+        "        zipfile.ZipFile(io.BytesIO(urllib.request.urlopen(_url).read())).extractall()")
+
+
+def _colab_edition(md: Path, rewriter: mk.Rewriter, out: Path) -> None:
+    """``out/NAME/colab/NAME.ipynb`` (the student notebook for Colab) and
+    ``out/NAME/colab/NAME_tests.zip`` (its public checks, ``tests/LABEL.py``)."""
+    import shutil
+    import tempfile
+    import zipfile
+
+    name = md.stem
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / f"{name}.ipynb"
+        nbformat.write(master_notebook(md, rewriter, colab=True), src)
+        run = subprocess.run([_otter(), "assign", str(src), str(Path(tmp) / "dist")],
+                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        if run.returncode != 0:
+            raise RuntimeError(f"otter assign {src} (Colab) failed:\n{run.stdout}\n{run.stderr}")
+        student = Path(tmp) / "dist" / "student"
+        nb = nbformat.read(student / f"{name}.ipynb", as_version=4)
+        nb.cells.insert(0, colab_setup_cell(name))
+        dest = out / name / "colab"
+        dest.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, dest / f"{name}.ipynb")
+        with zipfile.ZipFile(dest / f"{name}_tests.zip", "w", zipfile.ZIP_DEFLATED) as z:
+            for f in sorted((student / "tests").glob("*.py")):
+                z.write(f, f"tests/{f.name}")
+        shutil.rmtree(Path(tmp) / "dist")
+
+
+def publish(assignments: Path, html: Path) -> list[Path]:
+    """Copy every Colab student notebook and its public checks into the built book
+    (``html/assignments/``), where the Colab notebooks fetch them; returns the files."""
+    import shutil
+
+    names = sorted(p.parent.parent.name for p in assignments.glob("*/colab/*_tests.zip"))
+    if not names:
+        raise FileNotFoundError(f"no Colab assignment in {assignments}; run `make assignments`")
+    dest = html / "assignments"
+    dest.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for name in names:
+        for f in (f"{name}.ipynb", f"{name}_tests.zip"):
+            shutil.copy(assignments / name / "colab" / f, dest / f)
+            copied.append(dest / f)
+    return copied
+
+
 def _otter() -> str:
     exe = Path(sys.executable).with_name("otter")
     return str(exe) if exe.exists() else "otter"
@@ -215,6 +286,7 @@ def assign(out: Path, names: list[str] | None = None, book: Path = ROOT / "book"
                              env={**os.environ, "PYTHONPATH": str(ROOT)})
         if run.returncode != 0:
             raise RuntimeError(f"otter assign {src} failed:\n{run.stdout}\n{run.stderr}")
+        _colab_edition(md, rewriter, out)
         built.append(md.stem)
         print(f"course: assignment {md.stem}: {len(autograded(md))} autograded exercise(s) in {dist}")
     if names and set(names) - set(built):
@@ -333,6 +405,10 @@ def main(argv: list[str]) -> int:
     c = sub.add_parser("check", help="build, then grade every solution and blank student notebook")
     c.add_argument("--out", type=Path, default=ROOT / "_build" / "assignments")
     sub.add_parser("student-book", help="build the student edition of the book")
+    pub = sub.add_parser("publish", help="copy the Colab student notebooks and their public "
+                                         "checks into the built book (HTML/assignments/)")
+    pub.add_argument("html", type=Path, nargs="?", default=ROOT / "_build" / "html")
+    pub.add_argument("--assignments", type=Path, default=ROOT / "_build" / "assignments")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "student-book":
@@ -345,6 +421,10 @@ def main(argv: list[str]) -> int:
             return 1 if problems else 0
         if args.cmd == "assign":
             assign(args.out, args.names)
+            return 0
+        if args.cmd == "publish":
+            files = publish(args.assignments, args.html)
+            print(f"course: {len(files)} file(s) in {args.html / 'assignments'}")
             return 0
         t0 = time.perf_counter()
         rows = grade(args.submissions, args.assignments)

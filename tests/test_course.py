@@ -170,3 +170,35 @@ def test_editions(tmp_path, hide):
 def test_edition_config_needs_the_setting():
     with pytest.raises(ValueError, match="hide_solutions"):
         course.edition_config("title: x\n", True)
+
+
+def test_colab_edition_fetches_public_checks_only_and_grades_like_the_other(built, tmp_path):
+    import zipfile
+
+    from pmi_tutorial import repository
+
+    nb = nbformat.read(built / "mmd" / "colab" / "mmd.ipynb", as_version=4)
+    first = nb.cells[0].source
+    assert course.colab_url("mmd") in first and repository.requirement() in first
+    assert 'if "google.colab" in sys.modules:' in first  # elsewhere (the grader) it does nothing
+    assert course.colab_url("mmd") == repository.pages_url() + "assignments/mmd_tests.zip"
+    with zipfile.ZipFile(built / "mmd" / "colab" / "mmd_tests.zip") as z:
+        assert z.namelist() == ["tests/ex-mmd-4.py"]
+        public = z.read("tests/ex-mmd-4.py").decode()
+    assert "mmd2_unbiased(_X, _Y)" in public and "null_mean" not in public  # no hidden check
+    # a Colab submission is graded with the same autograder: blank zero, solved full marks
+    assert course.grade_one(built / "mmd" / "colab" / "mmd.ipynb", built, "mmd") == {"ex-mmd-4": (0.0, 2.0)}
+    filled = 0
+    for e in course.autograded(BOOK / "mmd.md"):
+        for code in e.solution:
+            for cell in nb.cells:
+                if cell.cell_type == "code" and cell.source.strip() == course.prompt(code).strip():
+                    cell.source, filled = code, filled + 1
+    assert filled == 1
+    nbformat.write(nb, tmp_path / "mmd_colab.ipynb")
+    assert course.grade_one(tmp_path / "mmd_colab.ipynb", built, "mmd") == {"ex-mmd-4": (2.0, 2.0)}
+    # published beside the book, where the notebook fetches them
+    files = course.publish(built, tmp_path / "html")
+    assert sorted(f.name for f in files) == ["mmd.ipynb", "mmd_tests.zip"]
+    assert (tmp_path / "html" / "assignments" / "mmd_tests.zip").read_bytes() == (
+        built / "mmd" / "colab" / "mmd_tests.zip").read_bytes()
