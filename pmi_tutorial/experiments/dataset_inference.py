@@ -516,7 +516,7 @@ def summarize(records, cfg: DIConfig, alphas=(0.01, 0.05)) -> dict:
     independent models against the owner's one draw; ``innocent_own_draw``: each against its own
     random member pool and its own draw of revealed images."""
     out = {}
-    for arch in sorted({r["arch"] for r in records}):
+    for arch in dict.fromkeys(r["arch"] for r in records):  # in the order of the records
         rs = [r for r in records if r["arch"] == arch]
         entry = {"innocent": {}, "innocent_own_draw": {}, "attacks": {}, "cost": {}}
         for view, kind in (("innocent", "independent"), ("innocent_own_draw", "resplit")):
