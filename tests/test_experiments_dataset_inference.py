@@ -136,6 +136,9 @@ def test_tables_show_every_view_size_and_attack():
     att = D.attack_table(s).splitlines()
     assert len(att) == 3 and att[2].startswith("| mlp | owner (no attack) | 1e-08 |")
     assert att[2].rstrip().endswith("| 100% |")
+    # a partial run: one innocent model of a kind has no KS test, and the table says so
+    one = D.innocent_table(D.summarize(recs[:1] + recs[4:5], cfg)).splitlines()
+    assert len(one) == 2 + 2 * 2 and all(row.rstrip().endswith("| - |") for row in one[2:])
 
 
 def test_paper_comparison_puts_both_methods_at_the_same_number_revealed():

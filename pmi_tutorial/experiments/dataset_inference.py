@@ -556,7 +556,7 @@ def innocent_table(summary) -> str:
                 f, h = e["fpr_first_draw_0.05"], e["fpr_hmean_0.05"]
                 rows.append(f"| {arch} | {title} | {k} | {e['n_models']} "
                             f"| {f[0]:.2f} ({f[1]:.2f}-{f[2]:.2f}) | {h[0]:.2f} ({h[1]:.2f}-{h[2]:.2f}) "
-                            f"| {e['ks_pvalue_first_draw']:.2g} |")
+                            f"| {'-' if e['ks_pvalue_first_draw'] is None else format(e['ks_pvalue_first_draw'], '.2g')} |")
     return "\n".join(rows)
 
 
