@@ -114,6 +114,7 @@ screenshots: setup
 benchmarks: setup
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/verify.py
+	$(PY) benchmarks/di_walk.py
 
 clean:
 	rm -rf _build .jupyter_cache

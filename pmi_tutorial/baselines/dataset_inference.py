@@ -85,8 +85,9 @@ def pixel_space(dataset: str):
 
 def _walk_model(predict):
     """What the walk queries: a module with convolutions is copied once into channels-last
-    memory layout, which runs a CPU convolution about twice as fast as the default layout
-    with the same predictions (the arithmetic differs only in float round-off); anything else
+    memory layout, which runs the walk of a LeNet-5 on one CPU thread 1.5-2x as fast as the
+    default layout (``benchmarks/di_walk.py``) with the same predictions (the arithmetic
+    differs only in float round-off); anything else
     (a module without convolutions, a label-returning callable) is queried as given."""
     import copy
 
