@@ -202,3 +202,38 @@ def test_colab_edition_fetches_public_checks_only_and_grades_like_the_other(buil
     assert sorted(f.name for f in files) == ["mmd.ipynb", "mmd_tests.zip"]
     assert (tmp_path / "html" / "assignments" / "mmd_tests.zip").read_bytes() == (
         built / "mmd" / "colab" / "mmd_tests.zip").read_bytes()
+
+
+# chapter: (exercise, a line of its solution, the planted wrong line, the marks it keeps). A wrong
+# answer keeps at most the public check's mark where that check is a sanity check (numbers in
+# range, a clear shift found) that the planted error passes; the hidden check catches it.
+PLANTED = {
+    "membership_inference": ("ex-membership_inference-4",
+                             "last_of_tie = np.r_[values[1:] != values[:-1], True]",
+                             "last_of_tie = np.ones(len(values), bool)", 0.0),  # ties split
+    "pmi_end_to_end": ("ex-pmi_end_to_end-4", "Z = (F - mean) / np.where(sd > 0, sd, 1.0)",
+                       "Z = F", 1.0),  # no normalisation (Eq. 5-6)
+    "reproduce_tables": ("ex-reproduce_tables-1", ".max(axis=1) / 100", "[:, 0] / 100", 1.0),  # one class
+    "robustness": ("ex-robustness-1", "    model = copy.deepcopy(model)\n",
+                   "    return attacks.prune(model, rate)\n", 0.0),  # global, not per layer
+}
+
+
+@pytest.fixture(scope="module")
+def built_planted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("assignments_planted")
+    assert course.assign(out, sorted(PLANTED)) == sorted(PLANTED)
+    return out
+
+
+@pytest.mark.parametrize("chapter", sorted(PLANTED))
+def test_planted_wrong_answer_loses_its_marks_in_every_new_exercise(built_planted, chapter, tmp_path):
+    label, right, wrong, kept = PLANTED[chapter]
+    nb = nbformat.read(built_planted / chapter / "autograder" / f"{chapter}.ipynb", as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code" and right in c.source]
+    assert len(cells) == 1
+    cells[0].source = cells[0].source.replace(right, wrong)
+    path = tmp_path / f"{chapter}_wrong.ipynb"
+    nbformat.write(nb, path)
+    got, most = course.grade_one(path, built_planted, chapter)[label]
+    assert most == 2.0 and got == kept
