@@ -234,3 +234,30 @@ def test_dataset_inference_plan_shares_out_by_owner():
     per = {a: -(-n // PS.PAPER.n_owners) for a, n in n_inn.items()}
     assert {(a, k) for a, kind, k in one if kind == "resplit"} == {
         (a, k) for a in PS.PAPER.archs for k in range(per[a], 2 * per[a])}
+
+
+def test_dataset_inference_gather_only_collects_what_processes_tested(tiny_run, monkeypatch, tmp_path):
+    from pmi_tutorial import cli
+    from pmi_tutorial.experiments import dataset_inference as D
+
+    base, _ = tiny_run
+    done = D.run_on_paper_study(PS.TINY, D.PAPER_TINY, cache_dir=base / "cache", progress=False)
+    # gathering loads, trains and walks nothing: the per-suspect cache is enough
+    for name in ("owner_model", "innocent_model", "attacked"):
+        monkeypatch.setattr(PS, name, lambda *a, **k: pytest.fail("loaded a model"))
+    monkeypatch.setattr(D, "_paper_test", lambda *a, **k: pytest.fail("walked"))
+    assert cli.main(["dataset-inference", "--config", "paper-tiny", "--study", "paper-tiny",
+                     "--out", str(tmp_path / "all"), "--cache-dir", str(base / "cache"),
+                     "--gather-only", "--quiet"]) == 0
+    got = json.loads((tmp_path / "all" / "dataset_inference_paper-tiny.json").read_text())
+    assert got["models"] == done["models"] and got["complete"]
+    assert "--gather-only" in got["provenance"]["command"]
+    empty = D.run_on_paper_study(PS.TINY, D.PAPER_TINY, cache_dir=tmp_path / "nothing",
+                                 progress=False, gather_only=True)
+    assert empty["models"] == [] and len(empty["not_yet_run"]) == empty["models_planned"] > 0
+
+def test_dataset_inference_paper_only_options_are_refused_elsewhere(capsys):
+    from pmi_tutorial import cli
+
+    assert cli.main(["dataset-inference", "--study", "tiny", "--gather-only"]) == 2
+    assert "--gather-only work with --study paper" in capsys.readouterr().err

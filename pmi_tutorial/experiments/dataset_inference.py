@@ -334,7 +334,7 @@ def _earlier_result(out, cfg: DIConfig, paper_cfg):
 
 def run_on_paper_study(paper_cfg=None, cfg: DIConfig = PAPER, out=None, cache_dir=None,
                        root=None, progress=True, command=None, only_cached_models=True,
-                       owners=None) -> dict:
+                       owners=None, gather_only=False) -> dict:
     """Dataset Inference on the models of the paper-scale study (:mod:`.paper_study`).
 
     The owner fits the regressor on its own model (:func:`paper_detector`); every owner-derived
@@ -347,6 +347,8 @@ def run_on_paper_study(paper_cfg=None, cfg: DIConfig = PAPER, out=None, cache_di
     resumes; a run also resumes from the result file already in ``out``, keeping its records of
     other architectures and owners (``owners``: run only these owners' blocks of
     :func:`paper_plan`, e.g. to share the work between processes with their own ``out``).
+    ``gather_only``: test and train nothing; collect the suspects already tested (the result
+    file in ``out`` and the per-suspect cache) into the result file, e.g. after such processes.
     """
     import torch
 
@@ -383,24 +385,30 @@ def run_on_paper_study(paper_cfg=None, cfg: DIConfig = PAPER, out=None, cache_di
         if (arch, kind, k) in earlier:  # in the result file already
             records.append(earlier[arch, kind, k])
             continue
-        if not have(arch, "owner", owner_k) or (innocent and not have(arch, "innocent", k)):
-            continue  # listed in the result's "not_yet_run"
-        if (arch, owner_k) not in models:
-            models[arch, owner_k] = PS.owner_model(world, arch, owner_k, cache_dir)
-        owner, okey, _ = models[arch, owner_k]
-        keep = None
+        okey = PS.model_key(world, arch, "owner", owner_k)
         if innocent:
-            model, key, _ = PS.innocent_model(world, arch, k, cache_dir)
-            key = f"{key}_{kind}"
+            key = f"{PS.model_key(world, arch, 'innocent', k)}_{kind}"
         elif kind == "owner":
-            model, key = owner, okey
+            key = okey
         else:
-            model, _, keep = PS.attacked(world, owner, okey, arch, kind, k, cache_dir)
             key = f"{okey}_{kind}_{_digest(PS._attack_settings(paper_cfg, kind))}"
         path = folder / f"{key}_{_digest({'di': di_settings, 'owner': okey, 'own_draw': PS.OWN_DRAW})}.json"
         if path.is_file():
             rec = json.loads(path.read_text())
+        elif gather_only or not have(arch, "owner", owner_k) or (
+                innocent and not have(arch, "innocent", k)):
+            continue  # listed in the result's "not_yet_run"
         else:
+            if (arch, owner_k) not in models:
+                models[arch, owner_k] = PS.owner_model(world, arch, owner_k, cache_dir)
+            owner, _, _ = models[arch, owner_k]
+            keep = None
+            if innocent:
+                model, _, _ = PS.innocent_model(world, arch, k, cache_dir)
+            elif kind == "owner":
+                model = owner
+            else:
+                model, _, keep = PS.attacked(world, owner, okey, arch, kind, k, cache_dir)
             if (arch, owner_k) not in detectors:
                 detectors[arch, owner_k] = paper_detector(world, owner, cfg, box, unit)
             draw = PS.own_draw(world, k) if kind == "resplit" else odraw

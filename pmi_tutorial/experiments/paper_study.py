@@ -279,13 +279,27 @@ def _epochs(cfg, arch) -> int:
     return int(dict(zip(cfg.archs, cfg.epochs)).get(arch, cfg.epochs[0]))
 
 
-def _train_model(world, arch, role, k, train_split, seed, cache_dir):
+#: the training seed of owner k and of innocent model k is the role's base plus k
+_SEED_BASE = {"owner": 100, "innocent": 2000}
+
+
+def _model_settings(world, arch, role, k) -> dict:
+    return {"arch": arch, "role": role, "index": int(k), "seed": _SEED_BASE[role] + int(k),
+            "design": asdict(world.cfg.design), "epochs": _epochs(world.cfg, arch)}
+
+
+def model_key(world, arch, role, k) -> str:
+    """The cache key of owner or innocent model k (``role``), without training or loading it."""
+    return f"{arch}_{role}{k}_{_digest(_model_settings(world, arch, role, k))}"
+
+
+def _train_model(world, arch, role, k, train_split, cache_dir):
     from ..models import build_model
     from ..training import train
 
     cfg = world.cfg
-    settings = {"arch": arch, "role": role, "index": int(k), "seed": int(seed),
-                "design": asdict(cfg.design), "epochs": _epochs(cfg, arch)}
+    settings = _model_settings(world, arch, role, k)
+    seed = settings["seed"]
 
     def make(partial):
         model = build_model(arch, num_classes=world.split.num_classes, seed=seed)
@@ -293,21 +307,21 @@ def _train_model(world, arch, role, k, train_split, seed, cache_dir):
                     device="cpu", progress=False)
         return res.model, {"best_epoch": res.best_epoch, "select_acc": res.best_val_acc}
 
-    key = f"{arch}_{role}{k}_{_digest(settings)}"
+    key = model_key(world, arch, role, k)
     model, state = _cached_model(_folder(cache_dir), key, settings, make)
     return model, key, state
 
 
 def owner_model(world, arch, k, cache_dir=None):
     """Owner k: the whole training split, best epoch on the validation split (the paper)."""
-    return _train_model(world, arch, "owner", k, world.split, 100 + int(k), cache_dir)
+    return _train_model(world, arch, "owner", k, world.split, cache_dir)
 
 
 def innocent_model(world, arch, k, cache_dir=None):
     """Innocent k: ``innocent_per_class`` images per class outside P', its own selection set."""
     train, select, _ = innocent_parts(world, k)
     ts = training_split(world.split, np.sort(np.concatenate(train)), np.sort(np.concatenate(select)))
-    return _train_model(world, arch, "innocent", k, ts, 2000 + int(k), cache_dir)
+    return _train_model(world, arch, "innocent", k, ts, cache_dir)
 
 
 def _fp16(model):
