@@ -181,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--study paper: test and train nothing; gather the suspects already tested "
                         "(the result file in --out and the cache) into the result file, e.g. after "
                         "processes run with --owners")
+    d.add_argument("--merge", nargs="+", default=(), metavar="FILE",
+                   help="--study paper: also read the suspects of these result files (e.g. of "
+                        "processes run with --owners and their own --out); their provenance is kept")
     d.add_argument("--train-missing", action="store_true",
                    help="--study paper: train the models the study has not trained yet (as the "
                         "study would, seeded) instead of skipping them")
@@ -467,15 +470,16 @@ def cmd_dataset_inference(args) -> int:
         res = D.run_on_paper_study(cfg, D.CONFIGS[args.config], out=args.out,
                                    cache_dir=args.cache_dir, progress=not args.quiet,
                                    command=command, only_cached_models=not args.train_missing,
-                                   owners=args.owners, gather_only=args.gather_only)
+                                   owners=args.owners, gather_only=args.gather_only,
+                                   merge=args.merge)
         if res["not_yet_run"]:
             print(f"{len(res['not_yet_run'])} suspects not yet run: their models are not trained "
                   f"(python -m pmi_tutorial study --config {args.study}, or --train-missing) or "
                   "they are outside --archs / --owners")
     else:
-        if args.owners is not None or args.train_missing or args.gather_only:
-            raise ValueError("--owners, --train-missing and --gather-only work with --study paper "
-                             "or paper-tiny")
+        if args.owners is not None or args.train_missing or args.gather_only or args.merge:
+            raise ValueError("--owners, --train-missing, --gather-only and --merge work with "
+                             "--study paper or paper-tiny")
         cfg = study.CONFIGS[args.study]
         if args.archs:
             cfg = replace(cfg, archs=tuple(args.archs))

@@ -260,4 +260,27 @@ def test_dataset_inference_paper_only_options_are_refused_elsewhere(capsys):
     from pmi_tutorial import cli
 
     assert cli.main(["dataset-inference", "--study", "tiny", "--gather-only"]) == 2
-    assert "--gather-only work with --study paper" in capsys.readouterr().err
+    assert "and --merge work with --study paper" in capsys.readouterr().err
+
+
+def test_dataset_inference_merges_the_result_files_of_other_processes(tiny_run, tmp_path):
+    from dataclasses import replace
+
+    from pmi_tutorial.experiments import dataset_inference as D
+
+    base, _ = tiny_run
+    part = D.run_on_paper_study(PS.TINY, D.PAPER_TINY, out=tmp_path / "part",
+                                cache_dir=base / "cache", progress=False)
+    path = tmp_path / "part" / "dataset_inference_paper-tiny.json"
+    # nothing cached here: everything comes from the merged file, with its provenance
+    got = D.run_on_paper_study(PS.TINY, D.PAPER_TINY, out=tmp_path / "all",
+                               cache_dir=tmp_path / "empty", progress=False, gather_only=True,
+                               merge=[path])
+    assert got["models"] == part["models"] and got["complete"]
+    assert got["earlier_runs"][0] == part["provenance"]
+    with pytest.raises(ValueError, match="other settings"):
+        D.run_on_paper_study(PS.TINY, replace(D.PAPER_TINY, repeats=7), cache_dir=tmp_path / "empty",
+                             progress=False, gather_only=True, merge=[path])
+    with pytest.raises(FileNotFoundError, match="no result file"):
+        D.run_on_paper_study(PS.TINY, D.PAPER_TINY, progress=False, gather_only=True,
+                             merge=[tmp_path / "missing.json"])

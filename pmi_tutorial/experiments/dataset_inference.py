@@ -303,38 +303,46 @@ def _merged_config(paper_cfg, earlier_settings: dict):
                    epochs=tuple(per[a][1] for a in order))
 
 
-def _earlier_result(out, cfg: DIConfig, paper_cfg):
-    """The records of the result file this run writes (``out``), when it exists: a run resumes
-    from it (on a fresh machine too, without the per-suspect cache) and keeps the records of
+def _earlier_result(out, cfg: DIConfig, paper_cfg, merge=()):
+    """The records of the result file this run writes (``out``), when it exists, and of the
+    result files ``merge`` (e.g. those of processes run with other ``owners``): a run resumes
+    from them (on a fresh machine too, without the per-suspect cache) and keeps the records of
     architectures and owners it does not run.  ``(full_cfg, {(arch, kind, index): record},
     earlier provenances)``; a file made with other settings is an error, not overwritten."""
     from pathlib import Path
 
-    path = None if out is None else Path(out) / FILE.format(name=cfg.name)
-    if path is None or not path.is_file():
-        return paper_cfg, {}, []
-    res = F.read_result(path, RESULT_FORMAT)
-    st = res["settings"]
-    mine = paper_cfg.to_dict()
-    same_di = st["dataset_inference"] == cfg.to_dict()
-    same_study = {k: v for k, v in st["study"].items() if k not in _PER_ARCH} == \
-        {k: v for k, v in mine.items() if k not in _PER_ARCH}
-    theirs = {a: (n, e) for a, n, e in zip(*(st["study"][k] for k in _PER_ARCH))}
-    same_arch = all(theirs[a] == (n, e) for a, n, e in
-                    zip(paper_cfg.archs, paper_cfg.n_innocent, paper_cfg.epochs) if a in theirs)
-    if not (same_di and same_study and same_arch):
-        raise ValueError(
-            f"{path} holds Dataset Inference results made with other settings (of Dataset "
-            "Inference or of the study); this run would mix the two: write to another --out, "
-            "or move that file away to start afresh")
-    records = {(r["arch"], r["kind"], int(r["index"])): r for r in res["models"]}
-    earlier = [res["provenance"], *res.get("earlier_runs", [])]
-    return _merged_config(paper_cfg, st["study"]), records, earlier
+    paths = [] if out is None else [Path(out) / FILE.format(name=cfg.name)]
+    paths = [p for p in paths if p.is_file()]
+    for p in map(Path, merge):
+        if not p.is_file():
+            raise FileNotFoundError(f"no result file {p} to merge")
+        paths.append(p)
+    full_cfg, records, earlier = paper_cfg, {}, []
+    for path in paths:
+        res = F.read_result(path, RESULT_FORMAT)
+        st = res["settings"]
+        mine = paper_cfg.to_dict()
+        same_di = st["dataset_inference"] == cfg.to_dict()
+        same_study = {k: v for k, v in st["study"].items() if k not in _PER_ARCH} == \
+            {k: v for k, v in mine.items() if k not in _PER_ARCH}
+        theirs = {a: (n, e) for a, n, e in zip(*(st["study"][k] for k in _PER_ARCH))}
+        same_arch = all(theirs[a] == (n, e) for a, n, e in
+                        zip(full_cfg.archs, full_cfg.n_innocent, full_cfg.epochs) if a in theirs)
+        if not (same_di and same_study and same_arch):
+            raise ValueError(
+                f"{path} holds Dataset Inference results made with other settings (of Dataset "
+                "Inference or of the study); this run would mix the two: write to another --out, "
+                "or move that file away to start afresh")
+        for r in res["models"]:
+            records.setdefault((r["arch"], r["kind"], int(r["index"])), r)
+        earlier += [e for e in (res["provenance"], *res.get("earlier_runs", [])) if e not in earlier]
+        full_cfg = _merged_config(full_cfg, st["study"])
+    return full_cfg, records, earlier
 
 
 def run_on_paper_study(paper_cfg=None, cfg: DIConfig = PAPER, out=None, cache_dir=None,
                        root=None, progress=True, command=None, only_cached_models=True,
-                       owners=None, gather_only=False) -> dict:
+                       owners=None, gather_only=False, merge=()) -> dict:
     """Dataset Inference on the models of the paper-scale study (:mod:`.paper_study`).
 
     The owner fits the regressor on its own model (:func:`paper_detector`); every owner-derived
@@ -348,7 +356,8 @@ def run_on_paper_study(paper_cfg=None, cfg: DIConfig = PAPER, out=None, cache_di
     other architectures and owners (``owners``: run only these owners' blocks of
     :func:`paper_plan`, e.g. to share the work between processes with their own ``out``).
     ``gather_only``: test and train nothing; collect the suspects already tested (the result
-    file in ``out`` and the per-suspect cache) into the result file, e.g. after such processes.
+    file in ``out``, the files ``merge`` and the per-suspect cache) into the result file, e.g.
+    after such processes; the provenance of every file read is kept (``"earlier_runs"``).
     """
     import torch
 
@@ -364,7 +373,7 @@ def run_on_paper_study(paper_cfg=None, cfg: DIConfig = PAPER, out=None, cache_di
     folder = PS._folder(cache_dir) / "dataset_inference"
     di_settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "kinds")}
     odraw = PS.owner_draw(world)
-    full_cfg, earlier, earlier_runs = _earlier_result(out, cfg, paper_cfg)
+    full_cfg, earlier, earlier_runs = _earlier_result(out, cfg, paper_cfg, merge)
     plan = paper_plan(paper_cfg, cfg, owners)
     in_plan = set(plan)
     kept = [r for key, r in earlier.items() if key not in in_plan]  # other archs and owners
