@@ -117,15 +117,16 @@ def prompt(code: str) -> str:
 
 
 def solution_lines(e: Exercise) -> set[str]:
-    """The solution's own lines (stripped), less those of its placeholder: what no student
-    notebook may contain."""
+    """The solution's own lines (stripped), less those of its placeholder and those the
+    exercise's text gives (``set t to its answer for `a = g.normal(0.3, 1, 40)```): what no
+    student notebook may contain."""
     keep = set()
     for code in e.solution:
         shown = {x.strip() for x in prompt(code).split("\n")}
         shown |= {ast.unparse(n) for n in ast.parse(code).body if isinstance(n, (ast.Import, ast.ImportFrom))}
         for line in code.split("\n"):
             s = line.strip()
-            if s and not s.startswith("#") and s not in shown and len(s) > 3:
+            if s and not s.startswith("#") and s not in shown and len(s) > 3 and s not in e.text:
                 keep.add(s)
     return keep
 
