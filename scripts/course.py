@@ -222,7 +222,6 @@ def colab_setup_cell(name: str) -> nbformat.NotebookNode:
 def _colab_edition(md: Path, rewriter: mk.Rewriter, out: Path) -> None:
     """``out/NAME/colab/NAME.ipynb`` (the student notebook for Colab) and
     ``out/NAME/colab/NAME_tests.zip`` (its public checks, ``tests/LABEL.py``)."""
-    import shutil
     import tempfile
     import zipfile
 
@@ -230,10 +229,7 @@ def _colab_edition(md: Path, rewriter: mk.Rewriter, out: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / f"{name}.ipynb"
         nbformat.write(master_notebook(md, rewriter, colab=True), src)
-        run = subprocess.run([_otter(), "assign", str(src), str(Path(tmp) / "dist")],
-                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        if run.returncode != 0:
-            raise RuntimeError(f"otter assign {src} (Colab) failed:\n{run.stdout}\n{run.stderr}")
+        _otter_assign(src, Path(tmp) / "dist")
         student = Path(tmp) / "dist" / "student"
         nb = nbformat.read(student / f"{name}.ipynb", as_version=4)
         nb.cells.insert(0, colab_setup_cell(name))
@@ -243,7 +239,6 @@ def _colab_edition(md: Path, rewriter: mk.Rewriter, out: Path) -> None:
         with zipfile.ZipFile(dest / f"{name}_tests.zip", "w", zipfile.ZIP_DEFLATED) as z:
             for f in sorted((student / "tests").glob("*.py")):
                 z.write(f, f"tests/{f.name}")
-        shutil.rmtree(Path(tmp) / "dist")
 
 
 def publish(assignments: Path, html: Path) -> list[Path]:
@@ -262,6 +257,14 @@ def publish(assignments: Path, html: Path) -> list[Path]:
             shutil.copy(assignments / name / "colab" / f, dest / f)
             copied.append(dest / f)
     return copied
+
+
+def _otter_assign(src: Path, dist: Path) -> None:
+    """``otter assign src dist`` (the package importable), or a RuntimeError with its output."""
+    run = subprocess.run([_otter(), "assign", str(src), str(dist)], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if run.returncode != 0:
+        raise RuntimeError(f"otter assign {src} failed:\n{run.stdout}\n{run.stderr}")
 
 
 def _otter() -> str:
@@ -283,10 +286,7 @@ def assign(out: Path, names: list[str] | None = None, book: Path = ROOT / "book"
         nbformat.write(master_notebook(md, rewriter), src)
         dist = out / md.stem
         subprocess.run(["rm", "-rf", str(dist)], check=True)
-        run = subprocess.run([_otter(), "assign", str(src), str(dist)], capture_output=True, text=True,
-                             env={**os.environ, "PYTHONPATH": str(ROOT)})
-        if run.returncode != 0:
-            raise RuntimeError(f"otter assign {src} failed:\n{run.stdout}\n{run.stderr}")
+        _otter_assign(src, dist)
         _colab_edition(md, rewriter, out)
         built.append(md.stem)
         print(f"course: assignment {md.stem}: {len(autograded(md))} autograded exercise(s) in {dist}")
