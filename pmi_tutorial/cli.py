@@ -187,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--train-missing", action="store_true",
                    help="--study paper: train the models the study has not trained yet (as the "
                         "study would, seeded) instead of skipping them")
+    d.add_argument("--walk-seeds", nargs="+", type=int, default=None, metavar="SEED",
+                   help="--study paper: instead of the comparison, test innocent models (their own "
+                        "draws) with each of these seeds of the test's walk and subsets, and "
+                        "write dataset_inference_seeds_CONFIG.json (one architecture, --archs)")
+    d.add_argument("--innocents", type=int, default=20,
+                   help="with --walk-seeds: the first N innocent models (default 20)")
     d.add_argument("--quiet", action="store_true", help="no line per model")
     d.add_argument("--summarize-only", action="store_true",
                    help="recompute the summary of --out's dataset_inference_CONFIG.json from its "
@@ -436,6 +442,35 @@ def cmd_study(args) -> int:
     return 0
 
 
+def _walk_seeds(args, cfg, command) -> int:
+    """``dataset-inference --walk-seeds``: the seed study of :func:`.dataset_inference.seed_study`."""
+    from pathlib import Path
+
+    from .experiments import dataset_inference as D
+
+    if len(cfg.archs) != 1:
+        raise ValueError(f"--walk-seeds studies one architecture: add --archs with one of "
+                         f"{', '.join(cfg.archs)}")
+    if args.owners is not None or args.gather_only or args.merge:
+        raise ValueError("--walk-seeds does not take --owners, --gather-only or --merge")
+    di = D.CONFIGS[args.config]
+    main = Path(args.out) / D.FILE.format(name=di.name)
+    res = D.seed_study(cfg, di, arch=cfg.archs[0], models=range(args.innocents),
+                       seeds=args.walk_seeds, out=args.out, cache_dir=args.cache_dir,
+                       progress=not args.quiet, command=command,
+                       only_cached_models=not args.train_missing,
+                       main_result=main if main.is_file() else None)
+    print(D.seed_table(res["summary"]))
+    if "reproduction" in res:
+        r = res["reproduction"]
+        print(f"seed {r['seed']} against {main}: {r['n_models_compared']} models, largest "
+              f"difference of a first-draw p-value {r['max_abs_difference_first_draw']}")
+    print(f"wrote {D.SEEDS_FILE.format(name=di.name)} to {args.out}: {len(res['models'])} "
+          f"(model, seed) tests in {res['run_wall_seconds']} s"
+          + ("" if res["complete"] else "; some models are not trained (--train-missing)"))
+    return 0
+
+
 def cmd_dataset_inference(args) -> int:
     from dataclasses import replace
 
@@ -467,6 +502,8 @@ def cmd_dataset_inference(args) -> int:
                 if not 0 <= j < cfg.n_owners:
                     raise ValueError(f"--owners {j}: the study {args.study} has owners 0 to "
                                      f"{cfg.n_owners - 1}")
+        if args.walk_seeds is not None:
+            return _walk_seeds(args, cfg, command)
         res = D.run_on_paper_study(cfg, D.CONFIGS[args.config], out=args.out,
                                    cache_dir=args.cache_dir, progress=not args.quiet,
                                    command=command, only_cached_models=not args.train_missing,
@@ -477,9 +514,10 @@ def cmd_dataset_inference(args) -> int:
                   f"(python -m pmi_tutorial study --config {args.study}, or --train-missing) or "
                   "they are outside --archs / --owners")
     else:
-        if args.owners is not None or args.train_missing or args.gather_only or args.merge:
-            raise ValueError("--owners, --train-missing, --gather-only and --merge work with "
-                             "--study paper or paper-tiny")
+        if (args.owners is not None or args.train_missing or args.gather_only or args.merge
+                or args.walk_seeds is not None):
+            raise ValueError("--owners, --train-missing, --gather-only, --merge and --walk-seeds "
+                             "work with --study paper or paper-tiny")
         cfg = study.CONFIGS[args.study]
         if args.archs:
             cfg = replace(cfg, archs=tuple(args.archs))

@@ -34,6 +34,8 @@ RESULT_FORMATS = {
     "pmi-tutorial-verify": 1,  # one ``verify`` run (``--json``)
     "pmi-tutorial-dataset-inference": 1,  # Dataset Inference on the study's models
     "pmi-tutorial-forensics": 1,  # the readings of Table I (``reproduce forensics``)
+    # innocent models under several seeds of Dataset Inference's walk (``--walk-seeds``)
+    "pmi-tutorial-dataset-inference-seeds": 1,
     # the false-positive study at the paper's scale (``study --config paper``); version 2: each
     # innocent model's own draw is a random split of the images it never saw
     "pmi-tutorial-paper-study": 2,

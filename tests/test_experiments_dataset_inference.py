@@ -160,3 +160,65 @@ def test_paper_comparison_puts_both_methods_at_the_same_number_revealed():
     assert cells[1:] == ["100% of 2", "", "", "50% of 2", "50% of 2"]
     innocent = [c.strip() for c in lines[-1].strip("|").split("|")]
     assert innocent[1] == "4% of 50" and innocent[4] == "25% of 4"  # 1 of 4 at p = 0.01
+
+
+def _anova_by_least_squares(z):
+    """F-test of the seed (column) effect by two least-squares fits with dummy variables."""
+    from scipy.stats import f as fdist
+
+    m, s = z.shape
+    y = z.ravel()
+    rows = np.repeat(np.arange(m), s)
+    cols = np.tile(np.arange(s), m)
+    ones = np.ones((m * s, 1))
+    R = (rows[:, None] == np.arange(1, m)[None]).astype(float)
+    C = (cols[:, None] == np.arange(1, s)[None]).astype(float)
+
+    def rss(X):
+        beta = np.linalg.lstsq(X, y, rcond=None)[0]
+        return float(((y - X @ beta) ** 2).sum())
+
+    full, reduced = rss(np.hstack([ones, R, C])), rss(np.hstack([ones, R]))
+    df_res = (m - 1) * (s - 1)
+    F = ((reduced - full) / (s - 1)) / (full / df_res)
+    return full, reduced, F, fdist.sf(F, s - 1, df_res)
+
+
+def test_two_way_anova_equals_least_squares_and_finds_a_planted_seed_effect():
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(20, 6))
+    a = D.two_way_anova(z)
+    full, reduced, F, p = _anova_by_least_squares(z)
+    assert a["ss_residual"] == pytest.approx(full)
+    assert a["ss_seed"] == pytest.approx(reduced - full)
+    assert a["f_seed"] == pytest.approx(F) and a["pvalue_seed"] == pytest.approx(p)
+    assert a["share_seed"] + a["share_model"] + a["share_residual"] == pytest.approx(1.0)
+    assert a["pvalue_seed"] > 0.01  # no seed effect planted
+    shifted = z + np.array([0.0, 1.0, -1.0, 0.5, 0.0, -0.5])[None]  # one offset per seed
+    b = D.two_way_anova(shifted)
+    assert b["pvalue_seed"] < 1e-6 and b["share_seed"] > 0.2
+    assert b["ss_residual"] == pytest.approx(a["ss_residual"])  # offsets leave the residual
+    assert b["var_seed"] == pytest.approx(np.var([0, 1, -1, .5, 0, -.5], ddof=1), abs=0.15)
+    with pytest.raises(ValueError, match="two models and two seeds"):
+        D.two_way_anova(z[:, :1])
+
+
+def test_seed_summary_hand_counts():
+    from scipy.stats import norm
+
+    cfg = D.DIConfig(revealed=(10, 30))
+    p = {(0, 0): 0.01, (1, 0): 0.2, (2, 0): 0.04, (0, 1): 0.5, (1, 1): 0.9, (2, 1): 0.03}
+    recs = [{"arch": "mlp", "kind": "resplit", "index": i, "seed": s,
+             "pvalue_first_draw": {"10": v}} for (i, s), v in p.items()]
+    e = D.seed_summary(recs, cfg)
+    assert set(e) == {"10"}  # no record has 30
+    e = e["10"]
+    assert [e["per_seed"][s]["rejected"] for s in ("0", "1")] == [2, 1]
+    z0 = norm.isf([0.01, 0.2, 0.04])
+    assert e["per_seed"]["0"]["z_mean"] == pytest.approx(z0.mean())
+    assert e["per_seed"]["0"]["z_sd"] == pytest.approx(z0.std(ddof=1))
+    assert e["rejection_rate_0.05"][0] == pytest.approx(3 / 6)
+    assert e["rejection_rate_0.05"][1:] == pytest.approx(list(D.clopper_pearson(3, 6)))
+    z = norm.isf([[p[i, s] for s in (0, 1)] for i in range(3)])
+    assert e["anova"]["pvalue_seed"] == pytest.approx(_anova_by_least_squares(z)[3])
+    assert "| 10 | 2, 1 (of 3) |" in D.seed_table({"10": e})

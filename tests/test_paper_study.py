@@ -260,7 +260,12 @@ def test_dataset_inference_paper_only_options_are_refused_elsewhere(capsys):
     from pmi_tutorial import cli
 
     assert cli.main(["dataset-inference", "--study", "tiny", "--gather-only"]) == 2
-    assert "and --merge work with --study paper" in capsys.readouterr().err
+    assert "and --walk-seeds work with --study paper" in capsys.readouterr().err
+    assert cli.main(["dataset-inference", "--study", "tiny", "--walk-seeds", "0", "1"]) == 2
+    assert "and --walk-seeds work with --study paper" in capsys.readouterr().err
+    assert cli.main(["dataset-inference", "--study", "paper-tiny", "--walk-seeds", "0", "1",
+                     "--owners", "0"]) == 2
+    assert "--walk-seeds does not take --owners" in capsys.readouterr().err
 
 
 def test_dataset_inference_merges_the_result_files_of_other_processes(tiny_run, tmp_path):
@@ -284,3 +289,36 @@ def test_dataset_inference_merges_the_result_files_of_other_processes(tiny_run, 
     with pytest.raises(FileNotFoundError, match="no result file"):
         D.run_on_paper_study(PS.TINY, D.PAPER_TINY, progress=False, gather_only=True,
                              merge=[tmp_path / "missing.json"])
+
+
+def test_seed_study_reproduces_the_main_run_and_varies_with_the_seed(tiny_run, monkeypatch, tmp_path):
+    from pmi_tutorial import files
+    from pmi_tutorial.experiments import dataset_inference as D
+
+    base, _ = tiny_run
+    main = D.run_on_paper_study(PS.TINY, D.PAPER_TINY, out=tmp_path / "main",
+                                cache_dir=base / "cache", progress=False)
+    main_file = tmp_path / "main" / "dataset_inference_paper-tiny.json"
+    res = D.seed_study(PS.TINY, D.PAPER_TINY, models=[0, 1], seeds=[0, 5], out=tmp_path / "s",
+                       cache_dir=base / "cache", progress=False, main_result=main_file)
+    assert res["complete"] and len(res["models"]) == 4
+    got = {(r["index"], r["seed"]): r["pvalue_first_draw"] for r in res["models"]}
+    mine = {r["index"]: r["pvalue_first_draw"] for r in main["models"] if r["kind"] == "resplit"}
+    # seed 0 is the main run's test of each innocent model against its own draw
+    assert got[0, 0] == mine[0] and got[1, 0] == mine[1]
+    assert res["reproduction"] == {"seed": 0, "n_models_compared": 2,
+                                   "max_abs_difference_first_draw": 0.0}
+    assert got[0, 5] != got[0, 0] and got[1, 5] != got[1, 0]  # other directions and subsets
+    disk = files.read_result(tmp_path / "s" / "dataset_inference_seeds_paper-tiny.json",
+                             D.SEEDS_FORMAT)
+    assert disk["models"] == res["models"] and disk["settings"]["seeds"] == [0, 5]
+    assert disk["summary"]["10"]["anova"]["n_models"] == 2
+    # cached: a second run walks nothing
+    monkeypatch.setattr(D, "_paper_test", lambda *a, **k: pytest.fail("walked again"))
+    again = D.seed_study(PS.TINY, D.PAPER_TINY, models=[0, 1], seeds=[0, 5],
+                         cache_dir=base / "cache", progress=False)
+    assert again["models"] == res["models"]
+    with pytest.raises(ValueError, match="two distinct seeds"):
+        D.seed_study(PS.TINY, D.PAPER_TINY, models=[0], seeds=[3], cache_dir=base / "cache")
+    with pytest.raises(ValueError, match="innocent indices"):
+        D.seed_study(PS.TINY, D.PAPER_TINY, models=[9], seeds=[0, 1], cache_dir=base / "cache")
