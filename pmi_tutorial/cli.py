@@ -191,8 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--study paper: instead of the comparison, test innocent models (their own "
                         "draws) with each of these seeds of the test's walk and subsets, and "
                         "write dataset_inference_seeds_CONFIG.json (one architecture, --archs)")
-    d.add_argument("--innocents", type=int, default=20,
-                   help="with --walk-seeds: the first N innocent models (default 20)")
+    d.add_argument("--innocents", default="20", metavar="N|A-B",
+                   help="with --walk-seeds: the first N innocent models, or those with indices A "
+                        "to B (default 20)")
     d.add_argument("--quiet", action="store_true", help="no line per model")
     d.add_argument("--summarize-only", action="store_true",
                    help="recompute the summary of --out's dataset_inference_CONFIG.json from its "
@@ -453,9 +454,16 @@ def _walk_seeds(args, cfg, command) -> int:
                          f"{', '.join(cfg.archs)}")
     if args.owners is not None or args.gather_only or args.merge:
         raise ValueError("--walk-seeds does not take --owners, --gather-only or --merge")
+    spec = args.innocents.strip()
+    try:
+        lo, _, hi = spec.partition("-")
+        models = range(int(lo), int(hi) + 1) if hi else range(int(lo))
+    except ValueError:
+        raise ValueError(f"--innocents {spec!r}: give a number N (the first N innocent models) or "
+                         "a range A-B, e.g. --innocents 9-13") from None
     di = D.CONFIGS[args.config]
     main = Path(args.out) / D.FILE.format(name=di.name)
-    res = D.seed_study(cfg, di, arch=cfg.archs[0], models=range(args.innocents),
+    res = D.seed_study(cfg, di, arch=cfg.archs[0], models=models,
                        seeds=args.walk_seeds, out=args.out, cache_dir=args.cache_dir,
                        progress=not args.quiet, command=command,
                        only_cached_models=not args.train_missing,
@@ -465,7 +473,7 @@ def _walk_seeds(args, cfg, command) -> int:
         r = res["reproduction"]
         print(f"seed {r['seed']} against {main}: {r['n_models_compared']} models, largest "
               f"difference of a first-draw p-value {r['max_abs_difference_first_draw']}")
-    print(f"wrote {D.SEEDS_FILE.format(name=di.name)} to {args.out}: {len(res['models'])} "
+    print(f"wrote {D.SEEDS_FILE.format(name=di.name, arch=cfg.archs[0])} to {args.out}: {len(res['models'])} "
           f"(model, seed) tests in {res['run_wall_seconds']} s"
           + ("" if res["complete"] else "; some models are not trained (--train-missing)"))
     return 0

@@ -266,6 +266,9 @@ def test_dataset_inference_paper_only_options_are_refused_elsewhere(capsys):
     assert cli.main(["dataset-inference", "--study", "paper-tiny", "--walk-seeds", "0", "1",
                      "--owners", "0"]) == 2
     assert "--walk-seeds does not take --owners" in capsys.readouterr().err
+    assert cli.main(["dataset-inference", "--study", "paper-tiny", "--walk-seeds", "0", "1",
+                     "--innocents", "two"]) == 2
+    assert "give a number N" in capsys.readouterr().err
 
 
 def test_dataset_inference_merges_the_result_files_of_other_processes(tiny_run, tmp_path):
@@ -309,7 +312,7 @@ def test_seed_study_reproduces_the_main_run_and_varies_with_the_seed(tiny_run, m
     assert res["reproduction"] == {"seed": 0, "n_models_compared": 2,
                                    "max_abs_difference_first_draw": 0.0}
     assert got[0, 5] != got[0, 0] and got[1, 5] != got[1, 0]  # other directions and subsets
-    disk = files.read_result(tmp_path / "s" / "dataset_inference_seeds_paper-tiny.json",
+    disk = files.read_result(tmp_path / "s" / "dataset_inference_seeds_paper-tiny_mlp.json",
                              D.SEEDS_FORMAT)
     assert disk["models"] == res["models"] and disk["settings"]["seeds"] == [0, 5]
     assert disk["summary"]["10"]["anova"]["n_models"] == 2

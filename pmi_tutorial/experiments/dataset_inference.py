@@ -496,7 +496,7 @@ def write(out, cfg, study_cfg, header, records, complete, wall):
 # --------------------------------------------------------------------------- the walk's seed
 
 SEEDS_FORMAT = "pmi-tutorial-dataset-inference-seeds"
-SEEDS_FILE = "dataset_inference_seeds_{name}.json"
+SEEDS_FILE = "dataset_inference_seeds_{name}_{arch}.json"
 
 
 def seed_study(paper_cfg=None, cfg: DIConfig = PAPER, arch: str = "mlp", models=range(20),
@@ -578,11 +578,11 @@ def seed_study(paper_cfg=None, cfg: DIConfig = PAPER, arch: str = "mlp", models=
             if progress:
                 _report(rec, f"{arch:6s} innocent {k:2d} seed {s}", f"; {rec['seconds']} s")
             if out is not None:
-                F.write_json_atomic(Path(out) / SEEDS_FILE.format(name=cfg.name), result(False))
+                F.write_json_atomic(Path(out) / SEEDS_FILE.format(name=cfg.name, arch=arch), result(False))
     complete = len(records) == len(models) * len(seeds)
     res = result(complete)
     if out is not None:
-        F.write_json_atomic(Path(out) / SEEDS_FILE.format(name=cfg.name), res)
+        F.write_json_atomic(Path(out) / SEEDS_FILE.format(name=cfg.name, arch=arch), res)
     return res
 
 
