@@ -222,3 +222,30 @@ def test_seed_summary_hand_counts():
     z = norm.isf([[p[i, s] for s in (0, 1)] for i in range(3)])
     assert e["anova"]["pvalue_seed"] == pytest.approx(_anova_by_least_squares(z)[3])
     assert "| 10 | 2, 1 (of 3) |" in D.seed_table({"10": e})
+
+
+def test_seed_z_table_and_its_plot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from scipy.stats import norm
+
+    p = {(3, 0): 0.01, (5, 0): 0.2, (3, 1): 0.5, (5, 1): 0.9, (7, 1): 0.03}
+    recs = [{"arch": "mlp", "kind": "resplit", "index": i, "seed": s,
+             "pvalue_first_draw": {"10": v}} for (i, s), v in p.items()]
+    models, seeds, z = D.seed_z(recs, 10)
+    assert models == [3, 5, 7] and seeds == [0, 1]
+    assert z[0] == pytest.approx(norm.isf([0.01, 0.5]))
+    assert np.isnan(z[2, 0]) and z[2, 1] == pytest.approx(norm.isf(0.03))
+    with pytest.raises(ValueError, match="no record has 30"):
+        D.seed_z(recs, 30)
+    ax = D.plot_seed_study({"settings": {"arch": "mlp"}, "models": recs}, 10)
+    lines = ax.get_lines()
+    points = [ln for ln in lines if ln.get_marker() == "o"]
+    assert [sorted(ln.get_ydata()) for ln in points] == [sorted(norm.isf([0.01, 0.2])),
+                                                        sorted(norm.isf([0.5, 0.9, 0.03]))]
+    means = [ln for ln in lines if np.ptp(ln.get_xdata()) == pytest.approx(0.6)]  # the bars
+    assert [m.get_ydata()[0] for m in means] == pytest.approx(
+        [norm.isf([0.01, 0.2]).mean(), norm.isf([0.5, 0.9, 0.03]).mean()])
+    assert norm.isf(0.05) in [ln.get_ydata()[0] for ln in lines]  # the rejection line
+    assert ax.get_title() == "mlp, 10 revealed"

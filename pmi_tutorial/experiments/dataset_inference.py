@@ -656,12 +656,55 @@ def seed_summary(records, cfg: DIConfig, alpha: float = 0.05) -> dict:
         e = {"per_seed": per_seed, "n_pairs": len(p_all),
              f"rejection_rate_{alpha:g}": [kr / len(p_all), *clopper_pearson(kr, len(p_all))],
              "z_mean": float(z_all.mean()), "z_sd": float(z_all.std(ddof=1)) if len(z_all) > 1 else None}
-        full = sorted(i for i in {i for i, _ in by} if all((i, s) in by for s in seeds))
-        if len(full) >= 2 and len(seeds) >= 2:
-            z = norm.isf(np.clip([[by[i, s] for s in seeds] for i in full], 1e-300, 1 - 1e-16))
-            e["anova"] = {"n_models": len(full), **two_way_anova(z)}
+        _, seeds_k, z = seed_z(records, k)
+        full = ~np.isnan(z).any(axis=1)  # the models tested with every seed
+        if full.sum() >= 2 and len(seeds_k) >= 2:
+            e["anova"] = {"n_models": int(full.sum()), **two_way_anova(z[full])}
         out[k] = e
     return out
+
+
+def seed_z(records, size) -> tuple:
+    """The z-scores ``Phi^-1(1 - p)`` of the single-draw test at ``size`` revealed samples as a
+    models x seeds table: ``(models, seeds, z)``, with ``z[i, j]`` for ``models[i]`` under
+    ``seeds[j]`` and NaN where that pair was not tested."""
+    from scipy.stats import norm
+
+    k = str(size)
+    by = {(int(r["index"]), int(r["seed"])): r["pvalue_first_draw"][k]
+          for r in records if k in r["pvalue_first_draw"]}
+    if not by:
+        raise ValueError(f"no record has {size} revealed samples")
+    models = sorted({i for i, _ in by})
+    seeds = sorted({s for _, s in by})
+    z = np.full((len(models), len(seeds)), np.nan)
+    for (i, s), p in by.items():
+        z[models.index(i), seeds.index(s)] = norm.isf(np.clip(p, 1e-300, 1 - 1e-16))
+    return models, seeds, z
+
+
+def plot_seed_study(result: dict, size, ax=None, alpha: float = 0.05):
+    """One column of points per seed: the innocent models' z-scores (:func:`seed_z`) at
+    ``size`` revealed samples, the seed's mean as a bar, and the rejection line
+    ``z = Phi^-1(1 - alpha)``; a valid test with independent seeds scatters the means about 0."""
+    import matplotlib.pyplot as plt
+    from scipy.stats import norm
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.2, 3))
+    _, seeds, z = seed_z(result["models"], size)
+    jitter = np.random.default_rng(0).uniform(-0.15, 0.15, z.shape[0])
+    for j in range(len(seeds)):
+        ok = ~np.isnan(z[:, j])
+        ax.plot(j + jitter[ok], z[ok, j], "o", ms=3, alpha=0.6, color="0.35")
+        ax.plot([j - 0.3, j + 0.3], [np.nanmean(z[:, j])] * 2, "-", lw=2.5, color="#c0392b")
+    ax.axhline(norm.isf(alpha), ls="--", lw=1, color="0.2")
+    ax.axhline(0, ls=":", lw=1, color="0.5")
+    ax.set_xticks(range(len(seeds)), [str(s) for s in seeds])
+    ax.set_xlabel("seed of the walk and subsets")
+    ax.set_ylabel(r"$z = \Phi^{-1}(1 - p)$")
+    ax.set_title(f"{result['settings']['arch']}, {size} revealed")
+    return ax
 
 
 def seed_table(summary, alpha: float = 0.05) -> str:
