@@ -134,7 +134,8 @@ def test_tables_show_every_view_size_and_attack():
     assert len(inn) == 2 + 2 * 2  # header, rule, two views x two sizes
     assert "| mlp | the owner's one draw | 10 | 4 | 1.00 (" in inn[2]  # 4 of 4 at p = 0.03
     att = D.attack_table(s).splitlines()
-    assert len(att) == 3 and att[2].startswith("| mlp | owner (no attack) | 1e-08 |")
+    assert len(att) == 3 and att[2].startswith("| mlp | owner (no attack) | 1e-08 |")  # hmean
+    assert "median p (harmonic mean over draws), 10 revealed | 300 revealed |" in att[0]
     assert att[2].rstrip().endswith("| 100% |")
     # a partial run: one innocent model of a kind has no KS test, and the table says so
     one = D.innocent_table(D.summarize(recs[:1] + recs[4:5], cfg)).splitlines()
@@ -221,6 +222,7 @@ def test_seed_summary_hand_counts():
     assert e["rejection_rate_0.05"][1:] == pytest.approx(list(D.clopper_pearson(3, 6)))
     z = norm.isf([[p[i, s] for s in (0, 1)] for i in range(3)])
     assert e["anova"]["pvalue_seed"] == pytest.approx(_anova_by_least_squares(z)[3])
+    assert e["anova"]["grand_mean"] == pytest.approx(z.mean())
     assert "| 10 | 2, 1 (of 3) |" in D.seed_table({"10": e})
 
 
@@ -249,3 +251,23 @@ def test_seed_z_table_and_its_plot():
         [norm.isf([0.01, 0.2]).mean(), norm.isf([0.5, 0.9, 0.03]).mean()])
     assert norm.isf(0.05) in [ln.get_ydata()[0] for ln in lines]  # the rejection line
     assert ax.get_title() == "mlp, 10 revealed"
+
+
+def test_grand_mean_test_holds_its_level_with_a_seed_effect_and_finds_a_shift():
+    # z_ij = mu + a_i + b_j + e_ij, models i and seeds j both random; closed-form variance of
+    # the grand mean, and a Monte Carlo check of the test's level and power
+    g = np.random.default_rng(5)
+    m, s, sa, sb, se = 12, 4, 0.3, 0.7, 1.0
+    true_var = sa**2 / m + sb**2 / s + se**2 / (m * s)
+    est, p0, p1, naive = [], [], [], []
+    for _ in range(3000):
+        z = (g.normal(0, sa, (m, 1)) + g.normal(0, sb, (1, s)) + g.normal(0, se, (m, s)))
+        a = D.two_way_anova(z)
+        est.append(a["se_grand_mean"] ** 2)
+        p0.append(a["pvalue_grand_mean"])
+        p1.append(D.two_way_anova(z + 1.5)["pvalue_grand_mean"])
+        naive.append(abs(z.mean()) / (z.std(ddof=1) / np.sqrt(m * s)) > 1.96)  # pairs as independent
+    assert np.mean(est) == pytest.approx(true_var, rel=0.1)
+    assert 0.015 <= np.mean(np.array(p0) <= 0.05) <= 0.06  # the level (Satterthwaite: a little conservative)
+    assert np.mean(naive) > 0.25  # a test over pairs taken as independent does not hold it
+    assert np.mean(np.array(p1) <= 0.05) > 0.5  # a real shift is found

@@ -622,7 +622,28 @@ def two_way_anova(z) -> dict:
             "f_seed": ms_seed / ms_res, "pvalue_seed": float(fdist.sf(ms_seed / ms_res, df_seed, df_res)),
             "f_model": ms_model / ms_res,
             "pvalue_model": float(fdist.sf(ms_model / ms_res, df_model, df_res)),
-            "var_seed": max((ms_seed - ms_res) / m, 0.0), "df": [df_seed, df_model, df_res]}
+            "var_seed": max((ms_seed - ms_res) / m, 0.0), "df": [df_seed, df_model, df_res],
+            **_grand_mean_test(g, (ms_seed, ms_model, ms_res), (df_seed, df_model, df_res), m * s)}
+
+
+def _grand_mean_test(g, ms, df, n) -> dict:
+    """The t-test of "the mean z is 0" when seeds and models are both random (crossed, one
+    observation per cell): Var(grand mean) = var_seed / S + var_model / M + var_res / (M S),
+    estimated without bias by (MS_seed + MS_model - MS_res) / (M S), with Satterthwaite's
+    degrees of freedom.  Under a valid test z is standard normal, so its mean is 0; pairs that
+    share a seed are not independent, and this test, unlike one over the pairs, allows for it."""
+    from scipy.stats import t as tdist
+
+    ms_seed, ms_model, ms_res = ms
+    est = ms_seed + ms_model - ms_res
+    if est <= 0:  # no excess variance of seeds or models: the residual alone
+        est, dof = ms_res, float(df[2])
+    else:
+        dof = est ** 2 / (ms_seed ** 2 / df[0] + ms_model ** 2 / df[1] + ms_res ** 2 / df[2])
+    se = float(np.sqrt(est / n))
+    tt = g / se
+    return {"grand_mean": float(g), "se_grand_mean": se, "df_grand_mean": float(dof),
+            "pvalue_grand_mean": float(2 * tdist.sf(abs(tt), dof))}
 
 
 def seed_summary(records, cfg: DIConfig, alpha: float = 0.05) -> dict:
@@ -708,11 +729,15 @@ def plot_seed_study(result: dict, size, ax=None, alpha: float = 0.05):
 
 
 def seed_table(summary, alpha: float = 0.05) -> str:
-    """Markdown: per size, the rejections of each seed, the spread of the seeds' mean z, the
-    seed's share of the variance and the F-test p-value, and the rate over all pairs."""
+    """Markdown: per size, the rejections of each seed, the seeds' mean z, the seed's share of
+    the variance and the F-test p-value, the mean z over all pairs with the test that it is 0
+    (:func:`_grand_mean_test`), and the rate over all pairs (its Clopper-Pearson interval takes
+    the pairs as independent, which pairs sharing a seed are not: read it as too narrow)."""
     rows = ["| revealed | innocent models rejected at 0.05, per seed | mean z per seed | "
             "seed's share of the variance | F-test p (no seed effect) | "
-            "rate over all (model, seed) pairs (95% CI) |", "|---|---|---|---|---|---|"]
+            "mean z over all pairs (SE) | t-test p (mean z = 0, seeds and models random) | "
+            "rate over all (model, seed) pairs (95% CI, pairs as independent) |",
+            "|---|---|---|---|---|---|---|---|"]
     for k, e in summary.items():
         ps = e["per_seed"]
         rej = ", ".join(f"{v['rejected']}" for v in ps.values())
@@ -721,7 +746,8 @@ def seed_table(summary, alpha: float = 0.05) -> str:
         a = e.get("anova")
         r = e[f"rejection_rate_{alpha:g}"]
         rows.append(f"| {k} | {rej} (of {'/'.join(map(str, sorted(n)))}) | {zm} | "
-                    + (f"{a['share_seed']:.0%} | {a['pvalue_seed']:.2g}" if a else "- | -")
+                    + (f"{a['share_seed']:.0%} | {a['pvalue_seed']:.2g} | {a['grand_mean']:+.2f} "
+                       f"({a['se_grand_mean']:.2f}) | {a['pvalue_grand_mean']:.2g}" if a else "- | - | - | -")
                     + f" | {r[0]:.3f} ({r[1]:.3f}-{r[2]:.3f}) |")
     return "\n".join(rows)
 
@@ -811,7 +837,9 @@ def innocent_table(summary) -> str:
 
 
 def attack_table(summary) -> str:
-    """Markdown table: median p-values per attack and size, and the share detected at 300."""
+    """Markdown table: per attack and size, the median over suspects of Dataset Inference's
+    headline p-value (the harmonic mean over draws), and the share detected with it at the
+    largest size."""
     from .study import ATTACK_TITLES
 
     from .paper_study import ATTACK_TITLES as PAPER_TITLES
@@ -821,7 +849,7 @@ def attack_table(summary) -> str:
     kinds = [k for k in titles if k in found] + sorted(found - set(titles))  # the titles' order
     sizes = sorted({k for s in summary.values() for a in s["attacks"].values() for k in a}, key=int)
     top = sizes[-1] if sizes else "300"
-    rows = ["| model | suspect | median p, " + " | ".join(f"{k} revealed" for k in sizes)
+    rows = ["| model | suspect | median p (harmonic mean over draws), " + " | ".join(f"{k} revealed" for k in sizes)
             + f" | detected at 0.05 ({top} revealed) |", "|---|---|" + "---|" * (len(sizes) + 1)]
     for arch, s in summary.items():
         for kind in kinds:
