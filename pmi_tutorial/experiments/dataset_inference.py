@@ -652,45 +652,37 @@ def seed_summary(records, cfg: DIConfig, alpha: float = 0.05) -> dict:
     about 0 and 1); over all (model, seed) pairs, the rejection rate (each pair is one
     verification with a fresh seed) and the spread of z; the two-way ANOVA of z
     (:func:`two_way_anova`) on the models tested with every seed."""
-    from scipy.stats import kstest, norm
+    from scipy.stats import kstest
 
-    seeds = sorted({int(r["seed"]) for r in records})
     out = {}
     for k in map(str, cfg.revealed):
-        by = {(int(r["index"]), int(r["seed"])): r["pvalue_first_draw"][k]
-              for r in records if k in r["pvalue_first_draw"]}
-        if not by:
+        try:
+            _, seeds, p = _pvalue_table(records, k)
+        except ValueError:  # no record has this size
             continue
+        z = _z(p)
         per_seed = {}
-        for s in seeds:
-            p = np.array([v for (i, t), v in by.items() if t == s])
-            if len(p) == 0:
-                continue
-            z = norm.isf(np.clip(p, 1e-300, 1 - 1e-16))
-            per_seed[str(s)] = {"n_models": len(p), "rejected": int((p <= alpha).sum()),
-                                "z_mean": float(z.mean()),
-                                "z_sd": float(z.std(ddof=1)) if len(z) > 1 else None,
-                                "ks_pvalue": float(kstest(p, "uniform").pvalue) if len(p) > 1 else None}
-        p_all = np.array(list(by.values()))
-        z_all = norm.isf(np.clip(p_all, 1e-300, 1 - 1e-16))
+        for j, s in enumerate(seeds):
+            ps, zs = p[~np.isnan(p[:, j]), j], z[~np.isnan(z[:, j]), j]
+            per_seed[str(s)] = {"n_models": len(ps), "rejected": int((ps <= alpha).sum()),
+                                "z_mean": float(zs.mean()),
+                                "z_sd": float(zs.std(ddof=1)) if len(zs) > 1 else None,
+                                "ks_pvalue": float(kstest(ps, "uniform").pvalue) if len(ps) > 1 else None}
+        p_all, z_all = p[~np.isnan(p)], z[~np.isnan(z)]
         kr = int((p_all <= alpha).sum())
         e = {"per_seed": per_seed, "n_pairs": len(p_all),
              f"rejection_rate_{alpha:g}": [kr / len(p_all), *clopper_pearson(kr, len(p_all))],
              "z_mean": float(z_all.mean()), "z_sd": float(z_all.std(ddof=1)) if len(z_all) > 1 else None}
-        _, seeds_k, z = seed_z(records, k)
         full = ~np.isnan(z).any(axis=1)  # the models tested with every seed
-        if full.sum() >= 2 and len(seeds_k) >= 2:
+        if full.sum() >= 2 and len(seeds) >= 2:
             e["anova"] = {"n_models": int(full.sum()), **two_way_anova(z[full])}
         out[k] = e
     return out
 
 
-def seed_z(records, size) -> tuple:
-    """The z-scores ``Phi^-1(1 - p)`` of the single-draw test at ``size`` revealed samples as a
-    models x seeds table: ``(models, seeds, z)``, with ``z[i, j]`` for ``models[i]`` under
-    ``seeds[j]`` and NaN where that pair was not tested."""
-    from scipy.stats import norm
-
+def _pvalue_table(records, size) -> tuple:
+    """The single-draw p-values at ``size`` revealed samples as a models x seeds table
+    ``(models, seeds, p)``, NaN where that pair was not tested."""
     k = str(size)
     by = {(int(r["index"]), int(r["seed"])): r["pvalue_first_draw"][k]
           for r in records if k in r["pvalue_first_draw"]}
@@ -698,10 +690,25 @@ def seed_z(records, size) -> tuple:
         raise ValueError(f"no record has {size} revealed samples")
     models = sorted({i for i, _ in by})
     seeds = sorted({s for _, s in by})
-    z = np.full((len(models), len(seeds)), np.nan)
-    for (i, s), p in by.items():
-        z[models.index(i), seeds.index(s)] = norm.isf(np.clip(p, 1e-300, 1 - 1e-16))
-    return models, seeds, z
+    p = np.full((len(models), len(seeds)), np.nan)
+    for (i, s), v in by.items():
+        p[models.index(i), seeds.index(s)] = v
+    return models, seeds, p
+
+
+def _z(p):
+    """z = Phi^-1(1 - p), finite for p = 0 and p = 1; NaN stays NaN."""
+    from scipy.stats import norm
+
+    return norm.isf(np.clip(p, 1e-300, 1 - 1e-16))
+
+
+def seed_z(records, size) -> tuple:
+    """The z-scores ``Phi^-1(1 - p)`` of the single-draw test at ``size`` revealed samples as a
+    models x seeds table: ``(models, seeds, z)``, with ``z[i, j]`` for ``models[i]`` under
+    ``seeds[j]`` and NaN where that pair was not tested."""
+    models, seeds, p = _pvalue_table(records, size)
+    return models, seeds, _z(p)
 
 
 def plot_seed_study(result: dict, size, ax=None, alpha: float = 0.05):
@@ -711,14 +718,16 @@ def plot_seed_study(result: dict, size, ax=None, alpha: float = 0.05):
     import matplotlib.pyplot as plt
     from scipy.stats import norm
 
+    from ..plotting import MEMBER_COLOR, NEUTRAL_COLOR
+
     if ax is None:
         _, ax = plt.subplots(figsize=(3.2, 3))
     _, seeds, z = seed_z(result["models"], size)
     jitter = np.random.default_rng(0).uniform(-0.15, 0.15, z.shape[0])
     for j in range(len(seeds)):
         ok = ~np.isnan(z[:, j])
-        ax.plot(j + jitter[ok], z[ok, j], "o", ms=3, alpha=0.6, color="0.35")
-        ax.plot([j - 0.3, j + 0.3], [np.nanmean(z[:, j])] * 2, "-", lw=2.5, color="#c0392b")
+        ax.plot(j + jitter[ok], z[ok, j], "o", ms=3, alpha=0.6, color=NEUTRAL_COLOR)
+        ax.plot([j - 0.3, j + 0.3], [np.nanmean(z[:, j])] * 2, "-", lw=2.5, color=MEMBER_COLOR)
     ax.axhline(norm.isf(alpha), ls="--", lw=1, color="0.2")
     ax.axhline(0, ls=":", lw=1, color="0.5")
     ax.set_xticks(range(len(seeds)), [str(s) for s in seeds])
