@@ -1,0 +1,165 @@
+"""The experiment runner: the same records in process, on a process pool and on a real Dask
+cluster; a killed worker's task is re-run; a killed run resumes without redoing finished tasks."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pmi_tutorial.experiments import runner
+from pmi_tutorial.experiments.runner import Experiment, Task
+
+distributed = pytest.importorskip("distributed")
+
+
+def draw(seed, n, log_dir=None):
+    """A toy task: a seeded draw (the same numbers in any process), its call logged."""
+    if log_dir is not None:
+        Path(log_dir, f"{seed}-{os.getpid()}-{np.random.randint(1 << 30)}").touch()
+    x = np.random.default_rng(seed).normal(size=n)
+    return {"seed": seed, "mean": float(x.mean()), "max": float(x.max())}
+
+
+
+def flaky(seed, marker):
+    """Raises the first time (no marker yet), succeeds afterwards."""
+    if not Path(marker).exists():
+        Path(marker).touch()
+        raise RuntimeError("first attempt fails")
+    return draw(seed, 5)
+
+
+def dies_once(seed, marker):
+    """Kills its own worker process the first time (as a crash or an OOM kill would)."""
+    if not Path(marker).exists():
+        Path(marker).touch()
+        os._exit(1)
+    return draw(seed, 5)
+
+
+@pytest.fixture(autouse=True)
+def by_value():
+    """Worker processes cannot import this test module: ship its functions by value."""
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def toy(tmp_path, name="toy", fn=draw, n_tasks=6, write=None, **kw):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    tasks = [Task(f"draw{s}", fn, (s, 10, kw.get("log_dir"))) if fn is draw else
+             Task(f"draw{s}", fn, (s, str(tmp_path / f"marker{s}"))) for s in range(n_tasks)]
+    return Experiment(name, [tasks], write=write, cache_dir=tmp_path / "cache")
+
+
+def expected(n_tasks=6):
+    return [draw(s, 10) for s in range(n_tasks)]
+
+
+# --------------------------------------------------------------------------- engines agree
+
+
+def test_in_process_run_gives_the_plan_order_records(tmp_path):
+    assert runner.run(toy(tmp_path), progress=False) == expected()
+
+
+def test_process_pool_gives_the_same_records(tmp_path):
+    eng = runner.ProcessPool(2)
+    try:
+        assert runner.run(toy(tmp_path), engine=eng, progress=False) == expected()
+    finally:
+        eng.close()
+
+
+def test_local_dask_cluster_gives_the_same_records_and_survives_a_killed_worker(tmp_path):
+    eng = runner.engine(workers=2)
+    assert isinstance(eng, runner.DaskEngine) and "2 workers" in eng.name
+    try:
+        assert runner.run(toy(tmp_path / "a"), engine=eng, progress=False) == expected()
+        # a task that kills its worker process is re-run on another worker: same records
+        records = runner.run(toy(tmp_path / "b", fn=dies_once, n_tasks=4), engine=eng, progress=False)
+        assert all((tmp_path / "b" / f"marker{s}").exists() for s in range(4))
+        assert records == [draw(s, 5) for s in range(4)]
+    finally:
+        eng.close()
+
+
+def test_a_running_scheduler_by_address(tmp_path):
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        eng = runner.engine(scheduler=cluster.scheduler_address)
+        try:
+            assert cluster.scheduler_address in eng.name
+            assert runner.run(toy(tmp_path), engine=eng, progress=False) == expected()
+        finally:
+            eng.close()
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def test_finished_tasks_are_kept_and_not_run_again(tmp_path):
+    # first run: every task fails once (flaky), so nothing but failures; the second finishes
+    exp = toy(tmp_path, fn=flaky, n_tasks=3)
+    with pytest.raises(runner.TasksFailed, match="3 task.*run the same command again"):
+        runner.run(exp, progress=False)
+    assert runner.cached_records(exp) == {}
+    assert runner.run(exp, progress=False) == [draw(s, 5) for s in range(3)]
+    # third run: all cached, the task function is never called
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    again = toy(tmp_path, n_tasks=3, log_dir=str(logs))
+    again = Experiment("toy", [[Task(t.key, draw, (s, 5, str(logs))) for s, t in
+                               enumerate(again.stages[0])]], cache_dir=tmp_path / "cache")
+    assert runner.run(again, progress=False) == [draw(s, 5) for s in range(3)]
+    assert list(logs.iterdir()) == []
+
+
+def test_partial_results_are_written_as_tasks_finish(tmp_path):
+    seen = []
+
+    def write(records, prov, complete):
+        seen.append((len(records), complete, prov["engine"]))
+
+    runner.run(toy(tmp_path, n_tasks=3, write=write), progress=False, write_every=0.0)
+    assert seen == [(1, False, "in process"), (2, False, "in process"), (3, False, "in process"),
+                    (3, True, "in process")]
+    # what was cached is what the records say, as JSON
+    for s in range(3):
+        cached = json.loads((tmp_path / "cache" / "runs" / "toy" / f"draw{s}.json").read_text())
+        assert cached == draw(s, 10)
+
+
+def test_a_corrupt_cache_entry_is_run_again(tmp_path):
+    exp = toy(tmp_path, n_tasks=2)
+    runner.run(exp, progress=False)
+    (exp.folder / "draw1.json").write_text("{not json")
+    assert runner.run(exp, progress=False) == expected(2)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_bad_plans_and_engines_are_refused_with_the_fix():
+    with pytest.raises(ValueError, match="appear more than once"):
+        Experiment("x", [[Task("a", draw, (0, 1)), Task("a", draw, (1, 1))]])
+    with pytest.raises(ValueError, match="not both"):
+        runner.engine(workers=2, scheduler="tcp://127.0.0.1:8786")
+    with pytest.raises(ValueError, match="tcp://"):
+        runner.engine(scheduler="localhost:8786")
+    with pytest.raises(ValueError, match="workers"):
+        runner.engine(workers=0)
+    assert isinstance(runner.engine(), runner.InProcess)
+
+
+def test_scheduler_from_the_environment(monkeypatch):
+    monkeypatch.setenv(runner.SCHEDULER_ENV, "not-an-address")
+    with pytest.raises(ValueError, match="tcp://"):
+        runner.engine()
