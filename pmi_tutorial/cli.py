@@ -40,6 +40,15 @@ def _owner_args(p):
     _profile_arg(p)
 
 
+def _engine_args(p):
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="run the tasks on N worker processes of this machine (a Dask LocalCluster "
+                        "when Dask is installed, else a process pool); default: in this process")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the tasks on a running Dask cluster, e.g. tcp://HOST:8786 (default "
+                        "$DASK_SCHEDULER_ADDRESS); needs pip install \"pmi-tutorial[distributed]\"")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m pmi_tutorial`` with its five subcommands."""
     parser = argparse.ArgumentParser(
@@ -144,11 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "tests, and write beyond_*.json. Every model and measurement is "
                                    "cached, so a killed run resumes where it stopped.")
     s.add_argument("--out", default="results", help="folder for the result files (default ./results)")
-    s.add_argument("--config", default="cpu", choices=("cpu", "tiny", "paper", "paper-tiny"),
-                   help="cpu: the committed run; tiny: 3 independent MLPs and 1 owner (default cpu); "
+    s.add_argument("--config", default="cpu", choices=("cpu", "quick", "tiny", "paper", "paper-tiny"),
+                   help="cpu: the committed run; quick (or tiny): 3 independent MLPs and 1 owner, "
+                        "minutes on a 2-core CPU (default cpu); "
                         "paper: the study at the paper's scale (50,000 / 20,000 split, innocent models "
                         "outside the revealed members, 9 attacks, 10-1,000 revealed per class); "
                         "paper-tiny: its smallest form, seconds")
+    _engine_args(s)
     s.add_argument("--archs", nargs="+", default=None, help="architectures, e.g. mlp lenet5")
     s.add_argument("--n-independent", type=int, default=None, help="independent models per architecture")
     s.add_argument("--n-owners", type=int, default=None, help="owner models per architecture")
@@ -411,35 +422,47 @@ def cmd_study(args) -> int:
     from . import _validate as V
     from .experiments import study
 
+    from .experiments import runner
+
+    command = "python -m pmi_tutorial " + " ".join(args.argv)
+    if args.summarize_only and (args.workers or args.scheduler):
+        raise ValueError("--summarize-only reads the records file only: drop --workers / --scheduler")
+    if args.summarize_only and not args.config.startswith("paper"):
+        raise ValueError("--summarize-only works with --config paper or paper-tiny (the small "
+                         "study summarises itself on every run)")
     if args.config.startswith("paper"):
         from .experiments import paper_study
 
-        command = "python -m pmi_tutorial " + " ".join(args.argv)
         if args.summarize_only:
             summary = paper_study.resummarize(args.out, command=command)
             print(f"recomputed {paper_study.FILES['summary']} in {args.out} from "
                   f"{summary['models_done']} measured models")
             return 0
-        files = paper_study.run(paper_study.CONFIGS[args.config], out=args.out,
-                                cache_dir=args.cache_dir, progress=not args.quiet,
-                                command=command)
+        eng = runner.engine(args.workers, args.scheduler)
+        try:
+            files = paper_study.run(paper_study.CONFIGS[args.config], out=args.out,
+                                    cache_dir=args.cache_dir, progress=not args.quiet,
+                                    command=command, engine=eng)
+        finally:
+            eng.close()
         print(f"wrote {', '.join(paper_study.FILES.values())} to {args.out}; "
               f"{files['summary']['budget']['done_cpu_hours']} CPU-hours")
         return 0
-    if args.summarize_only:
-        raise SystemExit("error: --summarize-only works with --config paper or paper-tiny (the "
-                         "small study summarises itself on every run)")
     changes = {"archs": tuple(args.archs) if args.archs else None,
                "n_independent": args.n_independent, "n_owners": args.n_owners}
     for name in ("n_independent", "n_owners"):
         if changes[name] is not None:
             V.check_positive_int(changes[name], "--" + name.replace("_", "-"))
     cfg = replace(study.CONFIGS[args.config], **{k: v for k, v in changes.items() if v is not None})
-    files = study.run_study(cfg, out=args.out, cache_dir=args.cache_dir, progress=not args.quiet,
-                            command="python -m pmi_tutorial " + " ".join(args.argv))
+    eng = runner.engine(args.workers, args.scheduler)
+    try:
+        files = study.run_study(cfg, out=args.out, cache_dir=args.cache_dir,
+                                progress=not args.quiet, command=command, engine=eng)
+    finally:
+        eng.close()
     prov = files["summary"]["provenance"]
     print(f"wrote {', '.join(study.FILES.values())} to {args.out} in {prov['run_wall_seconds']} s "
-          f"({prov['run_cpu_seconds']} CPU s)")
+          f"({prov['run_cpu_seconds']} CPU s, {prov['engine']})")
     return 0
 
 

@@ -37,6 +37,7 @@ cached (``training.cache_folder() / "paper_study"``), each written atomically, s
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -45,6 +46,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import files as _files
+from . import runner
+from .runner import Experiment, Task
 from .study.design import _as_index, _digest, training_split
 from .study.run import _cached_model
 
@@ -657,34 +660,85 @@ def resummarize(folder, command=None) -> dict:
     return summary
 
 
+@functools.lru_cache(maxsize=1)
+def _world(cfg: PaperConfig, root) -> World:
+    return prepare(cfg, root)
+
+
+def train_task(cfg: PaperConfig, arch, role, k, root=None, cache_dir=None) -> dict:
+    """Runner task: train (or load) owner or innocent model k of ``arch``."""
+    import torch
+
+    torch.set_num_threads(1)
+    make = owner_model if role == "owner" else innocent_model
+    _, key, state = make(_world(cfg, root), arch, k, cache_dir)
+    return {"model": key, "train_cpu_seconds": round(float(state.get("cpu_seconds", 0.0)), 2)}
+
+
+def measure_task(cfg: PaperConfig, arch, kind, k, root=None, cache_dir=None) -> dict:
+    """Runner task: the records of one entry of :func:`plan` (an innocent model has two draws)."""
+    import torch
+
+    torch.set_num_threads(1)
+    return {"records": list(iter_records(_world(cfg, root), cfg, cache_dir, only=[(arch, kind, k)]))}
+
+
+def _describe(cfg):
+    def line(task_record):
+        out = []
+        for rec in task_record["records"]:
+            top = rec["revealed"][str(max(cfg.revealed))]
+            out.append(f"{rec['arch']:6s} {rec['kind']:13s} {rec['index']:2d} {rec['draw']:5s}: Q "
+                       f"acc {rec['q_acc']:.3f}; closed form log10 p "
+                       f"{top['closed_form']['log10_p']:.1f}, directional p {top['directional']:.3f}")
+        return "\n".join(out)
+    return line
+
+
+def experiment(cfg: PaperConfig = PAPER, cache_dir=None, root=None, write=None) -> Experiment:
+    """The paper-scale study as a runner plan: stage 1 trains every owner and innocent model,
+    stage 2 measures every entry of :func:`plan` (training the attacked copies it needs)."""
+    world = _world(cfg, root)
+    root = None if root is None else str(root)
+    cache = None if cache_dir is None else str(cache_dir)
+    train = [Task(model_key(world, arch, role, k), train_task, (cfg, arch, role, k, root, cache))
+             for arch, n_inn in zip(cfg.archs, cfg.n_innocent)
+             for role, n in (("owner", cfg.n_owners), (NEGATIVE, n_inn)) for k in range(n)]
+    digest = _digest(_measure_settings(cfg))
+
+    def key(arch, kind, k):
+        if kind == NEGATIVE:
+            return f"{model_key(world, arch, kind, k)}_{digest}"
+        base = model_key(world, arch, "owner", k)
+        if kind != "owner":
+            base = f"{base}_{kind}_{_digest(_attack_settings(cfg, kind))}"
+        return f"{base}_{digest}"
+
+    measure_ = [Task(key(*entry), measure_task, (cfg, *entry, root, cache)) for entry in plan(cfg)]
+    return Experiment("paper_study", [train, measure_], write=write, describe=_describe(cfg),
+                      cache_dir=cache_dir)
+
+
 def run(cfg: PaperConfig = PAPER, out=None, cache_dir=None, root=None, progress=True,
-        command=None, write_every=60.0) -> dict:
-    """Train (or load), attack and measure every model of :func:`plan`; write the result files
-    to ``out`` at most every ``write_every`` seconds (``"complete": false``) and at the end."""
+        command=None, write_every=60.0, engine=None) -> dict:
+    """Train (or load), attack and measure every model of :func:`plan` on the experiment runner
+    (in process, or on ``engine``: :func:`runner.engine`); write the result files to ``out``
+    at most every ``write_every`` seconds (``"complete": false``) and at the end."""
     import torch
 
     from ..files import provenance
 
     torch.set_num_threads(1)
-    prov = provenance(command)
     if progress:
         print(cfg.banner(), flush=True)
-    t_wall, t_cpu = time.perf_counter(), time.process_time()
-    world = prepare(cfg, root)
-    records, last = [], time.perf_counter()
-    for rec in iter_records(world, cfg, cache_dir):
-        records.append(rec)
-        if progress:
-            top = rec["revealed"][str(max(cfg.revealed))]
-            print(f"{rec['arch']:6s} {rec['kind']:13s} {rec['index']:2d} {rec['draw']:5s}: Q acc "
-                  f"{rec['q_acc']:.3f}; closed form log10 p {top['closed_form']['log10_p']:.1f}, "
-                  f"directional p {top['directional']:.3f}", flush=True)
-        prov = {**prov, "run_wall_seconds": round(time.perf_counter() - t_wall, 1),
-                "run_cpu_seconds": round(time.process_time() - t_cpu, 1)}
-        if out is not None and time.perf_counter() - last > write_every:
-            write_results(result_files(records, cfg, prov, complete=False), out)
-            last = time.perf_counter()
-    files = result_files(records, cfg, prov, complete=True)
-    if out is not None:
-        write_results(files, out)
-    return files
+    last = {}
+
+    def write(task_records, prov, complete):
+        records = [r for t in task_records for r in t["records"]]
+        last["files"] = result_files(records, cfg, prov, complete)
+        if out is not None:
+            write_results(last["files"], out)
+
+    runner.run(experiment(cfg, cache_dir, root, write), engine=engine, progress=progress,
+               write_every=write_every, provenance=provenance(command))
+    return last["files"]

@@ -25,6 +25,7 @@ measurement: ``python -m pmi_tutorial study --out pmi_tutorial/results`` resumes
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -36,6 +37,8 @@ from ... import files as F
 from .design import (ATTACKS, CPU, REDUCED, Study, StudyConfig, _as_index, _digest,
                      config_from_dict, independent_part, pool_split, prepare, resplit_part,
                      training_split)
+from .. import runner
+from ..runner import Experiment, Task
 from .summary import cell_key, summarize_records
 
 RESULT_FORMAT = "pmi-tutorial-beyond"
@@ -67,12 +70,22 @@ def _cached_model(folder: Path, key: str, settings: dict, make):
     return model, state
 
 
+def _model_settings(study: Study, cfg: StudyConfig, arch, role, k, seed) -> dict:
+    return {"arch": arch, "role": role, "index": int(k), "seed": int(seed),
+            "design": asdict(study.design), "epochs": cfg.epochs, "width": cfg.width}
+
+
+def model_key(study: Study, cfg: StudyConfig, arch, role, k) -> str:
+    """The cache key of a model of the study (derived from its settings; nothing is trained)."""
+    seed = 1000 + int(k) if role == "independent" else int(k)
+    return f"{arch}_{role}{k}_{_digest(_model_settings(study, cfg, arch, role, k, seed))}"
+
+
 def _trained(study: Study, cfg: StudyConfig, arch, role, k, train_pos, seed, cache_dir):
     from ...models import build_model
     from ...training import train
 
-    settings = {"arch": arch, "role": role, "index": int(k), "seed": int(seed),
-                "design": asdict(study.design), "epochs": cfg.epochs, "width": cfg.width}
+    settings = _model_settings(study, cfg, arch, role, k, seed)
 
     def make(partial):
         model = build_model(arch, num_classes=study.split.num_classes, width=cfg.width, seed=seed)
@@ -207,26 +220,48 @@ def measured(model, pools_split, transform, key, cfg, cache_dir=None) -> dict:
     return record
 
 
-def iter_models(study: Study, cfg: StudyConfig, cache_dir=None):
-    """Yield ``(info, model, pool split, transform, key)`` for every model of the study, in
-    order: per architecture the independent models, then each owner followed by its copies."""
+def suspects(cfg: StudyConfig) -> list:
+    """``(arch, kind, k)`` of every suspect the study measures, in order: per architecture the
+    independent models, their resplit tests, then each owner followed by its attacked copies."""
+    out = []
     for arch in cfg.archs:
-        for k in range(cfg.n_independent):
-            model, key, _, state = independent_model(study, cfg, arch, k, cache_dir)
-            yield _info(arch, "independent", k, None, state), model, study.pools, None, key
-        for k in range(cfg.n_independent if cfg.resplit else 0):
-            model, key, _, _ = independent_model(study, cfg, arch, k, cache_dir)
-            pools = pool_split(study.split, study.parts, study.design,
-                               resplit_part(study.split, study.parts, study.design, k))
-            yield _info(arch, "resplit", k, None, {}), model, pools, None, f"{key}_resplit"
+        out += [(arch, "independent", k) for k in range(cfg.n_independent)]
+        out += [(arch, "resplit", k) for k in range(cfg.n_independent if cfg.resplit else 0)]
         for k in range(cfg.n_owners):
-            owner, key, settings, state = owner_model(study, cfg, arch, k, cache_dir)
-            yield _info(arch, "owner", k, k, state), owner, study.pools, None, key
-            for attack in cfg.attacks:
-                model, pools, transform = attacked(study, cfg, owner, key, settings, attack, k,
-                                                   cache_dir)
-                yield (_info(arch, attack, k, k, {}), model, pools, transform,
-                       f"{key}_{attack}_{_digest(_attack_settings(cfg, attack))}")
+            out += [(arch, "owner", k)] + [(arch, attack, k) for attack in cfg.attacks]
+    return out
+
+
+def suspect_key(study: Study, cfg: StudyConfig, arch, kind, k) -> str:
+    """The key of one suspect's measurement (without training anything)."""
+    if kind in ("independent", "resplit"):
+        key = model_key(study, cfg, arch, "independent", k)
+        return key if kind == "independent" else f"{key}_resplit"
+    key = model_key(study, cfg, arch, "owner", k)
+    return key if kind == "owner" else f"{key}_{kind}_{_digest(_attack_settings(cfg, kind))}"
+
+
+def suspect(study: Study, cfg: StudyConfig, arch, kind, k, cache_dir=None):
+    """``(info, model, pool split, transform, key)`` of one suspect (trained if not cached)."""
+    if kind in ("independent", "resplit"):
+        model, key, _, state = independent_model(study, cfg, arch, k, cache_dir)
+        if kind == "independent":
+            return _info(arch, kind, k, None, state), model, study.pools, None, key
+        pools = pool_split(study.split, study.parts, study.design,
+                           resplit_part(study.split, study.parts, study.design, k))
+        return _info(arch, kind, k, None, {}), model, pools, None, f"{key}_resplit"
+    owner, key, settings, state = owner_model(study, cfg, arch, k, cache_dir)
+    if kind == "owner":
+        return _info(arch, kind, k, k, state), owner, study.pools, None, key
+    model, pools, transform = attacked(study, cfg, owner, key, settings, kind, k, cache_dir)
+    return (_info(arch, kind, k, k, {}), model, pools, transform,
+            f"{key}_{kind}_{_digest(_attack_settings(cfg, kind))}")
+
+
+def iter_models(study: Study, cfg: StudyConfig, cache_dir=None):
+    """Yield :func:`suspect` for every entry of :func:`suspects`, in order."""
+    for arch, kind, k in suspects(cfg):
+        yield suspect(study, cfg, arch, kind, k, cache_dir)
 
 
 def _attack_settings(cfg, attack) -> dict:
@@ -244,40 +279,79 @@ def _info(arch, kind, k, owner, state) -> dict:
 # --------------------------------------------------------------------------- the run
 
 
+@functools.lru_cache(maxsize=2)
+def _prepared(design, root) -> Study:
+    return prepare(design, root)
+
+
+def train_task(cfg: StudyConfig, arch, role, k, root=None, cache_dir=None) -> dict:
+    """Runner task: train (or load) independent or owner model k of ``arch``."""
+    import torch
+
+    torch.set_num_threads(1)
+    make = independent_model if role == "independent" else owner_model
+    _, key, _, state = make(_prepared(cfg.design, root), cfg, arch, k, cache_dir)
+    return {"model": key, "train_cpu_seconds": round(float(state.get("cpu_seconds", 0.0)), 2)}
+
+
+def measure_task(cfg: StudyConfig, arch, kind, k, root=None, cache_dir=None) -> dict:
+    """Runner task: the record of one suspect (:func:`suspect`, then :func:`measured`)."""
+    import torch
+
+    torch.set_num_threads(1)
+    info, model, pools, transform, key = suspect(_prepared(cfg.design, root), cfg, arch, kind, k,
+                                                 cache_dir)
+    return {**info, **measured(model, pools, transform, key, cfg, cache_dir)}
+
+
+def describe(rec: dict) -> str:
+    """The progress line of one measured suspect."""
+    p = ", ".join(f"{s} {t['pvalue']:.3f}" for s, t in rec["tests"].items())
+    return (f"{rec['arch']:6s} {rec['kind']:11s} {rec['index']:2d}: val acc {rec['val_acc']:.3f}; "
+            f"p-values {p}")
+
+
+def experiment(cfg: StudyConfig = CPU, cache_dir=None, root=None, write=None) -> Experiment:
+    """The study as a runner plan: stage 1 trains the independent and owner models, stage 2
+    measures every suspect (training the attacked copies it needs).  ``write(records,
+    provenance, complete)`` receives the measured records (see :func:`runner.run`)."""
+    study = _prepared(cfg.design, root)
+    root = None if root is None else str(root)
+    cache = None if cache_dir is None else str(cache_dir)
+    train = [Task(model_key(study, cfg, arch, role, k), train_task, (cfg, arch, role, k, root, cache))
+             for arch in cfg.archs for role, n in (("independent", cfg.n_independent),
+                                                   ("owner", cfg.n_owners)) for k in range(n)]
+    settings = _digest(_measure_settings(cfg))
+    measure_ = [Task(f"{suspect_key(study, cfg, arch, kind, k)}_{settings}", measure_task,
+                     (cfg, arch, kind, k, root, cache)) for arch, kind, k in suspects(cfg)]
+    return Experiment("study", [train, measure_], write=write, describe=describe,
+                      cache_dir=cache_dir)
+
+
 def run_study(cfg: StudyConfig = CPU, out=None, cache_dir=None, root=None, progress=True,
-              command=None) -> dict:
+              command=None, engine=None) -> dict:
     """Train (or load), attack and measure every model; write the result files to ``out``.
 
     Returns ``{"paper_rule": ..., "tests": ..., "summary": ...}`` (the three files' contents).
-    The files are rewritten atomically at most every 30 s while models are measured
-    (``"complete": false``) and at the end, so an interrupted run leaves usable partial results
-    and resumes from the caches.
+    Runs on :mod:`pmi_tutorial.experiments.runner`: in process by default, or on ``engine``
+    (``runner.engine(workers=2)``, a Dask cluster).  Every measured suspect is recorded as it
+    finishes; the files are rewritten at most every 30 s (``"complete": false``) and at the
+    end, so an interrupted run leaves usable partial results and resumes from the caches.
     """
     import torch
 
     torch.set_num_threads(1)
-    prov = F.result_header(RESULT_FORMAT, command)["provenance"]
-    t_wall, t_cpu = time.perf_counter(), time.process_time()
-    study = prepare(cfg.design, root)
-    records = []
-    timing = {"run_wall_seconds": 0.0, "run_cpu_seconds": 0.0}
-    last_write = time.perf_counter()
-    for info, model, pools, transform, key in iter_models(study, cfg, cache_dir):
-        rec = {**info, **measured(model, pools, transform, key, cfg, cache_dir)}
-        records.append(rec)
-        if progress:
-            p = ", ".join(f"{s} {t['pvalue']:.3f}" for s, t in rec["tests"].items())
-            print(f"{info['arch']:6s} {info['kind']:11s} {info['index']:2d}: val acc "
-                  f"{rec['val_acc']:.3f}; p-values {p}", flush=True)
-        timing = {"run_wall_seconds": round(time.perf_counter() - t_wall, 1),
-                  "run_cpu_seconds": round(time.process_time() - t_cpu, 1)}
-        if out is not None and time.perf_counter() - last_write > 30:  # partial results
-            write_results(result_files(records, cfg, {**prov, **timing}, complete=False), out)
-            last_write = time.perf_counter()
-    files = result_files(records, cfg, {**prov, **timing}, complete=True)
-    if out is not None:
-        write_results(files, out)
-    return files
+    last = {}
+
+    def write(records, prov, complete):
+        last["files"] = result_files(records, cfg, prov, complete)
+        if out is not None:
+            write_results(last["files"], out)
+
+    exp = experiment(cfg, cache_dir, root, write)
+    runner.run(exp, engine=engine, progress=progress,
+               provenance=F.result_header(RESULT_FORMAT, command)["provenance"])
+    return last["files"]
 
 
 def result_files(records, cfg: StudyConfig, prov: dict, complete: bool) -> dict:
