@@ -166,8 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cache-dir", default=None, help="model cache (default $PMI_CACHE_DIR or ~/.cache)")
     s.add_argument("--quiet", action="store_true", help="no line per model")
     s.add_argument("--summarize-only", action="store_true",
-                   help="paper configs: recompute the summary file in --out from its records "
-                        "file (no models, seconds)")
+                   help="recompute the summary file in --out from the records of the run's result "
+                        "files (no models, seconds)")
 
     d = sub.add_parser("dataset-inference", help="Dataset Inference (the peer method) on the study's models",
                        description="Run black-box Dataset Inference on the false-positive study's "
@@ -427,9 +427,6 @@ def cmd_study(args) -> int:
     command = "python -m pmi_tutorial " + " ".join(args.argv)
     if args.summarize_only and (args.workers or args.scheduler):
         raise ValueError("--summarize-only reads the records file only: drop --workers / --scheduler")
-    if args.summarize_only and not args.config.startswith("paper"):
-        raise ValueError("--summarize-only works with --config paper or paper-tiny (the small "
-                         "study summarises itself on every run)")
     if args.config.startswith("paper"):
         from .experiments import paper_study
 
@@ -447,6 +444,11 @@ def cmd_study(args) -> int:
             eng.close()
         print(f"wrote {', '.join(paper_study.FILES.values())} to {args.out}; "
               f"{files['summary']['budget']['done_cpu_hours']} CPU-hours")
+        return 0
+    if args.summarize_only:
+        summary = study.resummarize(args.out, command=command)
+        print(f"recomputed {study.FILES['summary']} in {args.out} from "
+              f"{len(summary['summary'])} architectures' records")
         return 0
     changes = {"archs": tuple(args.archs) if args.archs else None,
                "n_independent": args.n_independent, "n_owners": args.n_owners}

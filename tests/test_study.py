@@ -89,10 +89,14 @@ def test_a_design_too_big_for_the_split_is_refused(prepared):
 # ----------------------------------------------------------------------------- the run
 
 
-def test_tiny_study_writes_well_formed_result_files(tmp_path, mnist_root):
+def test_tiny_study_writes_well_formed_result_files(tmp_path, mnist_root, capsys):
     out, cache = tmp_path / "out", tmp_path / "cache"
-    files = study.run_study(TINY, out=out, cache_dir=cache, root=mnist_root, progress=False,
+    files = study.run_study(TINY, out=out, cache_dir=cache, root=mnist_root, progress=True,
                             command="test")
+    lines = capsys.readouterr().out.splitlines()
+    n = 2 * TINY.n_independent + TINY.n_owners * (1 + len(TINY.attacks))
+    assert sum("trained mlp_" in s for s in lines) == TINY.n_independent + TINY.n_owners
+    assert sum("p-values" in s for s in lines) == n
     for name in study.FILES.values():
         content = json.loads((out / name).read_text())
         assert content["format"] == study.RESULT_FORMAT and content["complete"] is True

@@ -685,6 +685,8 @@ def measure_task(cfg: PaperConfig, arch, kind, k, root=None, cache_dir=None) -> 
 
 def _describe(cfg):
     def line(task_record):
+        if "records" not in task_record:
+            return f"trained {task_record['model']} ({task_record['train_cpu_seconds']} CPU s)"
         out = []
         for rec in task_record["records"]:
             top = rec["revealed"][str(max(cfg.revealed))]

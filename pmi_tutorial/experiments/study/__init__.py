@@ -20,7 +20,7 @@ from .figures import (plot_acc_distribution, plot_paper_rule_fpr, plot_pvalue_hi
                       verdict_table)
 from .run import (FILES, RESULT_FORMAT, RESULT_VERSION, attacked, independent_model,
                   iter_models, load_results, measure, measured, owner_model, result_files,
-                  run_study, write_results)
+                  resummarize, run_study, write_results)
 from .summary import (NAIVE_RATES, RULE_RATES, cell_key, cells, detection_rate, naive_pvalue, naive_rate,
                       paper_rule_accuses, paper_rule_fpr, parse_cell_key, record_acc, rejection_rate,
                       rejects, rule_cell, rule_rate, summarize_records, test_rate)
@@ -31,7 +31,7 @@ __all__ = [
     "prepare", "resplit_part", "training_split", "plot_acc_distribution", "plot_paper_rule_fpr",
     "plot_pvalue_hist", "plot_roc", "verdict_table", "FILES", "RESULT_FORMAT", "RESULT_VERSION",
     "attacked", "independent_model", "iter_models", "load_results", "measure", "measured",
-    "owner_model", "result_files", "run_study", "write_results", "naive_pvalue",
+    "owner_model", "result_files", "resummarize", "run_study", "write_results", "naive_pvalue",
     "paper_rule_accuses", "paper_rule_fpr", "rejection_rate", "summarize_records", "NAIVE_RATES",
     "RULE_RATES", "cell_key", "cells", "naive_rate", "parse_cell_key", "record_acc", "rejects",
     "rule_cell", "rule_rate", "test_rate", "detection_rate",

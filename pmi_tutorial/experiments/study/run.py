@@ -305,7 +305,9 @@ def measure_task(cfg: StudyConfig, arch, kind, k, root=None, cache_dir=None) -> 
 
 
 def describe(rec: dict) -> str:
-    """The progress line of one measured suspect."""
+    """The progress line of one trained model or measured suspect."""
+    if "tests" not in rec:
+        return f"trained {rec['model']} ({rec['train_cpu_seconds']} CPU s)"
     p = ", ".join(f"{s} {t['pvalue']:.3f}" for s, t in rec["tests"].items())
     return (f"{rec['arch']:6s} {rec['kind']:11s} {rec['index']:2d}: val acc {rec['val_acc']:.3f}; "
             f"p-values {p}")
@@ -369,6 +371,18 @@ def result_files(records, cfg: StudyConfig, prov: dict, complete: bool) -> dict:
                                      for r in records]},
         "summary": {**head, "summary": summarize_records(records, cfg)},
     }
+
+
+def resummarize(folder, command=None) -> dict:
+    """Recompute ``beyond_summary.json`` in ``folder`` from the records of its other two files
+    (no models); the run's provenance stays, ``"summary_recomputed"`` says what re-summarised."""
+    records, cfg, files = load_results(folder)
+    head = files["summary"]
+    summary = {**result_files(records, cfg, head["provenance"], head["complete"])["summary"],
+               "summary_recomputed": {"command": command, "git_commit": F.git_commit(),
+                                      "date": F.now()}}
+    F.write_json_atomic(Path(folder) / FILES["summary"], summary)
+    return summary
 
 
 def write_results(files: dict, out) -> None:

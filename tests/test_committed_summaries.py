@@ -1,0 +1,60 @@
+"""Every committed summary is what today's code computes from the committed records: a change of
+the summary code that would change a number the book quotes fails here."""
+
+import json
+
+import pytest
+
+from pmi_tutorial import files as F
+from pmi_tutorial.experiments import dataset_inference as D
+from pmi_tutorial.experiments import paper_study as PS
+from pmi_tutorial.experiments import study
+from pmi_tutorial.experiments.paper_summary import summarize as paper_summarize
+
+
+def as_json(obj):
+    return json.loads(json.dumps(obj))
+
+
+def same(new, committed, where=""):
+    """Equal structure and values, floats to 1e-9 relative (library versions move the last bits)."""
+    assert type(new) is type(committed), f"{where}: {type(new).__name__} vs {type(committed).__name__}"
+    if isinstance(new, dict):
+        assert new.keys() == committed.keys(), f"{where}: keys {sorted(set(new) ^ set(committed))}"
+        for k in new:
+            same(new[k], committed[k], f"{where}/{k}")
+    elif isinstance(new, list):
+        assert len(new) == len(committed), where
+        for i, (a, b) in enumerate(zip(new, committed)):
+            same(a, b, f"{where}[{i}]")
+    elif isinstance(new, float):
+        assert new == pytest.approx(committed, rel=1e-9, abs=1e-12, nan_ok=True), where
+    else:
+        assert new == committed, where
+
+
+def test_same_catches_a_changed_number_and_a_missing_key():
+    same({"a": [1.0, {"b": 2}]}, {"a": [1.0 + 1e-13, {"b": 2}]})
+    with pytest.raises(AssertionError, match="/a"):
+        same({"a": [1.0]}, {"a": [1.001]})
+    with pytest.raises(AssertionError, match="keys"):
+        same({"a": 1, "c": 2}, {"a": 1})
+
+
+def test_false_positive_study_summary():
+    records, cfg, files = study.load_results()
+    same(as_json(study.summarize_records(records, cfg)), files["summary"]["summary"])
+
+
+def test_paper_scale_study_summary():
+    rec = F.committed_result("paper_study_records", PS.RESULT_FORMAT)
+    summ = F.committed_result("paper_study_summary", PS.RESULT_FORMAT)
+    cfg = PS.config_from_dict(rec["settings"])
+    same(as_json(paper_summarize(rec["records"], cfg)), summ["summary"])
+
+
+@pytest.mark.parametrize("name", ["dataset_inference_cpu", "dataset_inference_paper"])
+def test_dataset_inference_summaries(name):
+    res = F.committed_result(name, D.RESULT_FORMAT)
+    cfg = D.config_from_dict(res["settings"]["dataset_inference"])
+    same(as_json(D.summarize(res["models"], cfg)), res["summary"])
