@@ -180,24 +180,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "settings; paper: the paper's walk on the paper-scale study (with --study "
                         "paper); paper-tiny: its smallest form")
     d.add_argument("--study", default="cpu", choices=("cpu", "tiny", "paper", "paper-tiny"),
-                   help="which study's models (paper, paper-tiny: the paper-scale study's; only "
-                        "models it has already trained are tested)")
+                   help="which study's models (paper, paper-tiny: the paper-scale study's; models "
+                        "it has not trained yet are trained, with the study's seeds)")
     d.add_argument("--archs", nargs="+", default=None, help="architectures, e.g. mlp lenet5")
     d.add_argument("--cache-dir", default=None, help="model cache (default $PMI_CACHE_DIR or ~/.cache)")
-    d.add_argument("--owners", nargs="+", type=int, default=None,
-                   help="--study paper: only these owners' share of the run (owner j's copies and "
-                        "the innocent models tested after them), e.g. to run two processes with "
-                        "their own --out; default all")
-    d.add_argument("--gather-only", action="store_true",
-                   help="--study paper: test and train nothing; gather the suspects already tested "
-                        "(the result file in --out and the cache) into the result file, e.g. after "
-                        "processes run with --owners")
-    d.add_argument("--merge", nargs="+", default=(), metavar="FILE",
-                   help="--study paper: also read the suspects of these result files (e.g. of "
-                        "processes run with --owners and their own --out); their provenance is kept")
+    _engine_args(d)
+    # replaced by --workers / --scheduler: kept only to say so (see _GONE)
+    d.add_argument("--owners", nargs="+", default=None, help=argparse.SUPPRESS)
+    d.add_argument("--gather-only", action="store_true", help=argparse.SUPPRESS)
+    d.add_argument("--merge", nargs="+", default=None, help=argparse.SUPPRESS)
     d.add_argument("--train-missing", action="store_true",
-                   help="--study paper: train the models the study has not trained yet (as the "
-                        "study would, seeded) instead of skipping them")
+                   help="with --walk-seeds: train the innocent models the study has not trained "
+                        "yet (as the study would, seeded) instead of skipping them (the comparison "
+                        "itself trains what it needs)")
     d.add_argument("--walk-seeds", nargs="+", type=int, default=None, metavar="SEED",
                    help="--study paper: instead of the comparison, test innocent models (their own "
                         "draws) with each of these seeds of the test's walk and subsets, and "
@@ -477,8 +472,6 @@ def _walk_seeds(args, cfg, command) -> int:
     if len(cfg.archs) != 1:
         raise ValueError(f"--walk-seeds studies one architecture: add --archs with one of "
                          f"{', '.join(cfg.archs)}")
-    if args.owners is not None or args.gather_only or args.merge:
-        raise ValueError("--walk-seeds does not take --owners, --gather-only or --merge")
     spec = args.innocents.strip()
     try:
         lo, _, hi = spec.partition("-")
@@ -504,13 +497,21 @@ def _walk_seeds(args, cfg, command) -> int:
     return 0
 
 
+_GONE = ("one run shares its tasks between processes now: run it once with --workers N (this "
+         "machine) or --scheduler ADDRESS (a Dask cluster); a killed run resumes from its cache")
+
+
 def cmd_dataset_inference(args) -> int:
     from dataclasses import replace
 
     from .experiments import dataset_inference as D
-    from .experiments import study
+    from .experiments import runner, study
 
     command = "python -m pmi_tutorial " + " ".join(args.argv)
+    gone = [f for f, on in (("--owners", args.owners is not None), ("--gather-only", args.gather_only),
+                            ("--merge", args.merge is not None)) if on]
+    if gone:
+        raise ValueError(f"{' and '.join(gone)}: {_GONE}")
     if args.summarize_only:
         from pathlib import Path
 
@@ -518,6 +519,9 @@ def cmd_dataset_inference(args) -> int:
         print(f"recomputed the summary of {D.FILE.format(name=args.config)} in {args.out} from "
               f"{len(res['models'])} suspects")
         return 0
+    if args.walk_seeds is None and args.train_missing:
+        raise ValueError("--train-missing goes with --walk-seeds (the comparison trains the "
+                         "models it needs): drop it")
     if args.study.startswith("paper"):
         from .experiments import paper_study
 
@@ -530,33 +534,30 @@ def cmd_dataset_inference(args) -> int:
             cfg = replace(cfg, archs=tuple(cfg.archs[i] for i in keep),
                           n_innocent=tuple(cfg.n_innocent[i] for i in keep),
                           epochs=tuple(cfg.epochs[i] for i in keep))
-        if args.owners is not None:
-            for j in args.owners:
-                if not 0 <= j < cfg.n_owners:
-                    raise ValueError(f"--owners {j}: the study {args.study} has owners 0 to "
-                                     f"{cfg.n_owners - 1}")
         if args.walk_seeds is not None:
+            if args.workers or args.scheduler:
+                raise ValueError("--walk-seeds runs in this process: drop --workers / --scheduler")
             return _walk_seeds(args, cfg, command)
-        res = D.run_on_paper_study(cfg, D.CONFIGS[args.config], out=args.out,
-                                   cache_dir=args.cache_dir, progress=not args.quiet,
-                                   command=command, only_cached_models=not args.train_missing,
-                                   owners=args.owners, gather_only=args.gather_only,
-                                   merge=args.merge)
-        if res["not_yet_run"]:
-            print(f"{len(res['not_yet_run'])} suspects not yet run: their models are not trained "
-                  f"(python -m pmi_tutorial study --config {args.study}, or --train-missing) or "
-                  "they are outside --archs / --owners")
+        eng = runner.engine(args.workers, args.scheduler)
+        try:
+            res = D.run_on_paper_study(cfg, D.CONFIGS[args.config], out=args.out,
+                                       cache_dir=args.cache_dir, progress=not args.quiet,
+                                       command=command, engine=eng)
+        finally:
+            eng.close()
     else:
-        if (args.owners is not None or args.train_missing or args.gather_only or args.merge
-                or args.walk_seeds is not None):
-            raise ValueError("--owners, --train-missing, --gather-only, --merge and --walk-seeds "
-                             "work with --study paper or paper-tiny")
+        if args.walk_seeds is not None:
+            raise ValueError("--walk-seeds works with --study paper or paper-tiny")
         cfg = study.CONFIGS[args.study]
         if args.archs:
             cfg = replace(cfg, archs=tuple(args.archs))
-        res = D.run_dataset_inference(cfg, D.CONFIGS[args.config], out=args.out,
-                                      cache_dir=args.cache_dir, progress=not args.quiet,
-                                      command=command)
+        eng = runner.engine(args.workers, args.scheduler)
+        try:
+            res = D.run_dataset_inference(cfg, D.CONFIGS[args.config], out=args.out,
+                                          cache_dir=args.cache_dir, progress=not args.quiet,
+                                          command=command, engine=eng)
+        finally:
+            eng.close()
     print(f"wrote {D.FILE.format(name=args.config)} to {args.out}: {len(res['models'])} models "
           f"in {res['run_wall_seconds']} s")
     return 0

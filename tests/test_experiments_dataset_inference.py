@@ -93,8 +93,12 @@ def test_tiny_run_writes_a_result_file_and_resumes(tmp_path):
     again = D.run_dataset_inference(STUDY, TINY_DI, out=None, cache_dir=cache, root=root,
                                     progress=False)
     assert again["models"] == res["models"] and again["summary"] == res["summary"]
-    cached = sorted((cache / "beyond" / "dataset_inference").glob("*.json"))
-    assert len(cached) == 7 and all(json.loads(p.read_text())["kind"] in kinds for p in cached)
+    cached = [json.loads(p.read_text()) for p in (cache / "beyond" / "dataset_inference").glob("*.json")]
+    suspects = [c for c in cached if "kind" in c]
+    assert len(suspects) == 7 and all(c["kind"] in kinds for c in suspects)
+    # the rest: the runner's records of the models it made sure were trained (2 innocent, 1 owner)
+    trained = sorted(c["model"].split("_")[1] for c in cached if "kind" not in c)
+    assert trained == ["independent0", "independent1", "owner0"]
 
 
 def test_revealed_images_avoid_the_regressor_images():

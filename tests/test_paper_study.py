@@ -105,21 +105,17 @@ def test_bad_design():
 
 
 def test_dataset_inference_on_the_paper_study_models(tiny_run, monkeypatch):
-    from dataclasses import replace
-
     from pmi_tutorial.experiments import dataset_inference as D
 
     base, _ = tiny_run
-    cfg = replace(PS.TINY, n_innocent=(3,))  # innocent 2 is not trained: skipped, not trained
     monkeypatch.setattr("pmi_tutorial.training.train", lambda *a, **k: pytest.fail("trained"))
-    res = D.run_on_paper_study(cfg, D.PAPER_TINY, out=base / "di", cache_dir=base / "cache",
+    res = D.run_on_paper_study(PS.TINY, D.PAPER_TINY, out=base / "di", cache_dir=base / "cache",
                                progress=False)
     kinds = [(r["kind"], r["index"]) for r in res["models"]]
     attacks = [k for k in D.PAPER_TINY.kinds if k in PS.ATTACKS]
     assert kinds == [("owner", 0)] + [(a, 0) for a in attacks] + [
         ("independent", 0), ("resplit", 0), ("independent", 1), ("resplit", 1)]
-    assert res["not_yet_run"] == [["mlp", "independent", 2], ["mlp", "resplit", 2]]
-    assert not res["complete"] and res["models_planned"] == len(kinds) + 2
+    assert res["not_yet_run"] == [] and res["complete"] and res["models_planned"] == len(kinds)
     for r in res["models"]:
         assert set(r["pvalue_first_draw"]) == {"10", "20"} and r["revealed_available"] == [20, 20]
         assert all(0 <= p <= 1 for p in r["pvalue_hmean"].values())
@@ -132,8 +128,33 @@ def test_dataset_inference_on_the_paper_study_models(tiny_run, monkeypatch):
     assert "ks_pvalue_first_draw" in on_disk["summary"]["mlp"]["innocent_own_draw"]["10"]
     # cached: a second run walks nothing
     monkeypatch.setattr(D, "_paper_test", lambda *a, **k: pytest.fail("walked again"))
-    again = D.run_on_paper_study(cfg, D.PAPER_TINY, cache_dir=base / "cache", progress=False)
+    again = D.run_on_paper_study(PS.TINY, D.PAPER_TINY, cache_dir=base / "cache", progress=False)
     assert again["models"] == res["models"]
+
+
+def test_dataset_inference_on_a_dask_cluster_equals_the_in_process_run(tiny_run, tmp_path):
+    pytest.importorskip("distributed")
+    import shutil
+
+    from pmi_tutorial.experiments import dataset_inference as D
+    from pmi_tutorial.experiments import runner
+
+    base, _ = tiny_run
+    cache = tmp_path / "cache"  # the study's models, no Dataset Inference records
+    shutil.copytree(base / "cache", cache)
+    shutil.rmtree(cache / "paper_study" / "dataset_inference", ignore_errors=True)
+    here = D.run_on_paper_study(PS.TINY, D.PAPER_TINY, cache_dir=base / "cache", progress=False)
+    eng = runner.engine(workers=2)
+    try:
+        there = D.run_on_paper_study(PS.TINY, D.PAPER_TINY, cache_dir=cache, progress=False,
+                                     engine=eng)
+    finally:
+        eng.close()
+    timing = ("seconds", "forward_seconds")
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in timing} for r in rs]  # noqa: E731
+    assert strip(there["models"]) == strip(here["models"])
+    assert there["provenance"]["engine"] == "dask LocalCluster, 2 workers"
+    assert here["provenance"]["engine"] == "in process"
 
 
 def test_summarize_only_recomputes_the_summaries_from_the_records(tiny_run, monkeypatch, tmp_path):
@@ -222,77 +243,21 @@ def test_dataset_inference_resumes_from_its_result_file_and_keeps_other_records(
     assert json.loads(path.read_text()) == on_disk
 
 
-def test_dataset_inference_plan_shares_out_by_owner():
-    from pmi_tutorial.experiments import dataset_inference as D
-
-    full = D.paper_plan(PS.PAPER, D.PAPER)
-    parts = [D.paper_plan(PS.PAPER, D.PAPER, owners=[j]) for j in range(PS.PAPER.n_owners)]
-    assert sorted(sum(parts, [])) == sorted(full) and len(set(full)) == len(full)
-    one = parts[1]
-    assert {k for a, kind, k in one if kind not in ("independent", "resplit")} == {1}
-    n_inn = dict(zip(PS.PAPER.archs, PS.PAPER.n_innocent))
-    per = {a: -(-n // PS.PAPER.n_owners) for a, n in n_inn.items()}
-    assert {(a, k) for a, kind, k in one if kind == "resplit"} == {
-        (a, k) for a in PS.PAPER.archs for k in range(per[a], 2 * per[a])}
-
-
-def test_dataset_inference_gather_only_collects_what_processes_tested(tiny_run, monkeypatch, tmp_path):
-    from pmi_tutorial import cli
-    from pmi_tutorial.experiments import dataset_inference as D
-
-    base, _ = tiny_run
-    done = D.run_on_paper_study(PS.TINY, D.PAPER_TINY, cache_dir=base / "cache", progress=False)
-    # gathering loads, trains and walks nothing: the per-suspect cache is enough
-    for name in ("owner_model", "innocent_model", "attacked"):
-        monkeypatch.setattr(PS, name, lambda *a, **k: pytest.fail("loaded a model"))
-    monkeypatch.setattr(D, "_paper_test", lambda *a, **k: pytest.fail("walked"))
-    assert cli.main(["dataset-inference", "--config", "paper-tiny", "--study", "paper-tiny",
-                     "--out", str(tmp_path / "all"), "--cache-dir", str(base / "cache"),
-                     "--gather-only", "--quiet"]) == 0
-    got = json.loads((tmp_path / "all" / "dataset_inference_paper-tiny.json").read_text())
-    assert got["models"] == done["models"] and got["complete"]
-    assert "--gather-only" in got["provenance"]["command"]
-    empty = D.run_on_paper_study(PS.TINY, D.PAPER_TINY, cache_dir=tmp_path / "nothing",
-                                 progress=False, gather_only=True)
-    assert empty["models"] == [] and len(empty["not_yet_run"]) == empty["models_planned"] > 0
-
-def test_dataset_inference_paper_only_options_are_refused_elsewhere(capsys):
+def test_dataset_inference_options_that_are_gone_or_misplaced_are_refused(capsys):
     from pmi_tutorial import cli
 
-    assert cli.main(["dataset-inference", "--study", "tiny", "--gather-only"]) == 2
-    assert "and --walk-seeds work with --study paper" in capsys.readouterr().err
+    for flags in (["--owners", "0", "2"], ["--gather-only"], ["--merge", "a.json"]):
+        assert cli.main(["dataset-inference", "--study", "paper-tiny", *flags]) == 2
+        err = capsys.readouterr().err
+        assert flags[0] in err and "--workers N" in err and "--scheduler" in err
+        assert len(err.strip().splitlines()) == 1
     assert cli.main(["dataset-inference", "--study", "tiny", "--walk-seeds", "0", "1"]) == 2
-    assert "and --walk-seeds work with --study paper" in capsys.readouterr().err
-    assert cli.main(["dataset-inference", "--study", "paper-tiny", "--walk-seeds", "0", "1",
-                     "--owners", "0"]) == 2
-    assert "--walk-seeds does not take --owners" in capsys.readouterr().err
+    assert "--walk-seeds works with --study paper" in capsys.readouterr().err
+    assert cli.main(["dataset-inference", "--study", "paper-tiny", "--train-missing"]) == 2
+    assert "--train-missing goes with --walk-seeds" in capsys.readouterr().err
     assert cli.main(["dataset-inference", "--study", "paper-tiny", "--walk-seeds", "0", "1",
                      "--innocents", "two"]) == 2
     assert "give a number N" in capsys.readouterr().err
-
-
-def test_dataset_inference_merges_the_result_files_of_other_processes(tiny_run, tmp_path):
-    from dataclasses import replace
-
-    from pmi_tutorial.experiments import dataset_inference as D
-
-    base, _ = tiny_run
-    part = D.run_on_paper_study(PS.TINY, D.PAPER_TINY, out=tmp_path / "part",
-                                cache_dir=base / "cache", progress=False)
-    path = tmp_path / "part" / "dataset_inference_paper-tiny.json"
-    # nothing cached here: everything comes from the merged file, with its provenance
-    got = D.run_on_paper_study(PS.TINY, D.PAPER_TINY, out=tmp_path / "all",
-                               cache_dir=tmp_path / "empty", progress=False, gather_only=True,
-                               merge=[path])
-    assert got["models"] == part["models"] and got["complete"]
-    assert got["earlier_runs"][0] == part["provenance"]
-    with pytest.raises(ValueError, match="other settings"):
-        D.run_on_paper_study(PS.TINY, replace(D.PAPER_TINY, repeats=7), cache_dir=tmp_path / "empty",
-                             progress=False, gather_only=True, merge=[path])
-    with pytest.raises(FileNotFoundError, match="no result file"):
-        D.run_on_paper_study(PS.TINY, D.PAPER_TINY, progress=False, gather_only=True,
-                             merge=[tmp_path / "missing.json"])
-
 
 def test_seed_study_reproduces_the_main_run_and_varies_with_the_seed(tiny_run, monkeypatch, tmp_path):
     from pmi_tutorial import files

@@ -93,7 +93,7 @@ def test_a_running_scheduler_by_address(tmp_path):
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
+                      dashboard_address=":0") as cluster:
         eng = runner.engine(scheduler=cluster.scheduler_address)
         try:
             assert cluster.scheduler_address in eng.name

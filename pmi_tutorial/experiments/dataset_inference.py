@@ -17,13 +17,17 @@ Every suspect's record is cached by its key and the settings, so a run resumes.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
 from .. import files as F
+from . import runner
+from .runner import Experiment, Task
 
 RESULT_FORMAT = "pmi-tutorial-dataset-inference"
 FILE = "dataset_inference_{name}.json"
@@ -146,58 +150,81 @@ def _report(rec: dict, label: str, extra: str = "") -> None:
     print(f"{label}: DI p (first draw) {p}{extra}", flush=True)
 
 
-def run_dataset_inference(study_cfg=None, cfg: DIConfig = CPU, out=None, cache_dir=None,
-                          root=None, progress=True, command=None) -> dict:
-    """Dataset Inference on every model of the study ``study_cfg`` (default: its CPU run).
+@functools.lru_cache(maxsize=4)
+def _study_detector(study_cfg, cfg: DIConfig, arch, owner_k, root=None, cache_dir=None):
+    """Owner ``owner_k``'s fitted Dataset Inference (once per process: tasks of one owner share it)."""
+    from ..baselines.dataset_inference import pixel_space
+    from .study import run as SR
 
-    Writes ``dataset_inference_<name>.json`` to ``out`` (atomically, after every suspect) and
-    returns its content; every suspect's record is cached, so an interrupted run resumes.
-    """
+    study = SR.cached_study(study_cfg.design, root)
+    owner, *_ = SR.owner_model(study, study_cfg, arch, owner_k, cache_dir)
+    return owner_detector(owner, study.pools, cfg, *pixel_space(study_cfg.design.dataset))
+
+
+def study_task(study_cfg, cfg: DIConfig, arch, kind, k, root=None, cache_dir=None) -> dict:
+    """Runner task: one suspect of the false-positive study tested by Dataset Inference."""
     import torch
 
-    from ..baselines.dataset_inference import pixel_space
-    from . import study as S
+    from .study import run as SR
 
     torch.set_num_threads(1)
+    study = SR.cached_study(study_cfg.design, root)
+    info, model, pools, _, _ = SR.suspect(study, study_cfg, arch, kind, k, cache_dir)
+    detector = _study_detector(study_cfg, cfg, arch, info["owner"] or 0, root, cache_dir)
+    # an innocent model against its own random member pool also gets its own draw of the
+    # revealed images: p-values independent across models (the study's "resplit")
+    draw = info["index"] + 1 if kind == "resplit" else 0
+    return {**info, **test_suspect(detector, model, pools, cfg, draw)}
+
+
+def _with_engine(header: dict, prov: dict) -> dict:
+    """The result header with the engine that ran the tasks (``runner.run``'s provenance)."""
+    return {**header, "provenance": {**header["provenance"], "engine": prov["engine"]}}
+
+
+def _describe(rec: dict) -> str:
+    if "pvalue_first_draw" not in rec:
+        return f"trained {rec['model']} ({rec['train_cpu_seconds']} CPU s)"
+    p = ", ".join(f"{n}: {v:.2g}" for n, v in rec["pvalue_first_draw"].items())
+    return f"{rec['arch']:6s} {rec['kind']:13s} {rec['index']:2d}: DI p (first draw) {p}; {rec['seconds']} s"
+
+
+def run_dataset_inference(study_cfg=None, cfg: DIConfig = CPU, out=None, cache_dir=None,
+                          root=None, progress=True, command=None, engine=None) -> dict:
+    """Dataset Inference on every model of the study ``study_cfg`` (default: its CPU run).
+
+    Runs on :mod:`.runner` (in process, or on ``engine``): stage 1 trains the study's models that
+    are missing, stage 2 tests each suspect (:func:`study_task`), whose record is cached as it
+    finishes, so an interrupted run resumes.  Writes ``dataset_inference_<name>.json`` to
+    ``out`` (atomically, at most every 30 s and at the end) and returns its content.
+    """
+    from . import study as S
+
     study_cfg = study_cfg or S.CPU
     header = F.result_header(RESULT_FORMAT, command)
-    study = S.prepare(study_cfg.design, root)
-    box, unit = pixel_space(study_cfg.design.dataset)
-    folder = S.run._folder(cache_dir) / "dataset_inference"
+    study = S.run.cached_study(study_cfg.design, root)
     # a suspect's record depends on these settings, not on how many models the run has
     per_model = {k: v for k, v in study_cfg.to_dict().items()
                  if k not in ("name", "archs", "n_independent", "n_owners")}
     di_settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "kinds")}
     digest = S.design._digest({"di": di_settings, "study": per_model})
-    records, detectors = [], {}
-    t_wall = time.perf_counter()
-    for info, model, pools, _transform, key in S.iter_models(study, study_cfg, cache_dir):
-        if info["kind"] not in cfg.kinds:
-            continue
-        arch = info["arch"]
-        owner_k = info["owner"] if info["owner"] is not None else 0
-        path = folder / f"{key}_{digest}.json"
-        if path.is_file():
-            rec = json.loads(path.read_text())
-        else:
-            if (arch, owner_k) not in detectors:
-                owner, *_ = S.owner_model(study, study_cfg, arch, owner_k, cache_dir)
-                detectors[arch, owner_k] = owner_detector(owner, study.pools, cfg, box, unit)
-            # an innocent model against its own random member pool also gets its own draw of
-            # the revealed images: p-values independent across models (the study's "resplit")
-            draw = info["index"] + 1 if info["kind"] == "resplit" else 0
-            rec = {**info, **test_suspect(detectors[arch, owner_k], model, pools, cfg, draw)}
-            F.write_json_atomic(path, rec)
-        records.append(rec)
-        if progress:
-            _report(rec, f"{arch:6s} {info['kind']:11s} {info['index']:2d}")
+    roots, cache = (None if root is None else str(root)), (None if cache_dir is None else str(cache_dir))
+    tasks = [Task(f"{S.run.suspect_key(study, study_cfg, arch, kind, k)}_{digest}", study_task,
+                  (study_cfg, cfg, arch, kind, k, roots, cache))
+             for arch, kind, k in S.run.suspects(study_cfg) if kind in cfg.kinds]
+    train = S.run.experiment(study_cfg, cache_dir, root).stages[0]
+    t_wall, last = time.perf_counter(), {}
+
+    def write_out(records, prov, complete):
+        last["result"] = build_result(cfg, study_cfg, _with_engine(header, prov), records,
+                                      complete, time.perf_counter() - t_wall)
         if out is not None:
-            write(out, cfg, study_cfg, header, records, complete=False,
-                  wall=time.perf_counter() - t_wall)
-    result = build_result(cfg, study_cfg, header, records, True, time.perf_counter() - t_wall)
-    if out is not None:
-        write(out, cfg, study_cfg, header, records, complete=True, wall=time.perf_counter() - t_wall)
-    return result
+            F.write_json_atomic(Path(out) / FILE.format(name=cfg.name), last["result"])
+
+    exp = Experiment("dataset_inference", [train, tasks], write=write_out, describe=_describe,
+                     folder=S.run.model_folder(cache_dir) / "dataset_inference")
+    runner.run(exp, engine=engine, progress=progress, provenance=header["provenance"])
+    return last["result"]
 
 
 # --------------------------------------------------------------------------- the paper-scale study
@@ -267,11 +294,10 @@ def _paper_test(detector, suspect, draw, cfg: DIConfig, keep_q=None, split=None)
             "revealed_available": [len(rm[0]), len(rn[0])]}
 
 
-def paper_plan(paper_cfg, cfg: DIConfig, owners=None) -> list:
+def paper_plan(paper_cfg, cfg: DIConfig) -> list:
     """``(arch, kind, index)`` in run order: per architecture, owner j's copies, then innocents
     (each with the owner's draw, "independent", and its own, "resplit"), so that a partial
-    result holds some of every kind.  ``owners``: only the blocks of these owners (owner j's
-    copies and the innocents that follow them); None: all."""
+    result holds some of every kind."""
     from . import paper_study as PS
 
     out = []
@@ -279,8 +305,6 @@ def paper_plan(paper_cfg, cfg: DIConfig, owners=None) -> list:
     for arch, n_inn in zip(paper_cfg.archs, paper_cfg.n_innocent):
         per = -(-n_inn // max(paper_cfg.n_owners, 1))
         for j in range(max(paper_cfg.n_owners, 1)):
-            if owners is not None and j not in owners:
-                continue
             if j < paper_cfg.n_owners:
                 out += [(arch, a, j) for a in attacks if a == "owner" or a in PS.ATTACKS]
             for i in range(j * per, min(n_inn, (j + 1) * per)):
@@ -303,22 +327,14 @@ def _merged_config(paper_cfg, earlier_settings: dict):
                    epochs=tuple(per[a][1] for a in order))
 
 
-def _earlier_result(out, cfg: DIConfig, paper_cfg, merge=()):
-    """The records of the result file this run writes (``out``), when it exists, and of the
-    result files ``merge`` (e.g. those of processes run with other ``owners``): a run resumes
+def _earlier_result(out, cfg: DIConfig, paper_cfg):
+    """The records of the result file this run writes (``out``), when it exists: a run resumes
     from them (on a fresh machine too, without the per-suspect cache) and keeps the records of
-    architectures and owners it does not run.  ``(full_cfg, {(arch, kind, index): record},
-    earlier provenances)``; a file made with other settings is an error, not overwritten."""
-    from pathlib import Path
-
+    architectures it does not run.  ``(full_cfg, {(arch, kind, index): record}, earlier
+    provenances)``; a file made with other settings is an error, not overwritten."""
     paths = [] if out is None else [Path(out) / FILE.format(name=cfg.name)]
-    paths = [p for p in paths if p.is_file()]
-    for p in map(Path, merge):
-        if not p.is_file():
-            raise FileNotFoundError(f"no result file {p} to merge")
-        paths.append(p)
     full_cfg, records, earlier = paper_cfg, {}, []
-    for path in paths:
+    for path in [p for p in paths if p.is_file()]:
         res = F.read_result(path, RESULT_FORMAT)
         st = res["settings"]
         mine = paper_cfg.to_dict()
@@ -340,101 +356,103 @@ def _earlier_result(out, cfg: DIConfig, paper_cfg, merge=()):
     return full_cfg, records, earlier
 
 
+@functools.lru_cache(maxsize=4)
+def _paper_owner_detector(paper_cfg, cfg: DIConfig, arch, owner_k, root=None, cache_dir=None):
+    """Owner ``owner_k``'s fitted Dataset Inference (once per process: tasks of one owner share it)."""
+    from ..baselines.dataset_inference import pixel_space
+    from . import paper_study as PS
+
+    world = PS.cached_world(paper_cfg, root)
+    owner, _, _ = PS.owner_model(world, arch, owner_k, cache_dir)
+    return paper_detector(world, owner, cfg, *pixel_space(paper_cfg.design.dataset))
+
+
+def paper_task(paper_cfg, cfg: DIConfig, arch, kind, k, root=None, cache_dir=None) -> dict:
+    """Runner task: one suspect of the paper-scale study (an entry of :func:`paper_plan`)
+    tested by Dataset Inference; innocent models use owner 0's regressor."""
+    import torch
+
+    from . import paper_study as PS
+
+    torch.set_num_threads(1)
+    world = PS.cached_world(paper_cfg, root)
+    innocent = kind in ("independent", "resplit")
+    owner_k = 0 if innocent else k
+    keep = None
+    if innocent:
+        model, _, _ = PS.innocent_model(world, arch, k, cache_dir)
+    else:
+        owner, okey, _ = PS.owner_model(world, arch, owner_k, cache_dir)
+        model = owner
+        if kind != "owner":
+            model, _, keep = PS.attacked(world, owner, okey, arch, kind, k, cache_dir)
+    detector = _paper_owner_detector(paper_cfg, cfg, arch, owner_k, root, cache_dir)
+    draw = PS.own_draw(world, k) if kind == "resplit" else PS.owner_draw(world)
+    info = {"arch": arch, "kind": kind, "index": int(k), "owner": None if innocent else int(k)}
+    return {**info, **_paper_test(detector, model, draw, cfg, keep, world.split)}
+
+
+def paper_key(world, paper_cfg, cfg: DIConfig, arch, kind, k) -> str:
+    """The cache key of one suspect's record (derived from the settings; nothing is trained)."""
+    from . import paper_study as PS
+    from .study.design import _digest
+
+    okey = PS.model_key(world, arch, "owner", 0 if kind in ("independent", "resplit") else k)
+    if kind in ("independent", "resplit"):
+        key = f"{PS.model_key(world, arch, 'innocent', k)}_{kind}"
+    elif kind == "owner":
+        key = okey
+    else:
+        key = f"{okey}_{kind}_{_digest(PS._attack_settings(paper_cfg, kind))}"
+    di_settings = {n: v for n, v in cfg.to_dict().items() if n not in ("name", "kinds")}
+    return f"{key}_{_digest({'di': di_settings, 'owner': okey, 'own_draw': PS.OWN_DRAW})}"
+
+
 def run_on_paper_study(paper_cfg=None, cfg: DIConfig = PAPER, out=None, cache_dir=None,
-                       root=None, progress=True, command=None, only_cached_models=True,
-                       owners=None, gather_only=False, merge=()) -> dict:
+                       root=None, progress=True, command=None, engine=None) -> dict:
     """Dataset Inference on the models of the paper-scale study (:mod:`.paper_study`).
 
     The owner fits the regressor on its own model (:func:`paper_detector`); every owner-derived
     suspect and every innocent model is tested against the owner's draw (P' and Q, as PMI is),
     and each innocent model also against its own draw (:func:`.paper_study.own_draw`, kind
     "resplit"), whose p-values are independent across models.  Innocent models use owner 0's
-    regressor.  With ``only_cached_models`` a model the study has not trained yet is skipped
-    (run the study first; ``only_cached_models=False`` trains it, as the study would).  Every
-    record is cached and the result file is written after each suspect (atomically), so a run
-    resumes; a run also resumes from the result file already in ``out``, keeping its records of
-    other architectures and owners (``owners``: run only these owners' blocks of
-    :func:`paper_plan`, e.g. to share the work between processes with their own ``out``).
-    ``gather_only``: test and train nothing; collect the suspects already tested (the result
-    file in ``out``, the files ``merge`` and the per-suspect cache) into the result file, e.g.
-    after such processes; the provenance of every file read is kept (``"earlier_runs"``).
+    regressor.  Runs on :mod:`.runner` (in process, or on ``engine``: ``--workers`` /
+    ``--scheduler``): stage 1 trains the study's models that are missing (the same seeds and
+    keys as the study), stage 2 tests every suspect (:func:`paper_task`).  Every record is
+    cached as it finishes and the result file is rewritten atomically, so a run resumes; it
+    also resumes from the result file already in ``out``, keeping its records of other
+    architectures (with that file's provenance in ``"earlier_runs"``).
     """
-    import torch
-
-    from ..baselines.dataset_inference import pixel_space
     from . import paper_study as PS
-    from .study.design import _digest
 
-    torch.set_num_threads(1)
     paper_cfg = paper_cfg or PS.PAPER
     header = F.result_header(RESULT_FORMAT, command)
-    world = PS.prepare(paper_cfg, root)
-    box, unit = pixel_space(paper_cfg.design.dataset)
-    folder = PS._folder(cache_dir) / "dataset_inference"
-    di_settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "kinds")}
-    odraw = PS.owner_draw(world)
-    full_cfg, earlier, earlier_runs = _earlier_result(out, cfg, paper_cfg, merge)
-    plan = paper_plan(paper_cfg, cfg, owners)
+    world = PS.cached_world(paper_cfg, root)
+    full_cfg, earlier, earlier_runs = _earlier_result(out, cfg, paper_cfg)
+    plan = paper_plan(paper_cfg, cfg)
     in_plan = set(plan)
-    kept = [r for key, r in earlier.items() if key not in in_plan]  # other archs and owners
-    models, detectors, records = {}, {}, []
-    t_wall = time.perf_counter()
+    kept = [r for key, r in earlier.items() if key not in in_plan]  # other architectures
+    roots, cache = (None if root is None else str(root)), (None if cache_dir is None else str(cache_dir))
+    tasks = [Task(paper_key(world, paper_cfg, cfg, *entry), paper_task,
+                  (paper_cfg, cfg, *entry, roots, cache)) for entry in plan]
+    known = {t.key: earlier[entry] for t, entry in zip(tasks, plan) if entry in earlier}
+    train = PS.experiment(paper_cfg, cache_dir, root).stages[0]
+    t_wall, last = time.perf_counter(), {}
 
-    def write_out(complete):
+    def write_out(records, prov, complete):
+        done = {(r["arch"], r["kind"], int(r["index"])) for r in kept + records}
+        complete = all(key in done for key in paper_plan(full_cfg, cfg))
+        last["result"] = _paper_result(cfg, full_cfg, _with_engine(header, prov), kept + records,
+                                       complete, time.perf_counter() - t_wall, earlier_runs)
         if out is not None:
-            _write_paper(out, cfg, full_cfg, header, kept + records, complete,
-                         time.perf_counter() - t_wall, earlier_runs)
+            F.write_json_atomic(Path(out) / FILE.format(name=cfg.name), last["result"])
 
-    def have(arch, role, k):
-        return bool(list(PS._folder(cache_dir).glob(f"{arch}_{role}{k}_*.pt"))) or not only_cached_models
-
-    for arch, kind, k in plan:
-        innocent = kind in ("independent", "resplit")
-        owner_k = 0 if innocent else k
-        if (arch, kind, k) in earlier:  # in the result file already
-            records.append(earlier[arch, kind, k])
-            continue
-        okey = PS.model_key(world, arch, "owner", owner_k)
-        if innocent:
-            key = f"{PS.model_key(world, arch, 'innocent', k)}_{kind}"
-        elif kind == "owner":
-            key = okey
-        else:
-            key = f"{okey}_{kind}_{_digest(PS._attack_settings(paper_cfg, kind))}"
-        path = folder / f"{key}_{_digest({'di': di_settings, 'owner': okey, 'own_draw': PS.OWN_DRAW})}.json"
-        if path.is_file():
-            rec = json.loads(path.read_text())
-        elif gather_only or not have(arch, "owner", owner_k) or (
-                innocent and not have(arch, "innocent", k)):
-            continue  # listed in the result's "not_yet_run"
-        else:
-            if (arch, owner_k) not in models:
-                models[arch, owner_k] = PS.owner_model(world, arch, owner_k, cache_dir)
-            owner, _, _ = models[arch, owner_k]
-            keep = None
-            if innocent:
-                model, _, _ = PS.innocent_model(world, arch, k, cache_dir)
-            elif kind == "owner":
-                model = owner
-            else:
-                model, _, keep = PS.attacked(world, owner, okey, arch, kind, k, cache_dir)
-            if (arch, owner_k) not in detectors:
-                detectors[arch, owner_k] = paper_detector(world, owner, cfg, box, unit)
-            draw = PS.own_draw(world, k) if kind == "resplit" else odraw
-            info = {"arch": arch, "kind": kind, "index": int(k), "owner": None if innocent else int(k)}
-            rec = {**info, **_paper_test(detectors[arch, owner_k], model, draw, cfg, keep,
-                                         world.split)}
-            path.parent.mkdir(parents=True, exist_ok=True)
-            F.write_json_atomic(path, rec)
-        records.append(rec)
-        if progress:
-            _report(rec, f"{arch:6s} {kind:13s} {k:2d}", f"; {rec['seconds']} s")
-        write_out(False)
-    done = {(r["arch"], r["kind"], int(r["index"])) for r in kept + records}
-    complete = all(key in done for key in paper_plan(full_cfg, cfg))
-    write_out(complete)
-    return _paper_result(cfg, full_cfg, header, kept + records, complete,
-                         time.perf_counter() - t_wall, earlier_runs)
+    # with every suspect in the result file already, there is nothing to train either
+    stages = [tasks] if len(known) == len(tasks) else [train, tasks]
+    exp = Experiment("dataset_inference_paper", stages, write=write_out, describe=_describe,
+                     folder=PS.model_folder(cache_dir) / "dataset_inference")
+    runner.run(exp, engine=engine, progress=progress, provenance=header["provenance"], known=known)
+    return last["result"]
 
 
 def _paper_result(cfg, paper_cfg, header, records, complete, wall, earlier_runs=()) -> dict:
@@ -449,14 +467,6 @@ def _paper_result(cfg, paper_cfg, header, records, complete, wall, earlier_runs=
         # records this run read from the result file were made by these runs
         res["earlier_runs"] = list(earlier_runs)
     return res
-
-
-def _write_paper(out, cfg, paper_cfg, header, records, complete, wall, earlier_runs=()):
-    from pathlib import Path
-
-    F.write_json_atomic(Path(out) / FILE.format(name=cfg.name),
-                        _paper_result(cfg, paper_cfg, header, records, complete, wall,
-                                      earlier_runs))
 
 
 def build_result(cfg, study_cfg, header, records, complete, wall) -> dict:
@@ -484,13 +494,6 @@ def resummarize(path, command=None) -> dict:
     res["summary_recomputed"] = {"command": command, "git_commit": F.git_commit(), "date": F.now()}
     F.write_json_atomic(path, res)
     return res
-
-
-def write(out, cfg, study_cfg, header, records, complete, wall):
-    from pathlib import Path
-
-    F.write_json_atomic(Path(out) / FILE.format(name=cfg.name),
-                        build_result(cfg, study_cfg, header, records, complete, wall))
 
 
 # --------------------------------------------------------------------------- the walk's seed
@@ -539,7 +542,7 @@ def seed_study(paper_cfg=None, cfg: DIConfig = PAPER, arch: str = "mlp", models=
     header = F.result_header(SEEDS_FORMAT, command)
     world = PS.prepare(paper_cfg, root)
     box, unit = pixel_space(paper_cfg.design.dataset)
-    folder = PS._folder(cache_dir) / "dataset_inference"
+    folder = PS.model_folder(cache_dir) / "dataset_inference"
     di_settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "kinds", "seed")}
     okey = PS.model_key(world, arch, "owner", 0)
     detector, records, t_wall = None, [], time.perf_counter()
@@ -563,7 +566,7 @@ def seed_study(paper_cfg=None, cfg: DIConfig = PAPER, arch: str = "mlp", models=
             if path.is_file():
                 rec = json.loads(path.read_text())
             else:
-                have = list(PS._folder(cache_dir).glob(f"{arch}_innocent{k}_*.pt"))
+                have = list(PS.model_folder(cache_dir).glob(f"{arch}_innocent{k}_*.pt"))
                 if only_cached_models and not have:
                     continue
                 if detector is None:

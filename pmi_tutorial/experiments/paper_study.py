@@ -272,7 +272,8 @@ def own_draw(world: World, k: int):
 # --------------------------------------------------------------------------- models (cached)
 
 
-def _folder(cache_dir) -> Path:
+def model_folder(cache_dir) -> Path:
+    """Where this study caches its models and per-suspect records."""
     from ..training import cache_folder
 
     return cache_folder(cache_dir) / "paper_study"
@@ -311,7 +312,7 @@ def _train_model(world, arch, role, k, train_split, cache_dir):
         return res.model, {"best_epoch": res.best_epoch, "select_acc": res.best_val_acc}
 
     key = model_key(world, arch, role, k)
-    model, state = _cached_model(_folder(cache_dir), key, settings, make)
+    model, state = _cached_model(model_folder(cache_dir), key, settings, make)
     return model, key, state
 
 
@@ -358,7 +359,7 @@ def attacked(world, owner, owner_key, arch, attack, k, cache_dir=None):
                                     device="cpu")
             return res.model, {}
 
-        model, _ = _cached_model(_folder(cache_dir), f"{owner_key}_ft_{_digest(settings)}",
+        model, _ = _cached_model(model_folder(cache_dir), f"{owner_key}_ft_{_digest(settings)}",
                                  settings, make)
         keep = np.setdiff1d(np.arange(len(world.split.val_y)), tuned)
         return model, "logits", keep
@@ -374,7 +375,7 @@ def attacked(world, owner, owner_key, arch, attack, k, cache_dir=None):
             return attacks.distill(owner, student, x, epochs=cfg.distill_epochs, seed=500 + k,
                                    device="cpu"), {}
 
-        model, _ = _cached_model(_folder(cache_dir), f"{owner_key}_{attack}_{_digest(settings)}",
+        model, _ = _cached_model(model_folder(cache_dir), f"{owner_key}_{attack}_{_digest(settings)}",
                                  settings, make)
         return model, "logits", None
     raise ValueError(f"unknown attack {attack!r}; use one of {', '.join(ATTACKS)}")
@@ -463,7 +464,7 @@ def measured(model, output, draw, key, cfg, cache_dir=None, keep_q=None, split=N
     model's key, the draw and the settings; written atomically."""
     from ..files import write_json_atomic
 
-    path = _folder(cache_dir) / "records" / f"{key}_{_digest(_measure_settings(cfg))}.json"
+    path = model_folder(cache_dir) / "records" / f"{key}_{_digest(_measure_settings(cfg))}.json"
     if path.is_file():
         return json.loads(path.read_text())
     t0 = time.process_time()
@@ -661,7 +662,7 @@ def resummarize(folder, command=None) -> dict:
 
 
 @functools.lru_cache(maxsize=1)
-def _world(cfg: PaperConfig, root) -> World:
+def cached_world(cfg: PaperConfig, root) -> World:
     return prepare(cfg, root)
 
 
@@ -671,7 +672,7 @@ def train_task(cfg: PaperConfig, arch, role, k, root=None, cache_dir=None) -> di
 
     torch.set_num_threads(1)
     make = owner_model if role == "owner" else innocent_model
-    _, key, state = make(_world(cfg, root), arch, k, cache_dir)
+    _, key, state = make(cached_world(cfg, root), arch, k, cache_dir)
     return {"model": key, "train_cpu_seconds": round(float(state.get("cpu_seconds", 0.0)), 2)}
 
 
@@ -680,7 +681,7 @@ def measure_task(cfg: PaperConfig, arch, kind, k, root=None, cache_dir=None) -> 
     import torch
 
     torch.set_num_threads(1)
-    return {"records": list(iter_records(_world(cfg, root), cfg, cache_dir, only=[(arch, kind, k)]))}
+    return {"records": list(iter_records(cached_world(cfg, root), cfg, cache_dir, only=[(arch, kind, k)]))}
 
 
 def _describe(cfg):
@@ -700,7 +701,7 @@ def _describe(cfg):
 def experiment(cfg: PaperConfig = PAPER, cache_dir=None, root=None, write=None) -> Experiment:
     """The paper-scale study as a runner plan: stage 1 trains every owner and innocent model,
     stage 2 measures every entry of :func:`plan` (training the attacked copies it needs)."""
-    world = _world(cfg, root)
+    world = cached_world(cfg, root)
     root = None if root is None else str(root)
     cache = None if cache_dir is None else str(cache_dir)
     train = [Task(model_key(world, arch, role, k), train_task, (cfg, arch, role, k, root, cache))

@@ -68,20 +68,23 @@ class Experiment:
     write: Callable[[list, dict, bool], None] | None = None
     describe: Callable[[dict], str] | None = None
     cache_dir: object = None
+    #: the per-task cache; default ``cache_folder(cache_dir) / "runs" / name``
+    folder: object = None
 
-    def __post_init__(self):
+    def _check_keys(self):
         keys = [t.key for stage in self.stages for t in stage]
         dup = sorted({k for k in keys if keys.count(k) > 1})
         if dup:
             raise ValueError(f"experiment {self.name!r}: task keys {dup[:3]} appear more than once; "
                              "derive each key from the settings that make the task unique")
 
-    @property
-    def folder(self) -> Path:
-        """The per-task cache of this experiment's records."""
-        from ..training import cache_folder
+    def __post_init__(self):
+        self._check_keys()
+        if self.folder is None:
+            from ..training import cache_folder
 
-        return cache_folder(self.cache_dir) / "runs" / self.name
+            self.folder = cache_folder(self.cache_dir) / "runs" / self.name
+        self.folder = Path(self.folder)
 
 
 # --------------------------------------------------------------------------- engines
@@ -152,7 +155,7 @@ class DaskEngine:
             workers = V.check_positive_int(workers, "workers")
             self.name = f"dask LocalCluster, {workers} workers"
             self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=None)
+                                         dashboard_address=":0")
             self.client = Client(self._cluster)
 
     def run(self, tasks):
@@ -224,14 +227,15 @@ class TasksFailed(RuntimeError):
 
 
 def run(experiment: Experiment, engine=None, command: str | None = None, progress: bool = True,
-        write_every: float = 30.0, provenance: dict | None = None) -> list:
+        write_every: float = 30.0, provenance: dict | None = None, known: dict | None = None) -> list:
     """Run every task not yet cached, stage by stage; returns the last stage's records in plan
-    order.  See the module docstring for resume and atomicity."""
+    order.  ``known``: ``{key: record}`` of tasks done elsewhere (e.g. read from a result file
+    on a fresh machine), not run again.  See the module docstring for resume and atomicity."""
     eng = engine if engine is not None else InProcess()
     prov = dict(provenance if provenance is not None else F.provenance(command))
     prov["engine"] = eng.name
     t_wall, t_cpu = time.perf_counter(), time.process_time()
-    done = cached_records(experiment)
+    done = {**cached_records(experiment), **(known or {})}
     last = experiment.stages[-1] if experiment.stages else []
     last_keys = {t.key for t in last}
     last_write = time.perf_counter()

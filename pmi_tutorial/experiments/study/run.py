@@ -50,7 +50,8 @@ FILES = {"paper_rule": "beyond_paper_rule.json", "tests": "beyond_tests.json",
 # --------------------------------------------------------------------------- models (cached)
 
 
-def _folder(cache_dir) -> Path:
+def model_folder(cache_dir) -> Path:
+    """Where this study caches its models and per-suspect records."""
     from ...training import cache_folder
 
     return cache_folder(cache_dir) / "beyond"
@@ -94,7 +95,7 @@ def _trained(study: Study, cfg: StudyConfig, arch, role, k, train_pos, seed, cac
         return res.model, {"best_epoch": res.best_epoch, "select_acc": res.best_val_acc}
 
     key = f"{arch}_{role}{k}_{_digest(settings)}"
-    model, state = _cached_model(_folder(cache_dir), key, settings, make)
+    model, state = _cached_model(model_folder(cache_dir), key, settings, make)
     return model, key, settings, state
 
 
@@ -140,7 +141,7 @@ def attacked(study, cfg, owner, owner_key, owner_settings, attack, k, cache_dir=
                                     fraction=cfg.finetune_fraction, seed=k, device="cpu")
             return res.model, {}
 
-        model, _ = _cached_model(_folder(cache_dir), f"{owner_key}_ft_{_digest(settings)}",
+        model, _ = _cached_model(model_folder(cache_dir), f"{owner_key}_ft_{_digest(settings)}",
                                  settings, make)
         return model, rest, None
     if attack == "distill":
@@ -156,7 +157,7 @@ def attacked(study, cfg, owner, owner_key, owner_settings, attack, k, cache_dir=
                                    temperature=cfg.distill_temperature, seed=500 + k,
                                    device="cpu"), {}
 
-        model, _ = _cached_model(_folder(cache_dir), f"{owner_key}_kd_{_digest(settings)}",
+        model, _ = _cached_model(model_folder(cache_dir), f"{owner_key}_kd_{_digest(settings)}",
                                  settings, make)
         return model, pools, None
 
@@ -206,7 +207,7 @@ def measured(model, pools_split, transform, key, cfg, cache_dir=None) -> dict:
     from ... import fingerprint
     from ...data import all_class_pools
 
-    path = _folder(cache_dir) / "records" / f"{key}_{_digest(_measure_settings(cfg))}.json"
+    path = model_folder(cache_dir) / "records" / f"{key}_{_digest(_measure_settings(cfg))}.json"
     if path.is_file():
         return json.loads(path.read_text())
     t0 = time.process_time()
@@ -280,7 +281,7 @@ def _info(arch, kind, k, owner, state) -> dict:
 
 
 @functools.lru_cache(maxsize=2)
-def _prepared(design, root) -> Study:
+def cached_study(design, root) -> Study:
     return prepare(design, root)
 
 
@@ -290,7 +291,7 @@ def train_task(cfg: StudyConfig, arch, role, k, root=None, cache_dir=None) -> di
 
     torch.set_num_threads(1)
     make = independent_model if role == "independent" else owner_model
-    _, key, _, state = make(_prepared(cfg.design, root), cfg, arch, k, cache_dir)
+    _, key, _, state = make(cached_study(cfg.design, root), cfg, arch, k, cache_dir)
     return {"model": key, "train_cpu_seconds": round(float(state.get("cpu_seconds", 0.0)), 2)}
 
 
@@ -299,7 +300,7 @@ def measure_task(cfg: StudyConfig, arch, kind, k, root=None, cache_dir=None) -> 
     import torch
 
     torch.set_num_threads(1)
-    info, model, pools, transform, key = suspect(_prepared(cfg.design, root), cfg, arch, kind, k,
+    info, model, pools, transform, key = suspect(cached_study(cfg.design, root), cfg, arch, kind, k,
                                                  cache_dir)
     return {**info, **measured(model, pools, transform, key, cfg, cache_dir)}
 
@@ -317,7 +318,7 @@ def experiment(cfg: StudyConfig = CPU, cache_dir=None, root=None, write=None) ->
     """The study as a runner plan: stage 1 trains the independent and owner models, stage 2
     measures every suspect (training the attacked copies it needs).  ``write(records,
     provenance, complete)`` receives the measured records (see :func:`runner.run`)."""
-    study = _prepared(cfg.design, root)
+    study = cached_study(cfg.design, root)
     root = None if root is None else str(root)
     cache = None if cache_dir is None else str(cache_dir)
     train = [Task(model_key(study, cfg, arch, role, k), train_task, (cfg, arch, role, k, root, cache))
