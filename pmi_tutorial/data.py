@@ -392,3 +392,10 @@ def pool_indices(split: Split, r):
 def all_class_pools(split: Split) -> dict:
     """``{r: class_pools(split, r)}`` for every class r."""
     return {r: class_pools(split, r) for r in range(split.num_classes)}
+
+
+def as_index(pos) -> "torch.Tensor":
+    """Positions (a list or NumPy array) as a torch int64 index into a data tensor."""
+    import torch
+
+    return torch.as_tensor(np.asarray(pos, dtype=np.int64))

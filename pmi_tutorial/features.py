@@ -38,7 +38,7 @@ def eval_mode(model: nn.Module):
             m.training = flag
 
 
-def _as_input(x) -> torch.Tensor:
+def as_input(x) -> torch.Tensor:
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor):
@@ -59,7 +59,7 @@ def _as_input(x) -> torch.Tensor:
     return x
 
 
-def _forward(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
+def forward(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
     try:
         return model(xb)
     except RuntimeError as exc:  # a shape mismatch; anything else (out of memory, ...) unchanged
@@ -86,7 +86,7 @@ def logits(model: nn.Module, x, batch_size: int = 1024, device=None) -> torch.Te
     ``batch_size``, on ``device`` (default: where the model is; the model is moved there for the
     call and back afterwards).  The model's train/eval mode is restored afterwards.
     """
-    x = _as_input(x)
+    x = as_input(x)
     batch_size = V.check_positive_int(batch_size, "batch_size")
     home = model_device(model)
     device = torch.device(device) if device is not None else home
@@ -97,7 +97,7 @@ def logits(model: nn.Module, x, batch_size: int = 1024, device=None) -> torch.Te
         with eval_mode(model), torch.no_grad():
             for start in range(0, len(x), batch_size):
                 xb = x[start:start + batch_size].to(device, dtype=torch.float32, non_blocking=True)
-                out.append(_forward(model, xb).float().cpu())
+                out.append(forward(model, xb).float().cpu())
         return torch.cat(out)
     finally:
         if device != home:

@@ -45,6 +45,14 @@ RESULT_FORMATS = {
 # --------------------------------------------------------------------------- atomic writes
 
 
+def digest(obj) -> str:
+    """A short, stable key of JSON-able settings: the first 12 hex digits of the SHA-256 of their
+    canonical JSON (sorted keys).  Cache keys of models, measurements and runner tasks."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def temp_file_beside(path) -> tuple[int, str]:
     """``tempfile.mkstemp`` in the folder of ``path`` (created if missing), for an atomic write.
 

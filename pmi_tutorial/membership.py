@@ -166,7 +166,7 @@ def overfit_model(per_class: int = OVERFIT_PER_CLASS, epochs: int = OVERFIT_EPOC
     """
     from .data import owner_split, subset
     from .models import build_model, dataset_of
-    from .training import _from_state, _summary_state, cache_folder, load_or_train, pick_device, train
+    from .training import result_from_state, summary_state, cache_folder, load_or_train, pick_device, train
 
     per_class = V.check_positive_int(per_class, "per_class")
     epochs = V.check_positive_int(epochs, "epochs")
@@ -188,7 +188,7 @@ def overfit_model(per_class: int = OVERFIT_PER_CLASS, epochs: int = OVERFIT_EPOC
                     "epochs": epochs, "train_per_class": per_class, "val_per_class": val_per_class,
                     "seed": seed, "n_train": len(split.train_y), "n_val": len(split.val_y),
                     "torch": torch.__version__}
-        return result.model, settings, _summary_state(result)
+        return result.model, settings, summary_state(result)
 
     model, settings, state, from_cache = load_or_train(path, make, device=device)
-    return _from_state(model, state, split, settings, path, from_cache)
+    return result_from_state(model, state, split, settings, path, from_cache)

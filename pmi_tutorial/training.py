@@ -354,19 +354,19 @@ def cached_model(model_name, profile=None, seed=0, cache_dir=None, progress=True
             "n_train": len(split.train_y), "n_val": len(split.val_y), "device": str(device),
             "torch": torch.__version__,
         }
-        return result.model, settings, _summary_state(result)
+        return result.model, settings, summary_state(result)
 
     model, settings, state, from_cache = load_or_train(final, make, keep_last=True, device=device)
-    return _from_state(model, state, split, settings, final, from_cache)
+    return result_from_state(model, state, split, settings, final, from_cache)
 
 
-def _summary_state(result: TrainResult) -> dict:
+def summary_state(result: TrainResult) -> dict:
     """What a cached model keeps of its training: the curves and the kept epoch."""
     return {"history": result.history, "best_epoch": result.best_epoch,
             "best_val_acc": result.best_val_acc}
 
 
-def _from_state(model, state, split, settings, path, from_cache) -> TrainResult:
+def result_from_state(model, state, split, settings, path, from_cache) -> TrainResult:
     return TrainResult(model, list(state["history"]), int(state["best_epoch"]),
                        float(state["best_val_acc"]), split, settings, Path(path),
                        from_cache=from_cache)

@@ -30,9 +30,12 @@ MNIST_SHAPE = {"train": 60_000, "test": 10_000, "side": 28, "classes": 10}
 def real_data_dir(name: str = "mnist") -> Path | None:
     """``$PMI_DATA_DIR`` when it holds ``{name}.npz``, else None."""
     folder = os.environ.get("PMI_DATA_DIR")
-    if folder and (Path(folder) / f"{name}.npz").is_file():
+    if folder and (Path(folder) / f"{name}.npz").is_file() and not (Path(folder) / SYNTHETIC).exists():
         return Path(folder)
     return None
+
+
+SYNTHETIC = "SYNTHETIC"  # marks a folder of synthetic stand-ins
 
 
 def write_synthetic_mnist(folder: Path, seed: int = 0) -> Path:
@@ -55,6 +58,7 @@ def write_synthetic_mnist(folder: Path, seed: int = 0) -> Path:
     np.savez(path, x_train=x[:n], y_train=y[:n], x_test=x[n:], y_test=y[n:])  # 55 MB, fast
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     (folder / "mnist.npz.sha256").write_text(digest + "\n")  # as data.download writes it
+    (folder / SYNTHETIC).touch()  # never taken for the real data (data_dir_env points here)
     return path
 
 

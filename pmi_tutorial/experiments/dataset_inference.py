@@ -207,7 +207,7 @@ def run_dataset_inference(study_cfg=None, cfg: DIConfig = CPU, out=None, cache_d
     per_model = {k: v for k, v in study_cfg.to_dict().items()
                  if k not in ("name", "archs", "n_independent", "n_owners")}
     di_settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "kinds")}
-    digest = S.design._digest({"di": di_settings, "study": per_model})
+    digest = F.digest({"di": di_settings, "study": per_model})
     roots, cache = (None if root is None else str(root)), (None if cache_dir is None else str(cache_dir))
     tasks = [Task(f"{S.run.suspect_key(study, study_cfg, arch, kind, k)}_{digest}", study_task,
                   (study_cfg, cfg, arch, kind, k, roots, cache))
@@ -269,12 +269,12 @@ def _paper_test(detector, suspect, draw, cfg: DIConfig, keep_q=None, split=None)
     import torch
 
     from ..features import logits
-    from .study.design import _as_index
+    from ..data import as_index
 
     P, Q = draw
     if keep_q is not None:
         vy = split.val_y.numpy()
-        Q = {r: split.val_x[_as_index(np.intersect1d(np.flatnonzero(vy == r), keep_q))] for r in Q}
+        Q = {r: split.val_x[as_index(np.intersect1d(np.flatnonzero(vy == r), keep_q))] for r in Q}
     per = -(-cfg.max_revealed // len(P))
     used = detector.regressor.train_hashes
     rm, rn = _balanced(P, per, used), _balanced(Q, per, used)
@@ -395,7 +395,7 @@ def paper_task(paper_cfg, cfg: DIConfig, arch, kind, k, root=None, cache_dir=Non
 def paper_key(world, paper_cfg, cfg: DIConfig, arch, kind, k) -> str:
     """The cache key of one suspect's record (derived from the settings; nothing is trained)."""
     from . import paper_study as PS
-    from .study.design import _digest
+    from ..files import digest
 
     okey = PS.model_key(world, arch, "owner", 0 if kind in ("independent", "resplit") else k)
     if kind in ("independent", "resplit"):
@@ -403,9 +403,9 @@ def paper_key(world, paper_cfg, cfg: DIConfig, arch, kind, k) -> str:
     elif kind == "owner":
         key = okey
     else:
-        key = f"{okey}_{kind}_{_digest(PS._attack_settings(paper_cfg, kind))}"
+        key = f"{okey}_{kind}_{digest(PS.attack_settings(paper_cfg, kind))}"
     di_settings = {n: v for n, v in cfg.to_dict().items() if n not in ("name", "kinds")}
-    return f"{key}_{_digest({'di': di_settings, 'owner': okey, 'own_draw': PS.OWN_DRAW})}"
+    return f"{key}_{digest({'di': di_settings, 'owner': okey, 'own_draw': PS.OWN_DRAW})}"
 
 
 def run_on_paper_study(paper_cfg=None, cfg: DIConfig = PAPER, out=None, cache_dir=None,
@@ -526,7 +526,7 @@ def seed_study(paper_cfg=None, cfg: DIConfig = PAPER, arch: str = "mlp", models=
 
     from ..baselines.dataset_inference import pixel_space
     from . import paper_study as PS
-    from .study.design import _digest
+    from ..files import digest
 
     torch.set_num_threads(1)
     paper_cfg = paper_cfg or PS.PAPER
@@ -562,7 +562,7 @@ def seed_study(paper_cfg=None, cfg: DIConfig = PAPER, arch: str = "mlp", models=
     for k in models:
         ikey = PS.model_key(world, arch, "innocent", k)
         for s in seeds:
-            path = folder / f"{ikey}_resplit_seed{s}_{_digest({'di': di_settings, 'owner': okey, 'own_draw': PS.OWN_DRAW})}.json"
+            path = folder / f"{ikey}_resplit_seed{s}_{digest({'di': di_settings, 'owner': okey, 'own_draw': PS.OWN_DRAW})}.json"
             if path.is_file():
                 rec = json.loads(path.read_text())
             else:

@@ -311,9 +311,9 @@ def feature_kinds(model: torch.nn.Module, x, batch_size: int = 1024) -> dict:
     logits (the last layer without softmax, the package's reading), their log-softmax and
     softmax, and the input of the model's last linear layer (captured with a forward hook).
     """
-    from ..features import _as_input, _forward, eval_mode
+    from ..features import as_input, forward, eval_mode
 
-    x = _as_input(x)
+    x = as_input(x)
     batch_size = V.check_positive_int(batch_size, "batch_size")
     captured = []
     hook = _last_linear(model).register_forward_hook(lambda mod, inp, out: captured.append(inp[0].detach()))
@@ -321,7 +321,7 @@ def feature_kinds(model: torch.nn.Module, x, batch_size: int = 1024) -> dict:
     try:
         with eval_mode(model), torch.no_grad():
             for start in range(0, len(x), batch_size):
-                out.append(_forward(model, x[start:start + batch_size].float()).float())
+                out.append(forward(model, x[start:start + batch_size].float()).float())
     finally:
         hook.remove()
     logits = torch.cat(out)

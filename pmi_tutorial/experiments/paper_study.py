@@ -48,8 +48,10 @@ import numpy as np
 from .. import files as _files
 from . import runner
 from .runner import Experiment, Task
-from .study.design import _as_index, _digest, training_split
-from .study.run import _cached_model
+from ..data import as_index
+from ..files import digest
+from .study.design import training_split
+from .study.run import train_cached
 
 RESULT_FORMAT = "pmi-tutorial-paper-study"
 RESULT_VERSION = _files.RESULT_FORMATS[RESULT_FORMAT]
@@ -250,8 +252,8 @@ def distill_part(world: World) -> np.ndarray:
 def owner_draw(world: World):
     """The owner's draw: ``(P' per class in reveal order, Q per class)`` as images."""
     vy = world.split.val_y.numpy()
-    P = {r: world.split.train_x[_as_index(p)] for r, p in world.reveal.items()}
-    Q = {r: world.split.val_x[_as_index(np.flatnonzero(vy == r))] for r in world.reveal}
+    P = {r: world.split.train_x[as_index(p)] for r, p in world.reveal.items()}
+    Q = {r: world.split.val_x[as_index(np.flatnonzero(vy == r))] for r in world.reveal}
     return P, Q
 
 
@@ -294,7 +296,7 @@ def _model_settings(world, arch, role, k) -> dict:
 
 def model_key(world, arch, role, k) -> str:
     """The cache key of owner or innocent model k (``role``), without training or loading it."""
-    return f"{arch}_{role}{k}_{_digest(_model_settings(world, arch, role, k))}"
+    return f"{arch}_{role}{k}_{digest(_model_settings(world, arch, role, k))}"
 
 
 def _train_model(world, arch, role, k, train_split, cache_dir):
@@ -312,7 +314,7 @@ def _train_model(world, arch, role, k, train_split, cache_dir):
         return res.model, {"best_epoch": res.best_epoch, "select_acc": res.best_val_acc}
 
     key = model_key(world, arch, role, k)
-    model, state = _cached_model(model_folder(cache_dir), key, settings, make)
+    model, state = train_cached(model_folder(cache_dir), key, settings, make)
     return model, key, state
 
 
@@ -359,7 +361,7 @@ def attacked(world, owner, owner_key, arch, attack, k, cache_dir=None):
                                     device="cpu")
             return res.model, {}
 
-        model, _ = _cached_model(model_folder(cache_dir), f"{owner_key}_ft_{_digest(settings)}",
+        model, _ = train_cached(model_folder(cache_dir), f"{owner_key}_ft_{digest(settings)}",
                                  settings, make)
         keep = np.setdiff1d(np.arange(len(world.split.val_y)), tuned)
         return model, "logits", keep
@@ -368,14 +370,14 @@ def attacked(world, owner, owner_key, arch, attack, k, cache_dir=None):
         settings = {"base": owner_key, "attack": attack, "student": student_arch,
                     "epochs": cfg.distill_epochs, "seed": 500 + k, "images": "distill part",
                     "design": asdict(cfg.design)}
-        x = world.split.train_x[_as_index(distill_part(world))]
+        x = world.split.train_x[as_index(distill_part(world))]
 
         def make(_):
             student = build_model(student_arch, num_classes=world.split.num_classes, seed=500 + k)
             return attacks.distill(owner, student, x, epochs=cfg.distill_epochs, seed=500 + k,
                                    device="cpu"), {}
 
-        model, _ = _cached_model(model_folder(cache_dir), f"{owner_key}_{attack}_{_digest(settings)}",
+        model, _ = train_cached(model_folder(cache_dir), f"{owner_key}_{attack}_{digest(settings)}",
                                  settings, make)
         return model, "logits", None
     raise ValueError(f"unknown attack {attack!r}; use one of {', '.join(ATTACKS)}")
@@ -464,14 +466,14 @@ def measured(model, output, draw, key, cfg, cache_dir=None, keep_q=None, split=N
     model's key, the draw and the settings; written atomically."""
     from ..files import write_json_atomic
 
-    path = model_folder(cache_dir) / "records" / f"{key}_{_digest(_measure_settings(cfg))}.json"
+    path = model_folder(cache_dir) / "records" / f"{key}_{digest(_measure_settings(cfg))}.json"
     if path.is_file():
         return json.loads(path.read_text())
     t0 = time.process_time()
     P, Q = draw
     if keep_q is not None:  # fine-tuning: its images leave Q
         vy = split.val_y.numpy()
-        Q = {r: split.val_x[_as_index(np.intersect1d(np.flatnonzero(vy == r), keep_q))] for r in Q}
+        Q = {r: split.val_x[as_index(np.intersect1d(np.flatnonzero(vy == r), keep_q))] for r in Q}
     oP, oQ = _outputs(model, P, output), _outputs(model, Q, output)
     vP = {f: {} for f in FEATURES}
     vQ = {f: {} for f in FEATURES}
@@ -511,7 +513,7 @@ def iter_records(world: World, cfg: PaperConfig, cache_dir=None, only=None):
         if kind == NEGATIVE:
             model, key, state = innocent_model(world, arch, k, cache_dir)
             for draw_name, draw, tag in (("owner", odraw, "owner"),
-                                         ("own", own_draw(world, k), f"own-{_digest(OWN_DRAW)}")):
+                                         ("own", own_draw(world, k), f"own-{digest(OWN_DRAW)}")):
                 rec = measured(model, "logits", draw, f"{key}_{tag}", cfg, cache_dir)
                 yield {"arch": arch, "kind": kind, "index": k, "owner": None, "draw": draw_name,
                        "train_cpu_seconds": state.get("cpu_seconds", 0.0), **rec}
@@ -524,13 +526,13 @@ def iter_records(world: World, cfg: PaperConfig, cache_dir=None, only=None):
         else:
             t0 = time.process_time()
             model, output, keep = attacked(world, owner, okey, arch, kind, k, cache_dir)
-            key, tsec = f"{okey}_{kind}_{_digest(_attack_settings(cfg, kind))}", time.process_time() - t0
+            key, tsec = f"{okey}_{kind}_{digest(attack_settings(cfg, kind))}", time.process_time() - t0
         rec = measured(model, output, odraw, key, cfg, cache_dir, keep_q=keep, split=world.split)
         yield {"arch": arch, "kind": kind, "index": k, "owner": k, "draw": "owner",
                "train_cpu_seconds": round(float(tsec), 2), **rec}
 
 
-def _attack_settings(cfg, attack) -> dict:
+def attack_settings(cfg, attack) -> dict:
     d = cfg.to_dict()
     return {"attack": attack, **{k: v for k, v in d.items()
                                  if k.split("_")[0] in ("finetune", "noise", "distill", "design")}}
@@ -707,15 +709,15 @@ def experiment(cfg: PaperConfig = PAPER, cache_dir=None, root=None, write=None) 
     train = [Task(model_key(world, arch, role, k), train_task, (cfg, arch, role, k, root, cache))
              for arch, n_inn in zip(cfg.archs, cfg.n_innocent)
              for role, n in (("owner", cfg.n_owners), (NEGATIVE, n_inn)) for k in range(n)]
-    digest = _digest(_measure_settings(cfg))
+    measure_key = digest(_measure_settings(cfg))
 
     def key(arch, kind, k):
         if kind == NEGATIVE:
-            return f"{model_key(world, arch, kind, k)}_{digest}"
+            return f"{model_key(world, arch, kind, k)}_{measure_key}"
         base = model_key(world, arch, "owner", k)
         if kind != "owner":
-            base = f"{base}_{kind}_{_digest(_attack_settings(cfg, kind))}"
-        return f"{base}_{digest}"
+            base = f"{base}_{kind}_{digest(attack_settings(cfg, kind))}"
+        return f"{base}_{measure_key}"
 
     measure_ = [Task(key(*entry), measure_task, (cfg, *entry, root, cache)) for entry in plan(cfg)]
     return Experiment("paper_study", [train, measure_], write=write, describe=_describe(cfg),

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -199,9 +199,9 @@ def engine(workers: int | None = None, scheduler: str | None = None):
             V.check_positive_int(workers, "--workers")
         return InProcess()
     V.check_positive_int(workers, "--workers")
-    try:
-        import distributed  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is None:
         return ProcessPool(workers)
     return DaskEngine(workers=workers)
 

@@ -9,11 +9,12 @@ part B_k.  Q is the owner's validation split.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
+
+from ...data import as_index
 
 ATTACKS = ("finetune", "prune", "quantize", "noise", "distill", "logprob")
 NEGATIVES = ("independent", "resplit")  # models that never saw P (the rest: owner-derived)
@@ -105,10 +106,6 @@ REDUCED = (
 )
 
 
-def _digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
-
-
 # --------------------------------------------------------------------------- the design
 
 
@@ -177,7 +174,7 @@ def resplit_part(split, parts: Parts, design: Design, k: int) -> np.ndarray:
 def training_split(split, train_pos, select_pos):
     """A :class:`~pmi_tutorial.data.Split` that trains on ``train_pos`` and picks the best
     epoch on ``select_pos`` (both positions into ``split``'s training tensors)."""
-    t, s = _as_index(train_pos), _as_index(select_pos)
+    t, s = as_index(train_pos), as_index(select_pos)
     return replace(split, train_x=split.train_x[t], train_y=split.train_y[t],
                    train_index=split.train_index[train_pos], val_x=split.train_x[s],
                    val_y=split.train_y[s], val_index=split.train_index[select_pos])
@@ -193,14 +190,9 @@ def pool_split(split, parts: Parts, design: Design, member_pos=None):
         y = split.val_y.numpy()
         v = np.sort(np.concatenate([np.flatnonzero(y == r)[:design.nonmember_per_class]
                                     for r in range(split.num_classes)]))
-    return replace(out, val_x=split.val_x[_as_index(v)], val_y=split.val_y[_as_index(v)],
+    return replace(out, val_x=split.val_x[as_index(v)], val_y=split.val_y[as_index(v)],
                    val_index=split.val_index[v])
 
-
-def _as_index(pos):
-    import torch
-
-    return torch.as_tensor(np.asarray(pos, dtype=np.int64))
 
 
 @dataclass

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .design import ATTACK_TITLES, NEGATIVES
-from .summary import _groups, cells, record_acc, rejects, rule_cell, rule_rate, test_rate
+from .summary import groups, cells, record_acc, rejects, rule_cell, rule_rate, test_rate
 
 # --------------------------------------------------------------------------- figures
 
@@ -41,7 +41,7 @@ def plot_acc_distribution(records, arch: str, m: int = 3, n: int = 100, ax=None,
     from ...plotting import MEMBER_COLOR, NEUTRAL_COLOR, NONMEMBER_COLOR
 
     ax = ax or plt.subplots(figsize=(5, 3.2))[1]
-    g = _groups(records, arch)
+    g = groups(records, arch)
     bins = np.linspace(0, 1, 41)
     for kind, color in (("independent", NONMEMBER_COLOR), ("owner", MEMBER_COLOR)):
         accs = [record_acc(r, m, n) for r in g.get(kind, [])]
@@ -65,7 +65,7 @@ def plot_roc(records, arch: str, statistics, ax=None):
     from ... import stats
 
     ax = ax or plt.subplots(figsize=(4, 4))[1]
-    g = _groups(records, arch)
+    g = groups(records, arch)
     for s in statistics:
         neg = [-math.log10(r["tests"][s]["pvalue"]) for r in g.get("independent", [])]
         pos = [-math.log10(r["tests"][s]["pvalue"]) for k, rs in g.items() if k not in NEGATIVES
@@ -91,7 +91,7 @@ def plot_pvalue_hist(records, arch: str, statistics, axes=None, kind="independen
         axes = plt.subplots(1, len(statistics), figsize=(2.4 * len(statistics), 2.4),
                             sharey=True)[1]
     axes = np.atleast_1d(axes)
-    ind = _groups(records, arch).get(kind, [])
+    ind = groups(records, arch).get(kind, [])
     for ax, s in zip(axes, statistics):
         ax.hist([r["tests"][s]["pvalue"] for r in ind], np.linspace(0, 1, 11),
                 color=NONMEMBER_COLOR, alpha=0.8)

@@ -34,7 +34,9 @@ from pathlib import Path
 
 from ... import _validate as V
 from ... import files as F
-from .design import (ATTACKS, CPU, REDUCED, Study, StudyConfig, _as_index, _digest,
+from ...data import as_index
+from ...files import digest
+from .design import (ATTACKS, CPU, REDUCED, Study, StudyConfig,
                      config_from_dict, independent_part, pool_split, prepare, resplit_part,
                      training_split)
 from .. import runner
@@ -57,7 +59,7 @@ def model_folder(cache_dir) -> Path:
     return cache_folder(cache_dir) / "beyond"
 
 
-def _cached_model(folder: Path, key: str, settings: dict, make):
+def train_cached(folder: Path, key: str, settings: dict, make):
     """``folder/key.pt`` through the model cache (:func:`pmi_tutorial.training.load_or_train`):
     ``make(partial)`` -> (model, state) trains it, its CPU seconds are kept in the state."""
     from ...training import load_or_train
@@ -79,7 +81,7 @@ def _model_settings(study: Study, cfg: StudyConfig, arch, role, k, seed) -> dict
 def model_key(study: Study, cfg: StudyConfig, arch, role, k) -> str:
     """The cache key of a model of the study (derived from its settings; nothing is trained)."""
     seed = 1000 + int(k) if role == "independent" else int(k)
-    return f"{arch}_{role}{k}_{_digest(_model_settings(study, cfg, arch, role, k, seed))}"
+    return f"{arch}_{role}{k}_{digest(_model_settings(study, cfg, arch, role, k, seed))}"
 
 
 def _trained(study: Study, cfg: StudyConfig, arch, role, k, train_pos, seed, cache_dir):
@@ -94,8 +96,8 @@ def _trained(study: Study, cfg: StudyConfig, arch, role, k, train_pos, seed, cac
                     seed=seed, checkpoint_path=partial, device="cpu", progress=False)
         return res.model, {"best_epoch": res.best_epoch, "select_acc": res.best_val_acc}
 
-    key = f"{arch}_{role}{k}_{_digest(settings)}"
-    model, state = _cached_model(model_folder(cache_dir), key, settings, make)
+    key = f"{arch}_{role}{k}_{digest(settings)}"
+    model, state = train_cached(model_folder(cache_dir), key, settings, make)
     return model, key, settings, state
 
 
@@ -141,14 +143,14 @@ def attacked(study, cfg, owner, owner_key, owner_settings, attack, k, cache_dir=
                                     fraction=cfg.finetune_fraction, seed=k, device="cpu")
             return res.model, {}
 
-        model, _ = _cached_model(model_folder(cache_dir), f"{owner_key}_ft_{_digest(settings)}",
+        model, _ = train_cached(model_folder(cache_dir), f"{owner_key}_ft_{digest(settings)}",
                                  settings, make)
         return model, rest, None
     if attack == "distill":
         settings = {"base": owner_key, "attack": attack, "epochs": cfg.distill_epochs,
                     "temperature": cfg.distill_temperature, "seed": 500 + k,
                     "images": "part C"}
-        x = study.split.train_x[_as_index(study.parts.C)]
+        x = study.split.train_x[as_index(study.parts.C)]
 
         def make(_):
             student = build_model(owner_settings["arch"], num_classes=study.split.num_classes,
@@ -157,7 +159,7 @@ def attacked(study, cfg, owner, owner_key, owner_settings, attack, k, cache_dir=
                                    temperature=cfg.distill_temperature, seed=500 + k,
                                    device="cpu"), {}
 
-        model, _ = _cached_model(model_folder(cache_dir), f"{owner_key}_kd_{_digest(settings)}",
+        model, _ = train_cached(model_folder(cache_dir), f"{owner_key}_kd_{digest(settings)}",
                                  settings, make)
         return model, pools, None
 
@@ -207,7 +209,7 @@ def measured(model, pools_split, transform, key, cfg, cache_dir=None) -> dict:
     from ... import fingerprint
     from ...data import all_class_pools
 
-    path = model_folder(cache_dir) / "records" / f"{key}_{_digest(_measure_settings(cfg))}.json"
+    path = model_folder(cache_dir) / "records" / f"{key}_{digest(_measure_settings(cfg))}.json"
     if path.is_file():
         return json.loads(path.read_text())
     t0 = time.process_time()
@@ -239,7 +241,7 @@ def suspect_key(study: Study, cfg: StudyConfig, arch, kind, k) -> str:
         key = model_key(study, cfg, arch, "independent", k)
         return key if kind == "independent" else f"{key}_resplit"
     key = model_key(study, cfg, arch, "owner", k)
-    return key if kind == "owner" else f"{key}_{kind}_{_digest(_attack_settings(cfg, kind))}"
+    return key if kind == "owner" else f"{key}_{kind}_{digest(attack_settings(cfg, kind))}"
 
 
 def suspect(study: Study, cfg: StudyConfig, arch, kind, k, cache_dir=None):
@@ -256,7 +258,7 @@ def suspect(study: Study, cfg: StudyConfig, arch, kind, k, cache_dir=None):
         return _info(arch, kind, k, k, state), owner, study.pools, None, key
     model, pools, transform = attacked(study, cfg, owner, key, settings, kind, k, cache_dir)
     return (_info(arch, kind, k, k, {}), model, pools, transform,
-            f"{key}_{kind}_{_digest(_attack_settings(cfg, kind))}")
+            f"{key}_{kind}_{digest(attack_settings(cfg, kind))}")
 
 
 def iter_models(study: Study, cfg: StudyConfig, cache_dir=None):
@@ -265,7 +267,7 @@ def iter_models(study: Study, cfg: StudyConfig, cache_dir=None):
         yield suspect(study, cfg, arch, kind, k, cache_dir)
 
 
-def _attack_settings(cfg, attack) -> dict:
+def attack_settings(cfg, attack) -> dict:
     d = cfg.to_dict()
     prefix = {"finetune": "finetune_", "prune": "prune_", "quantize": "quantize_",
               "noise": "noise_", "distill": "distill_", "logprob": "none"}[attack]
@@ -324,7 +326,7 @@ def experiment(cfg: StudyConfig = CPU, cache_dir=None, root=None, write=None) ->
     train = [Task(model_key(study, cfg, arch, role, k), train_task, (cfg, arch, role, k, root, cache))
              for arch in cfg.archs for role, n in (("independent", cfg.n_independent),
                                                    ("owner", cfg.n_owners)) for k in range(n)]
-    settings = _digest(_measure_settings(cfg))
+    settings = digest(_measure_settings(cfg))
     measure_ = [Task(f"{suspect_key(study, cfg, arch, kind, k)}_{settings}", measure_task,
                      (cfg, arch, kind, k, root, cache)) for arch, kind, k in suspects(cfg)]
     return Experiment("study", [train, measure_], write=write, describe=describe,

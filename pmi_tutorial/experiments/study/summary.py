@@ -138,7 +138,7 @@ def rejects(pvalue: float, alpha: float) -> bool:
     return bool(float(pvalue) <= float(alpha) + 1e-12)
 
 
-def _groups(records, arch):
+def groups(records, arch):
     out = {}
     for r in records:
         if r["arch"] == arch:
@@ -170,7 +170,7 @@ def summarize_records(records, cfg: StudyConfig) -> dict:
 
     out = {}
     for arch in dict.fromkeys(r["arch"] for r in records):
-        g = _groups(records, arch)
+        g = groups(records, arch)
         ind, own, res = g.get("independent", []), g.get("owner", []), g.get("resplit", [])
         rule = {}
         for key in (ind or own or [{"acc": {}}])[0]["acc"]:
