@@ -126,3 +126,15 @@ def tiny_profile():
         return dataclasses.replace(base, **changes)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def dask_engine():
+    """One Dask ``LocalCluster`` of two worker processes for every test that needs a cluster
+    (starting one costs seconds); skipped where Dask is not installed."""
+    pytest.importorskip("distributed")
+    from pmi_tutorial.experiments import runner
+
+    eng = runner.engine(workers=2)
+    yield eng
+    eng.close()

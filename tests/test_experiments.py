@@ -64,7 +64,7 @@ def test_tiny_sweep_is_complete_and_well_formed(table1):
     assert any("best epoch 1 of 1" in line for line in lines)
 
 
-def test_killed_sweep_resumes_without_redoing_cells(table1, cache, tmp_path):
+def test_killed_sweep_resumes_without_redoing_cells(table1, cache, tmp_path, monkeypatch):
     class Killed(Exception):
         pass
 
@@ -72,6 +72,9 @@ def test_killed_sweep_resumes_without_redoing_cells(table1, cache, tmp_path):
         if line.startswith("  MLP"):  # the first finished cell has just been written
             raise Killed
 
+    import shutil
+
+    shutil.rmtree(cache / "runs", ignore_errors=True)  # the trained model only: cells to compute
     with pytest.raises(Killed):
         E.reproduce("table1", TINY, out_dir=tmp_path, cache_dir=cache, log=log, **KW)
     partial = E.load_result(E.result_path(tmp_path, "table1", TINY))
@@ -90,6 +93,11 @@ def test_killed_sweep_resumes_without_redoing_cells(table1, cache, tmp_path):
     E.reproduce("table1", TINY, out_dir=tmp_path, cache_dir=cache, log=lines.append, **KW)
     assert any("nothing to do" in line for line in lines)
     assert open(res["path"]).read() == before
+    # a sweep into another folder takes every cell from the runner's per-task cache
+    monkeypatch.setattr("pmi_tutorial.fingerprint.run_on_features",
+                        lambda *a, **k: pytest.fail("a cached cell was computed again"))
+    other = E.reproduce("table1", TINY, out_dir=tmp_path / "other", cache_dir=cache, log=lines.append, **KW)
+    assert other["cells"] == res["cells"]
 
 
 def test_other_settings_are_refused(table1, cache):
@@ -216,3 +224,11 @@ def test_feasible_classes_leaves_out_only_the_small_pools():
     assert "0.950*" in text
     assert text.splitlines()[-1] == ("* VGG-19 m=5 n=300: class(es) 3 (|P| = 320, |Q| = 1158) left out: "
                                      "a trial needs |P| >= n = 300 and |Q| >= n(m-1) = 1200")
+
+
+def test_sweep_on_a_dask_cluster_equals_the_in_process_sweep(table1, tmp_path, dask_engine):
+    res = E.reproduce("table1", TINY, out_dir=tmp_path, cache_dir=tmp_path / "cache",
+                      log=lambda s: None, engine=dask_engine, **KW)
+    strip = lambda cells: [{k: v for k, v in c.items() if k != "seconds"} for c in cells]  # noqa: E731
+    assert strip(res["cells"]) == strip(table1[0]["cells"])
+    assert E.load_result(res["path"])["runs"][0]["cells_done"] == 2

@@ -132,24 +132,19 @@ def test_dataset_inference_on_the_paper_study_models(tiny_run, monkeypatch):
     assert again["models"] == res["models"]
 
 
-def test_dataset_inference_on_a_dask_cluster_equals_the_in_process_run(tiny_run, tmp_path):
-    pytest.importorskip("distributed")
+def test_dataset_inference_on_a_dask_cluster_equals_the_in_process_run(tiny_run, tmp_path,
+                                                                        dask_engine):
     import shutil
 
     from pmi_tutorial.experiments import dataset_inference as D
-    from pmi_tutorial.experiments import runner
 
     base, _ = tiny_run
     cache = tmp_path / "cache"  # the study's models, no Dataset Inference records
     shutil.copytree(base / "cache", cache)
     shutil.rmtree(cache / "paper_study" / "dataset_inference", ignore_errors=True)
     here = D.run_on_paper_study(PS.TINY, D.PAPER_TINY, cache_dir=base / "cache", progress=False)
-    eng = runner.engine(workers=2)
-    try:
-        there = D.run_on_paper_study(PS.TINY, D.PAPER_TINY, cache_dir=cache, progress=False,
-                                     engine=eng)
-    finally:
-        eng.close()
+    there = D.run_on_paper_study(PS.TINY, D.PAPER_TINY, cache_dir=cache, progress=False,
+                                 engine=dask_engine)
     timing = ("seconds", "forward_seconds")
     strip = lambda rs: [{k: v for k, v in r.items() if k not in timing} for r in rs]  # noqa: E731
     assert strip(there["models"]) == strip(here["models"])

@@ -76,17 +76,15 @@ def test_process_pool_gives_the_same_records(tmp_path):
         eng.close()
 
 
-def test_local_dask_cluster_gives_the_same_records_and_survives_a_killed_worker(tmp_path):
-    eng = runner.engine(workers=2)
+def test_local_dask_cluster_gives_the_same_records_and_survives_a_killed_worker(tmp_path,
+                                                                              dask_engine):
+    eng = dask_engine
     assert isinstance(eng, runner.DaskEngine) and "2 workers" in eng.name
-    try:
-        assert runner.run(toy(tmp_path / "a"), engine=eng, progress=False) == expected()
-        # a task that kills its worker process is re-run on another worker: same records
-        records = runner.run(toy(tmp_path / "b", fn=dies_once, n_tasks=4), engine=eng, progress=False)
-        assert all((tmp_path / "b" / f"marker{s}").exists() for s in range(4))
-        assert records == [draw(s, 5) for s in range(4)]
-    finally:
-        eng.close()
+    assert runner.run(toy(tmp_path / "a"), engine=eng, progress=False) == expected()
+    # a task that kills its worker process is re-run on another worker: same records
+    records = runner.run(toy(tmp_path / "b", fn=dies_once, n_tasks=4), engine=eng, progress=False)
+    assert all((tmp_path / "b" / f"marker{s}").exists() for s in range(4))
+    assert records == [draw(s, 5) for s in range(4)]
 
 
 def test_a_running_scheduler_by_address(tmp_path):

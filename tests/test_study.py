@@ -232,20 +232,13 @@ def test_resplit_members_were_never_seen_by_their_model(prepared):
                               study.resplit_part(split, parts, DESIGN, 1))
 
 
-def test_tiny_study_on_a_dask_cluster_equals_the_in_process_run(tmp_path, mnist_root):
-    pytest.importorskip("distributed")
-    from pmi_tutorial.experiments import runner
-
+def test_tiny_study_on_a_dask_cluster_equals_the_in_process_run(tmp_path, mnist_root, dask_engine):
     timing = ("train_cpu_seconds", "cpu_seconds")
     strip = lambda f: [{k: v for k, v in r.items() if k not in timing}  # noqa: E731
                        for r in f["tests"]["models"] + f["paper_rule"]["models"]]
     here = study.run_study(TINY, out=None, cache_dir=tmp_path / "a", root=mnist_root, progress=False)
-    eng = runner.engine(workers=2)
-    try:
-        there = study.run_study(TINY, out=tmp_path / "out", cache_dir=tmp_path / "b", root=mnist_root,
-                                progress=False, engine=eng)
-    finally:
-        eng.close()
+    there = study.run_study(TINY, out=tmp_path / "out", cache_dir=tmp_path / "b", root=mnist_root,
+                            progress=False, engine=dask_engine)
     assert there["tests"]["provenance"]["engine"] == "dask LocalCluster, 2 workers"
     assert strip(there) == strip(here)
     assert there["summary"]["summary"] == here["summary"]["summary"]

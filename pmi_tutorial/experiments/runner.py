@@ -24,6 +24,7 @@ Dask is an optional extra (``pip install "pmi-tutorial[distributed]"``).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -227,11 +228,14 @@ class TasksFailed(RuntimeError):
 
 
 def run(experiment: Experiment, engine=None, command: str | None = None, progress: bool = True,
-        write_every: float = 30.0, provenance: dict | None = None, known: dict | None = None) -> list:
+        write_every: float = 30.0, provenance: dict | None = None, known: dict | None = None,
+        log=None) -> list:
     """Run every task not yet cached, stage by stage; returns the last stage's records in plan
     order.  ``known``: ``{key: record}`` of tasks done elsewhere (e.g. read from a result file
-    on a fresh machine), not run again.  See the module docstring for resume and atomicity."""
+    on a fresh machine), not run again.  Progress lines go to ``log``, each after the result
+    files hold what it reports.  See the module docstring for resume and atomicity."""
     eng = engine if engine is not None else InProcess()
+    log = log or functools.partial(print, flush=True)
     prov = dict(provenance if provenance is not None else F.provenance(command))
     prov["engine"] = eng.name
     t_wall, t_cpu = time.perf_counter(), time.process_time()
@@ -242,8 +246,7 @@ def run(experiment: Experiment, engine=None, command: str | None = None, progres
     n_all = sum(len(s) for s in experiment.stages)
     n_done = sum(t.key in done for s in experiment.stages for t in s)
     if progress and n_done:
-        print(f"{experiment.name}: {n_done} of {n_all} tasks already done (cache {experiment.folder})",
-              flush=True)
+        log(f"{experiment.name}: {n_done} of {n_all} tasks already done (cache {experiment.folder})")
     failed = []
 
     def flush(complete):
@@ -263,19 +266,19 @@ def run(experiment: Experiment, engine=None, command: str | None = None, progres
                 if exc is not None:
                     failed.append((task.key, exc))
                     if progress:
-                        print(f"[{n_done}/{n_all}] {task.key}: FAILED: {exc}", flush=True)
+                        log(f"[{n_done}/{n_all}] {task.key}: FAILED: {exc}")
                     continue
                 if not isinstance(record, dict):
                     raise TypeError(f"task {task.key} returned {type(record).__name__}, not a dict")
                 record = json.loads(json.dumps(record))  # as the cache reads it back
                 F.write_json_atomic(experiment.folder / f"{task.key}.json", record)
                 done[task.key] = record
-                if progress:
-                    line = experiment.describe(record) if experiment.describe else task.key
-                    print(f"[{n_done}/{n_all}] {line}", flush=True)
-                if task.key in last_keys and time.perf_counter() - last_write > write_every:
+                if task.key in last_keys and time.perf_counter() - last_write >= write_every:
                     flush(False)
                     last_write = time.perf_counter()
+                if progress:
+                    line = experiment.describe(record) if experiment.describe else task.key
+                    log(f"[{n_done}/{n_all}] {line}")
             if failed:
                 break
     finally:

@@ -11,6 +11,7 @@ date and run time.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -147,7 +148,7 @@ def _model_info(model_name, profile, trained) -> dict:
     }
 
 
-def _prepare_model(model_name, spec, profile, seed, cache_dir, progress, log):
+def _prepare_model(model_name, spec, profile, seed, cache_dir, progress=False):
     """Train or load the owner's model, apply the fine-tuning attack when the table asks for it."""
     from .. import attacks, training
 
@@ -162,9 +163,68 @@ def _prepare_model(model_name, spec, profile, seed, cache_dir, progress, log):
         model, split = tuned.model, tuned.split
         info.update(finetune_epochs=profile.finetune_epochs, finetune_lr=profile.finetune_lr,
                     finetune_samples=int(len(tuned.tuned_index)), val_acc_after=tuned.val_acc)
-    log(f"[{spec.name}] {MODEL_TITLES[model_name]}: best epoch {info['best_epoch']} of "
-        f"{info['epochs']}, validation accuracy {info['best_val_acc']:.4f}")
     return model, split, info
+
+
+# --------------------------------------------------------------------------- runner tasks
+
+
+def train_task(model_name: str, profile_json: str, seed: int, cache_dir=None) -> dict:
+    """Runner task: train (or load) the owner's model of ``model_name`` under the profile."""
+    from .. import training
+
+    trained = training.cached_model(model_name, Profile(**json.loads(profile_json)), seed=seed,
+                                    cache_dir=cache_dir, progress=False)
+    return {"model": model_name, "best_epoch": trained.best_epoch}
+
+
+@functools.lru_cache(maxsize=2)
+def _features(name, profile_json, seed, cache_dir, model_name, rate, classes):
+    """``(features of the pools, model info)`` of one (attacked) model, once per process."""
+    from .. import attacks, data, fingerprint
+
+    profile = Profile(**json.loads(profile_json))
+    model, split, info = _prepare_model(model_name, get_spec(name), profile, seed, cache_dir)
+    pools = data.all_class_pools(split)
+    if classes is not None:
+        missing = sorted(set(classes) - set(pools))
+        if missing:
+            raise ValueError(f"classes {missing} do not exist; use classes in 0..{len(pools) - 1}")
+        pools = {r: pools[r] for r in classes}
+    attacked = model if rate is None else attacks.prune(model, rate)
+    if rate is not None:
+        from ..training import evaluate
+
+        info["val_acc_after_prune"] = {str(rate): evaluate(attacked, split.val_x, split.val_y)}
+    return fingerprint.pool_features(attacked, pools), info
+
+
+def cell_task(name, profile_json, seed, trials, classes, cache_dir, cell) -> dict:
+    """Runner task: one cell of a sweep (acc_r for every class, Eq. 14-15)."""
+    import torch
+
+    from .. import fingerprint
+
+    torch.set_num_threads(1)
+    features, info = _features(name, profile_json, seed, cache_dir, cell["model"],
+                               cell.get("rate"), classes)
+    t0 = time.perf_counter()
+    usable, skipped = feasible_classes(features, cell["m"], cell["n"])
+    if usable:
+        fr = fingerprint.run_on_features(usable, cell["m"], cell["n"], trials=trials, seed=seed)
+        cell = dict(cell, r_opt=fr.r_opt, acc_r_opt=fr.acc_opt, mean_acc_r=fr.mean_acc,
+                    acc_by_class={str(r): a for r, a in fr.acc_by_class.items()})
+    else:
+        cell = dict(cell, r_opt=None, acc_r_opt=None, mean_acc_r=None, acc_by_class={})
+    if skipped:
+        cell["skipped_classes"] = skipped
+    cell["seconds"] = round(time.perf_counter() - t0, 3)
+    return {"cell": cell, "info": info}
+
+
+def _task_key(cell: dict, settings: dict) -> str:
+    rate = "" if cell.get("rate") is None else f"_rate{cell['rate']}"
+    return f"{cell['model']}{rate}_m{cell['m']}_n{cell['n']}_{F.digest(settings)}"
 
 
 def reproduce(
@@ -182,18 +242,21 @@ def reproduce(
     command: str | None = None,
     progress: bool = True,
     log=print,
+    engine=None,
 ) -> dict:
     """Run (or resume) one of the paper's experiments and return its result dictionary.
 
-    Cells already in the result file at ``out_dir/{name}_{profile}.json`` are skipped; each new
-    cell is written as soon as it is done, so a killed sweep loses at most the cell it was on.
-    ``models``, ``ms``, ``ns`` and ``rates`` restrict the sweep to some cells (a later call can
-    add the others to the same file); ``classes`` restricts every cell to some classes r and is
-    part of the settings (a file holds cells of one class set only).  Every call is recorded in
-    ``result["runs"]`` (command, git commit, hardware, versions, dates, seconds, cells done);
-    ``result["provenance"]`` is the first of them.
+    The sweep is a plan of the experiment runner (:mod:`.runner`; in process, or on
+    ``engine``): stage 1 trains the owner's models, stage 2 computes one cell per task.  Cells
+    already in the result file at ``out_dir/{name}_{profile}.json`` (or in the per-task cache)
+    are skipped; the file is rewritten as soon as each new cell is done, so a killed sweep loses
+    at most the cells it was on.  ``models``, ``ms``, ``ns`` and ``rates`` restrict the sweep to
+    some cells (a later call can add the others to the same file); ``classes`` restricts every
+    cell to some classes r and is part of the settings (a file holds cells of one class set
+    only).  Every call is recorded in ``result["runs"]`` (command, git commit, hardware,
+    versions, dates, seconds, cells done); ``result["provenance"]`` is the first of them.
     """
-    from .. import attacks, data, fingerprint
+    from . import runner
 
     spec = get_spec(name)
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
@@ -223,55 +286,59 @@ def reproduce(
         result = {"format": RESULT_FORMAT, "version": RESULT_VERSION, "settings": settings,
                   "provenance": dict(run), "runs": [], "models": {}, "cells": [], "run_seconds": 0.0}
     result.setdefault("runs", []).append(run)
-    done = {_cell_key(c) for c in result["cells"]}
-    todo = [c for c in cells if _cell_key(c) not in done]
+    keys = [_task_key(c, settings) for c in cells]
+    in_file = {_cell_key(c): c for c in result["cells"]}
+    known = {k: {"cell": in_file[_cell_key(c)]} for k, c in zip(keys, cells) if _cell_key(c) in in_file}
+    planned = set(map(_cell_key, cells))
+    kept = [c for c in result["cells"] if _cell_key(c) not in planned]  # outside this sweep
+    todo_models = list(dict.fromkeys(c["model"] for k, c in zip(keys, cells) if k not in known))
+    profile_json = json.dumps(profile.to_dict(), sort_keys=True)
+    cache = None if cache_dir is None else str(cache_dir)
+    cls = None if classes is None else tuple(classes)
+    train = [runner.Task(f"{m}_{F.digest(settings)}", train_task, (m, profile_json, seed, cache))
+             for m in todo_models]
+    tasks = [runner.Task(k, cell_task, (name, profile_json, seed, trials, cls, cache, c))
+             for k, c in zip(keys, cells)]
     t_start = time.perf_counter()
-    for model_name in dict.fromkeys(c["model"] for c in todo):
-        model, split, info = _prepare_model(model_name, spec, profile, seed, cache_dir, progress, log)
-        pools = data.all_class_pools(split)
-        if classes is not None:
-            missing = sorted(set(classes) - set(pools))
-            if missing:
-                raise ValueError(f"classes {missing} do not exist; use classes in 0..{len(pools) - 1}")
-            pools = {r: pools[r] for r in classes}
-        old = result["models"].get(model_name, {})
-        if "val_acc_after_prune" in old:  # keep what earlier runs measured
-            info["val_acc_after_prune"] = dict(old["val_acc_after_prune"])
-        result["models"][model_name] = info
-        features, feature_rate = None, ()
-        for cell in (c for c in todo if c["model"] == model_name):
-            rate = cell.get("rate")
-            if rate != feature_rate:  # features once per (attacked) model
-                attacked = model if rate is None else attacks.prune(model, rate)
-                features, feature_rate = fingerprint.pool_features(attacked, pools), rate
-                if rate is not None:
-                    from ..training import evaluate
+    announced = set()
 
-                    info.setdefault("val_acc_after_prune", {})[str(rate)] = evaluate(
-                        attacked, split.val_x, split.val_y)
-            t0 = time.perf_counter()
-            usable, skipped = feasible_classes(features, cell["m"], cell["n"])
-            if usable:
-                fr = fingerprint.run_on_features(usable, cell["m"], cell["n"], trials=trials, seed=seed)
-                cell = dict(cell, r_opt=fr.r_opt, acc_r_opt=fr.acc_opt, mean_acc_r=fr.mean_acc,
-                            acc_by_class={str(r): a for r, a in fr.acc_by_class.items()})
-            else:
-                cell = dict(cell, r_opt=None, acc_r_opt=None, mean_acc_r=None, acc_by_class={})
-            if skipped:
-                cell["skipped_classes"] = skipped
-                log(f"  {MODEL_TITLES[model_name]} m={cell['m']} n={cell['n']}: left out class(es) "
-                    + "; ".join(f"{r} ({why})" for r, why in skipped.items()))
-            cell["seconds"] = round(time.perf_counter() - t0, 3)
-            result["cells"].append(cell)
-            elapsed = time.perf_counter() - t_start
-            t_start = time.perf_counter()
-            result["run_seconds"] = round(result["run_seconds"] + elapsed, 1)
-            run["seconds"] = round(run["seconds"] + elapsed, 1)
-            run["cells_done"] += 1
+    def write(records, prov, complete):
+        nonlocal t_start
+        new = [r for r in records if "info" in r and _cell_key(r["cell"]) not in in_file]
+        fresh = [r for r in new if _cell_key(r["cell"]) not in announced]
+        if not fresh and not complete:
+            return
+        for r in new:
+            model, info = r["cell"]["model"], dict(r["info"])
+            old = result["models"].get(model, {})
+            acc = {**old.get("val_acc_after_prune", {}), **info.pop("val_acc_after_prune", {})}
+            result["models"][model] = {**info, **({"val_acc_after_prune": acc} if acc else {})}
+        result["cells"] = kept + [r["cell"] for r in records]
+        elapsed = time.perf_counter() - t_start
+        t_start = time.perf_counter()
+        result["run_seconds"] = round(result["run_seconds"] + elapsed, 1)
+        run["seconds"] = round(run["seconds"] + elapsed, 1)
+        run["cells_done"] = len(new)
+        if new:
             run["finished"] = result["provenance"]["finished"] = F.now()
             F.write_json_atomic(path, result)
+        for r in fresh:
+            cell = r["cell"]
+            if cell["model"] not in announced:
+                announced.add(cell["model"])
+                info = r["info"]
+                log(f"[{name}] {MODEL_TITLES[cell['model']]}: best epoch {info['best_epoch']} of "
+                    f"{info['epochs']}, validation accuracy {info['best_val_acc']:.4f}")
+            if cell.get("skipped_classes"):
+                log(f"  {MODEL_TITLES[cell['model']]} m={cell['m']} n={cell['n']}: left out class(es) "
+                    + "; ".join(f"{r} ({why})" for r, why in cell["skipped_classes"].items()))
             log(_cell_line(cell))
-    if not todo:
+            announced.add(_cell_key(cell))
+
+    exp = runner.Experiment(name, [train, tasks], write=write, cache_dir=cache_dir)
+    runner.run(exp, engine=engine, progress=False, write_every=0.0, known=known,
+               provenance=run)
+    if len(known) == len(tasks):
         log(f"[{name}] nothing to do: every cell is in {path}")
     result["path"] = str(path)
     return result
