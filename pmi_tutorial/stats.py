@@ -84,6 +84,19 @@ def binomial_pvalue(acc, trials, m) -> float:
     return float(binom.sf(k - 1, trials, 1.0 / m))
 
 
+def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) interval for a binomial rate k / n: every false-positive or
+    detection rate of the book carries one (Clopper and Pearson, Biometrika 1934)."""
+    from scipy.stats import beta
+
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    a = 1 - confidence
+    lo = 0.0 if k == 0 else float(beta.ppf(a / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - a / 2, k + 1, n - k))
+    return lo, hi
+
+
 def bonferroni(pvalues) -> float:
     r"""Bonferroni's correction for choosing the best of c classes: :math:`\min(1, c \min_r p_r)`.
 

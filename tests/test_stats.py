@@ -367,3 +367,20 @@ def test_roc_bad_input():
         S.tpr_at_fpr([1.0], [0.0], fpr=1.5)
     with pytest.raises(ValueError, match="dimensions"):
         S.auc([[1.0]], [0.0])
+
+
+@pytest.mark.parametrize("k,n", [(0, 20), (1, 50), (7, 20), (20, 20), (3, 1000)])
+def test_clopper_pearson_equals_scipy(k, n):
+    from scipy.stats import binomtest
+
+    ref = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    lo, hi = S.clopper_pearson(k, n)
+    assert lo == pytest.approx(ref.low, abs=1e-12) and hi == pytest.approx(ref.high, abs=1e-12)
+    ref90 = binomtest(k, n).proportion_ci(confidence_level=0.9, method="exact")
+    assert S.clopper_pearson(k, n, 0.9) == pytest.approx((ref90.low, ref90.high), abs=1e-12)
+
+
+def test_clopper_pearson_bad_input():
+    for k, n in ((5, 3), (-1, 3), (0, 0)):
+        with pytest.raises(ValueError, match="0 <= k <= n"):
+            S.clopper_pearson(k, n)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import files as F
+from ..stats import clopper_pearson
 from . import runner
 from .runner import Experiment, Task
 
@@ -765,16 +766,6 @@ def seed_table(summary, alpha: float = 0.05) -> str:
 
 
 # --------------------------------------------------------------------------- the summary
-
-
-def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple:
-    """Exact (Clopper-Pearson) interval for a binomial rate k / n."""
-    from scipy.stats import beta
-
-    a = (1 - level) / 2
-    lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
-    hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
-    return lo, hi
 
 
 def _innocent_rates(inn, cfg: DIConfig, alphas) -> dict:

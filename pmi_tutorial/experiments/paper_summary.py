@@ -15,23 +15,12 @@ import math
 import numpy as np
 
 from .. import _validate as V
+from ..stats import clopper_pearson
 
 NEGATIVE = "innocent"
 
 
 # --------------------------------------------------------------------------- building blocks
-
-
-def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """The exact (Clopper-Pearson) interval for a binomial rate k / n."""
-    from scipy.stats import beta
-
-    if n < 1 or not 0 <= k <= n:
-        raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
-    a = 1 - confidence
-    lo = 0.0 if k == 0 else float(beta.ppf(a / 2, k, n - k + 1))
-    hi = 1.0 if k == n else float(beta.ppf(1 - a / 2, k + 1, n - k))
-    return lo, hi
 
 
 def rate(flags, confidence: float = 0.95) -> dict:
