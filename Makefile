@@ -115,6 +115,7 @@ benchmarks: setup
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/verify.py
 	$(PY) benchmarks/di_walk.py
+	$(PY) benchmarks/runner.py --quick
 
 clean:
 	rm -rf _build .jupyter_cache

@@ -640,7 +640,7 @@ def _read_records(folder) -> dict:
 def load_results(folder):
     """``(records, config, summary file)`` from the result files in ``folder``."""
     rec = _read_records(folder)
-    summ = json.loads((Path(folder) / FILES["summary"]).read_text())
+    summ = _files.read_result(Path(folder) / FILES["summary"], RESULT_FORMAT)
     return rec["records"], config_from_dict(rec["settings"]), summ
 
 
