@@ -11,6 +11,9 @@ ifneq ($(wildcard ../shared/data/mnist.npz),)
 export PMI_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
+# Every step of make test prints one line with its wall time (scripts/timed.py)
+TIMED   := $(PY) scripts/timed.py
+
 # Notebooks execute with the inline backend, whatever MPLBACKEND the shell has (Agg shows no figures).
 NB_ENV  := MPLBACKEND=module://matplotlib_inline.backend_inline
 
@@ -21,7 +24,7 @@ NB_ENV  := MPLBACKEND=module://matplotlib_inline.backend_inline
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(TIMED) "install (pip install -e .[dev])" $(PY) -m pip install --quiet -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
@@ -41,20 +44,20 @@ test: setup unit unit-pythons check-code check-notebooks check-assignments nbval
 	publish-assignments check-html check-browser lint-workflows
 
 unit:
-	$(PYTEST) tests -q
+	$(TIMED) "unit tests" $(PYTEST) tests -q
 
 unit-pythons:
-	bash scripts/unit_pythons.sh
+	$(TIMED) "unit tests on other Pythons" bash scripts/unit_pythons.sh
 
 check-code:
-	$(PY) scripts/check_chapter_code.py
+	$(TIMED) "chapter code check" $(PY) scripts/check_chapter_code.py
 
 ## make notebooks: (re)generate the reader notebooks notebooks/*.ipynb from book/*.md
 notebooks:
 	$(PY) scripts/make_notebooks.py
 
 check-notebooks:
-	$(PY) scripts/make_notebooks.py --check
+	$(TIMED) "reader notebooks up to date" $(PY) scripts/make_notebooks.py --check
 
 ## make assignments: the otter-grader assignments built from the chapters into _build/assignments
 ## (student notebook, solution notebook and autograder per chapter; scripts/course.py)
@@ -64,12 +67,12 @@ assignments: setup
 ## make check-assignments: build them, then grade every solution (full marks) and every
 ## untouched student notebook (zero)
 check-assignments:
-	$(PY) scripts/course.py check
+	$(TIMED) "assignments" $(PY) scripts/course.py check
 
 ## make publish-assignments: the Colab student notebooks and their public checks into the built
 ## book (_build/html/assignments/), where the Colab notebooks fetch the checks
 publish-assignments:
-	$(PY) scripts/course.py publish _build/html
+	$(TIMED) "publish assignments" $(PY) scripts/course.py publish _build/html
 
 ## make grade SUBMISSIONS=dir: grade every NAME*.ipynb in dir (otter run, no Docker); table in dir/grades.csv
 grade:
@@ -85,22 +88,22 @@ student-book: setup
 ## their outputs are kept in _build/reader_notebooks and in the book build's cache
 nbval:
 	rm -rf _build/reader_notebooks
-	$(NB_ENV) $(PY) scripts/wheel_test.py --nbval
+	$(NB_ENV) $(TIMED) "nbval (wheel, reader notebooks)" $(PY) scripts/wheel_test.py --nbval
 
 check-outputs:
-	$(PY) scripts/check_outputs.py _build/reader_notebooks --expect $(words $(wildcard notebooks/*.ipynb))
+	$(TIMED) "notebook outputs" $(PY) scripts/check_outputs.py _build/reader_notebooks --expect $(words $(wildcard notebooks/*.ipynb))
 
 build-book:
 	$(NB_ENV) $(PY) scripts/timed.py "jupyter-book build" $(JB) build . --all -W -n --keep-going
 
 check-html:
-	$(PY) scripts/check_html.py _build/html
+	$(TIMED) "HTML check" $(PY) scripts/check_html.py _build/html
 
 check-browser:
-	$(PY) scripts/browser_check.py _build/html _build/reader_notebooks
+	$(TIMED) "browser check" $(PY) scripts/browser_check.py _build/html _build/reader_notebooks
 
 lint-workflows:
-	$(PY) scripts/lint_workflows.py
+	$(TIMED) "workflow lint" $(PY) scripts/lint_workflows.py
 
 wheel-test:
 	$(PY) scripts/wheel_test.py
