@@ -26,6 +26,8 @@ scores (the loss-threshold baselines of the chapter "Membership inference").
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -82,6 +84,23 @@ def binomial_pvalue(acc, trials, m) -> float:
 
     k = int(round(acc * trials))
     return float(binom.sf(k - 1, trials, 1.0 / m))
+
+
+#: slack of the rejection rule: a p-value (k + 1)/(B + 1) equal to alpha is not lost to round-off
+REJECT_SLACK = 1e-12
+
+
+def rejects(pvalue, alpha: float):
+    """The one rejection rule: a test at level ``alpha`` rejects when its p-value is <= alpha
+    (with :data:`REJECT_SLACK`).  Works on one p-value (a bool) or an array (a bool array)."""
+    out = np.asarray(pvalue, dtype=np.float64) <= float(alpha) + REJECT_SLACK
+    return bool(out) if out.ndim == 0 else out
+
+
+def rejects_log10(log10_p, alpha: float):
+    """:func:`rejects` on log10 p-values (closed-form tests report p below 1e-300)."""
+    out = np.asarray(log10_p, dtype=np.float64) <= math.log10(float(alpha)) + REJECT_SLACK
+    return bool(out) if out.ndim == 0 else out
 
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

@@ -384,3 +384,13 @@ def test_clopper_pearson_bad_input():
     for k, n in ((5, 3), (-1, 3), (0, 0)):
         with pytest.raises(ValueError, match="0 <= k <= n"):
             S.clopper_pearson(k, n)
+
+
+def test_one_rejection_rule():
+    # p = (k + 1)/(B + 1) equal to alpha in exact arithmetic rejects, even after round-off
+    assert S.rejects(5 / 100, 0.05) and S.rejects(0.05 + 1e-13, 0.05)
+    assert not S.rejects(0.0501, 0.05)
+    np.testing.assert_array_equal(S.rejects([0.01, 0.05, 0.2], 0.05), [True, True, False])
+    assert S.rejects_log10(-2.0, 0.01) and not S.rejects_log10(-1.99, 0.01)
+    lp = np.log10([1e-300, 0.011, 0.009])
+    np.testing.assert_array_equal(S.rejects_log10(lp, 0.01), S.rejects(10.0 ** lp, 0.01))

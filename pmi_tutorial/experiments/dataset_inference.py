@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import files as F
-from ..stats import clopper_pearson
+from ..stats import clopper_pearson, rejects
 from . import runner
 from .runner import Experiment, Task
 
@@ -668,12 +668,12 @@ def seed_summary(records, cfg: DIConfig, alpha: float = 0.05) -> dict:
         per_seed = {}
         for j, s in enumerate(seeds):
             ps, zs = p[~np.isnan(p[:, j]), j], z[~np.isnan(z[:, j]), j]
-            per_seed[str(s)] = {"n_models": len(ps), "rejected": int((ps <= alpha).sum()),
+            per_seed[str(s)] = {"n_models": len(ps), "rejected": int(rejects(ps, alpha).sum()),
                                 "z_mean": float(zs.mean()),
                                 "z_sd": float(zs.std(ddof=1)) if len(zs) > 1 else None,
                                 "ks_pvalue": float(kstest(ps, "uniform").pvalue) if len(ps) > 1 else None}
         p_all, z_all = p[~np.isnan(p)], z[~np.isnan(z)]
-        kr = int((p_all <= alpha).sum())
+        kr = int(rejects(p_all, alpha).sum())
         e = {"per_seed": per_seed, "n_pairs": len(p_all),
              f"rejection_rate_{alpha:g}": [kr / len(p_all), *clopper_pearson(kr, len(p_all))],
              "z_mean": float(z_all.mean()), "z_sd": float(z_all.std(ddof=1)) if len(z_all) > 1 else None}
@@ -781,7 +781,7 @@ def _innocent_rates(inn, cfg: DIConfig, alphas) -> dict:
         e = {"n_models": len(first),
              "ks_pvalue_first_draw": float(kstest(first, "uniform").pvalue) if len(first) > 1 else None}
         for a in alphas:
-            kf, kh = sum(p <= a for p in first), sum(p <= a for p in hmean)
+            kf, kh = int(rejects(first, a).sum()), int(rejects(hmean, a).sum())
             e[f"fpr_first_draw_{a}"] = [kf / len(first), *clopper_pearson(kf, len(first))]
             e[f"fpr_hmean_{a}"] = [kh / len(hmean), *clopper_pearson(kh, len(hmean))]
         out[k] = e

@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from .. import _validate as V
-from ..stats import clopper_pearson
+from ..stats import clopper_pearson, rejects, rejects_log10
 
 NEGATIVE = "innocent"
 
@@ -71,7 +71,7 @@ def shared_luck(pvalues) -> dict:
 def detection(log10_p, alphas) -> dict:
     """Detected fraction at each alpha (with interval), the median and the largest log10 p."""
     lp = np.asarray(list(log10_p), dtype=np.float64)
-    out = {f"a{a:g}": rate(lp <= math.log10(a) + 1e-12) for a in alphas}
+    out = {f"a{a:g}": rate(rejects_log10(lp, a)) for a in alphas}
     out["median_log10_p"] = float(np.median(lp))
     out["max_log10_p"] = float(lp.max())
     return out
@@ -139,7 +139,7 @@ def summarize_pvalues(records, name: str, k: int, alphas) -> dict:
         lp = _values(records, name, k, _is_innocent(draw))
         if lp:
             p = 10.0 ** np.asarray(lp)
-            cell = {f"fpr_a{a:g}": rate(p <= a + 1e-12) for a in alphas}
+            cell = {f"fpr_a{a:g}": rate(rejects(p, a)) for a in alphas}
             cell["ks"] = ks_uniform(p)
             if len(p) >= 2:
                 cell["shared_luck"] = shared_luck(p)
@@ -190,7 +190,7 @@ def curves(records, name: str, revealed, alphas=(0.01, 0.05)) -> dict:
             lp = _values(records, name, k, sel)
             if lp:
                 row[str(k)] = {"median_log10_p": float(np.median(lp)), "n": len(lp),
-                               **{f"detected_a{a:g}": float(np.mean(np.asarray(lp) <= math.log10(a) + 1e-12))
+                               **{f"detected_a{a:g}": float(np.mean(rejects_log10(lp, a)))
                                   for a in alphas}}
         if row:
             out[g] = row

@@ -133,9 +133,10 @@ def rejection_rate(pvalues, alpha: float) -> float:
 
 
 def rejects(pvalue: float, alpha: float) -> bool:
-    """A test at level ``alpha`` rejects when its p-value is <= alpha (1e-12 slack: a p-value
-    (k + 1)/(B + 1) equal to alpha must not be lost to round-off)."""
-    return bool(float(pvalue) <= float(alpha) + 1e-12)
+    """A test at level ``alpha`` rejects (:func:`pmi_tutorial.stats.rejects`, the one rule)."""
+    from ...stats import rejects as rule
+
+    return rule(float(pvalue), alpha)
 
 
 def groups(records, arch):
