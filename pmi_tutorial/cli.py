@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the tail test's share of least confident samples (default 0.05)")
     pl.add_argument("--combine", choices=("stouffer", "fisher"), default="stouffer",
                     help="how the closed-form tests combine classes (default stouffer)")
-    pl.add_argument("--B", type=int, default=999, help="permutations of the permutation test (default 999)")
+    pl.add_argument("--B", type=int, default=None,
+                    help="permutations of the permutation test (default 999, or fewer when a class has fewer re-splits)")
     pl.add_argument("--out", required=True, help="the pools file (.npz)")
     _profile_arg(pl)
 
@@ -358,7 +359,9 @@ def cmd_pools(args) -> int:
     from .profiles import get_profile
 
     V.check_positive_int(args.revealed, "--revealed")
-    settings = pools_file.check_settings(args.alpha, args.test, args.tail, args.combine, args.B)
+    settings = pools_file.check_settings(args.alpha, args.test, args.tail, args.combine,
+                                         999 if args.B is None else args.B)
+    settings["B"] = args.B  # None: 999, or fewer when a class has fewer re-splits
     profile = get_profile(args.profile)
     split = data.owner_split(args.dataset, seed=args.split_seed,
                              train_per_class=profile.train_per_class[args.dataset])

@@ -74,7 +74,8 @@ class OwnerPools:
     class ids; ``dataset``: the data set's name; ``info``: where they come from (``P_index`` /
     ``Q_index``: their positions in the data set, seeds).  ``alpha``, ``test``, ``tail``,
     ``combine``, ``B``: the verification's settings (:func:`check_settings`), fixed with the
-    pools.  ``digest`` covers all of it.
+    pools (``B`` None: 999, or fewer when a class has fewer re-splits).  ``digest`` covers all
+    of it.
     """
 
     dataset: str
@@ -88,7 +89,7 @@ class OwnerPools:
     test: str = DEFAULT_TEST
     tail: float = TAIL
     combine: str = "stouffer"
-    B: int = 999
+    B: int | None = None
 
     def __post_init__(self):
         for name in ("P_x", "Q_x"):
@@ -97,7 +98,6 @@ class OwnerPools:
             setattr(self, name, np.asarray(getattr(self, name), dtype=np.int64))
         self.classes = tuple(int(r) for r in self.classes)
         self.info = dict(self.info)
-        check_settings(self.alpha, self.test, self.tail, self.combine, self.B)
         if len(self.P_x) != len(self.P_y) or len(self.Q_x) != len(self.Q_y):
             raise ValueError("each pool needs one label per image; pass P_y with len(P_x) labels "
                              "and Q_y with len(Q_x)")
@@ -105,6 +105,19 @@ class OwnerPools:
             if not (self.P_y == r).any() or not (self.Q_y == r).any():
                 raise ValueError(f"class {r} has no member or no non-member image in the pools; "
                                  "reveal members of every class listed in `classes`")
+        most = self.max_B()
+        if self.B is None:
+            self.B = min(999, most)
+        check_settings(self.alpha, self.test, self.tail, self.combine, self.B)
+        if self.B > most:
+            raise ValueError(f"B = {self.B} permutations, but a class has {most + 1} pooled "
+                             f"samples, {most} distinct re-splits of the permutation test; lower "
+                             f"B to <= {most}")
+
+    def max_B(self, classes=None) -> int:
+        """The most re-splits the permutation test can draw: the smallest class's |P'| + |Q| - 1."""
+        chosen = self.classes if classes is None else classes
+        return min(int((self.P_y == r).sum() + (self.Q_y == r).sum()) for r in chosen) - 1
 
     def settings(self) -> dict:
         """What the digest binds besides the arrays: the test, alpha, the sizes, the data set."""

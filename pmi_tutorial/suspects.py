@@ -18,6 +18,7 @@ source you would run.
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +141,9 @@ def open_suspect(suspect) -> Suspect:
             import torch
 
             try:
-                module = torch.jit.load(str(suspect), map_location="cpu")
+                with warnings.catch_warnings():  # deprecated in torch, still what owners are given
+                    warnings.simplefilter("ignore", FutureWarning)
+                    module = torch.jit.load(str(suspect), map_location="cpu")
             except (RuntimeError, ValueError) as exc:
                 raise ValueError(f"{suspect} is not a loadable TorchScript file "
                                  f"({' '.join(str(exc).split())[:200]}); save the model again with "

@@ -89,11 +89,15 @@ class OwnershipResult:
 
     @property
     def pvalue(self) -> float:
+        if self.test == "permutation":
+            return float(self.permutation["pvalue"])  # (k + 1) / (B + 1), exactly
         return 10.0 ** self.log10_p()
 
     @property
     def accused(self) -> bool:
         """The verdict: the primary test's p-value at most alpha (both fixed in the pools)."""
+        if self.test == "permutation":
+            return self.pvalue <= self.alpha
         return self.log10_p() <= math.log10(self.alpha)
 
     @property
@@ -183,10 +187,10 @@ def _classes_and_B(pools: OwnerPools, classes, B, test):
                          "pass the registered value)")
     if isinstance(B, bool) or not isinstance(B, (int, np.integer)) or B < 1:
         raise ValueError(f"B must be an integer >= 1, got {B!r}; e.g. B=999")
-    smallest = min(int((pools.P_y == r).sum() + (pools.Q_y == r).sum()) for r in chosen)
-    if B > smallest - 1:
-        raise ValueError(f"B = {B} permutations, but a class has {smallest} pooled samples, "
-                         f"{smallest - 1} distinct re-splits of the test; lower B to <= {smallest - 1}")
+    most = pools.max_B(chosen)
+    if B > most:
+        raise ValueError(f"B = {B} permutations, but a class has {most + 1} pooled samples, "
+                         f"{most} distinct re-splits of the test; lower B to <= {most}")
     return chosen, int(B)
 
 

@@ -51,7 +51,7 @@ def test_digest_covers_settings_indices_and_images():
     base = make_pools().digest
     changed = {
         "alpha": make_pools(alpha=0.05), "test": make_pools(test="tail"),
-        "tail": make_pools(tail=0.1), "combine": make_pools(combine="fisher"), "B": make_pools(B=99),
+        "tail": make_pools(tail=0.1), "combine": make_pools(combine="fisher"), "B": make_pools(B=50),
     }
     idx = make_pools()
     idx.info["P_index"] = list(idx.info["P_index"])
