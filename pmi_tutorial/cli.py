@@ -67,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "level alpha by the primary test, both fixed in the pools file (`pools "
                                    "--alpha --test`); then the evidence, each calibrated p-value (rank and tail "
                                    "closed forms, their Bonferroni combination, the directional permutation "
-                                   "test with B permutations) with what it measures; then, for comparison, "
-                                   "with no false-positive guarantee, the paper's rule (acc_r per class of t "
+                                   "test with B permutations) with what it measures; then, labelled "
+                                   "'for comparison, no false-positive guarantee', the paper's rule (acc_r per class of t "
                                    "trials of m mini-datasets of n samples, r_opt (Eq. 14), the Eq. 13 "
                                    "verdict) and the mean acc_r (Eq. 15). The suspect may be a pmi_tutorial "
                                    "checkpoint, a TorchScript file or an ONNX file (onnxruntime).")
@@ -341,8 +341,7 @@ def cmd_verify(args) -> int:
     res = verification.verify_ownership(args.suspect, pools, B=args.B, seed=args.seed, m=args.m,
                                         n=args.n, trials=args.trials, rho=args.rho,
                                         classes=classes)
-    print(f"verify {args.suspect}")
-    print(res.report())
+    print(res.report())  # the verdict first
     if args.json_out:
         from . import files
 
