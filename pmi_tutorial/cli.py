@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--n", type=int, default=100, help="paper's rule: samples per mini-dataset (default 100)")
     v.add_argument("--trials", type=int, default=100, help="paper's rule: trials per class (default 100)")
     v.add_argument("--rho", type=float, default=0.1, help="paper's rule: threshold of Eq. 13 (default 0.1)")
+    v.add_argument("--no-paper-rule", action="store_true",
+                   help="skip the comparison with the paper's rule (the verdict and the evidence alone; "
+                        "on a small model most of the time goes to its t x m x n trials)")
     v.add_argument("--classes", default=None, help="comma-separated classes r (default: all)")
     v.add_argument("--json", dest="json_out", default=None,
                    help="also write the result as JSON here (verdict, alpha, test, p first)")
@@ -340,7 +343,7 @@ def cmd_verify(args) -> int:
               "`python -m pmi_tutorial pools` before examining a suspect)")
     res = verification.verify_ownership(args.suspect, pools, B=args.B, seed=args.seed, m=args.m,
                                         n=args.n, trials=args.trials, rho=args.rho,
-                                        classes=classes)
+                                        classes=classes, paper_rule=not args.no_paper_rule)
     print(res.report())  # the verdict first
     if args.json_out:
         from . import files

@@ -153,27 +153,61 @@ def _hypergeom_logpmf(N: int, K: int, n: int):
     return lo, lbinom(K, i) + lbinom(N - K, n - i) - lbinom(N, n)
 
 
-def _log_convolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """log of the convolution of two pmfs given as logs (exact, no underflow)."""
-    from scipy.special import logsumexp
+_SPAN = 340.0  # natural-log range of a block: products within two blocks stay above 1e-295
 
-    i, j = np.arange(len(a))[:, None], np.arange(len(b))[None, :]
-    S = np.full((len(a), len(a) + len(b) - 1), -np.inf)
-    S[np.broadcast_to(i, (len(a), len(b))), i + j] = a[:, None] + b[None, :]
-    return logsumexp(S, axis=0)
+
+def _blocks(x: np.ndarray) -> list:
+    """Contiguous ``(start, stop)`` ranges of ``x`` (finite logs) whose values span at most
+    :data:`_SPAN`."""
+    out, start = [], 0
+    while start < len(x):
+        rest = x[start:]
+        width = np.maximum.accumulate(rest) - np.minimum.accumulate(rest)
+        stop = start + int(np.searchsorted(width, _SPAN, side="right"))
+        out.append((start, max(stop, start + 1)))
+        start = out[-1][1]
+    return out
+
+
+def _log_convolve(a: np.ndarray, b: np.ndarray, size: int | None = None) -> np.ndarray:
+    """log of the convolution of two pmfs given as logs, its first ``size`` entries (default
+    all), without underflow.
+
+    Each law is cut into blocks spanning at most e^340 (:func:`_blocks`; one or two for the
+    hypergeometric laws of the tail test); each pair of blocks is shifted by its maxima and
+    convolved in linear space, where every product is then a normal double (above 1e-295 of
+    the pair's largest) and every sum of positive terms is exact to a few ulps; the pairs
+    are added in log space."""
+    size = len(a) + len(b) - 1 if size is None else min(size, len(a) + len(b) - 1)
+    a, b = a[:size], b[:size]
+    out = np.full(size, -np.inf)
+    bb = _blocks(b)
+    for a0, a1 in _blocks(a):
+        ma = a[a0:a1].max()
+        ea = np.exp(a[a0:a1] - ma)
+        for b0, b1 in bb:
+            k0 = a0 + b0
+            if k0 >= size:
+                break
+            mb = b[b0:b1].max()
+            c = np.convolve(ea, np.exp(b[b0:b1] - mb))[:size - k0]
+            out[k0:k0 + len(c)] = np.logaddexp(out[k0:k0 + len(c)], np.log(c) + (ma + mb))
+    return out
 
 
 def tail_sum_log10(per_class: dict) -> tuple[float, float]:
     """The tail tests of all classes combined exactly: the total count of members among the
     least confident, ``(total, log10 P(total <= observed))``, its null law the convolution of
-    the classes' independent hypergeometric laws."""
+    the classes' independent hypergeometric laws (only its part up to the observed total is
+    needed, and computed)."""
     from scipy.special import logsumexp
 
-    lo, law, total = 0, np.zeros(1), 0
+    total = sum(int(res.U) for res in per_class.values())
+    cut = total - sum(res._null[0] for res in per_class.values()) + 1  # entries 0 .. observed
+    law = np.zeros(1)
     for res in per_class.values():
-        l, lp = res._null
-        lo, law, total = lo + l, _log_convolve(law, lp), total + int(res.U)
-    return float(total), float(min(0.0, logsumexp(law[:total - lo + 1]))) / LOG10
+        law = _log_convolve(law, res._null[1], cut)
+    return float(total), float(min(0.0, logsumexp(law[:cut]))) / LOG10
 
 
 def _log_chi2_sf_even(x: float, dof: int) -> float:

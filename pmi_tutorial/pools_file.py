@@ -92,10 +92,11 @@ class OwnerPools:
     B: int | None = None
 
     def __post_init__(self):
-        for name in ("P_x", "Q_x"):
-            setattr(self, name, np.ascontiguousarray(np.asarray(getattr(self, name), dtype=np.float32)))
-        for name in ("P_y", "Q_y"):
-            setattr(self, name, np.asarray(getattr(self, name), dtype=np.int64))
+        for name, dtype in (("P_x", np.float32), ("Q_x", np.float32), ("P_y", np.int64),
+                            ("Q_y", np.int64)):
+            a = np.ascontiguousarray(np.asarray(getattr(self, name), dtype=dtype)).view()
+            a.flags.writeable = False  # a read-only view: the digest identifies these arrays
+            setattr(self, name, a)
         self.classes = tuple(int(r) for r in self.classes)
         self.info = dict(self.info)
         if len(self.P_x) != len(self.P_y) or len(self.Q_x) != len(self.Q_y):
@@ -139,8 +140,21 @@ class OwnerPools:
 
     @property
     def digest(self) -> str:
-        """SHA-256 over the checksums of every array and the settings: one value to register."""
-        return _digest(self.settings(), self.checksums())
+        """SHA-256 over the checksums of every array and the settings: one value to register.
+
+        Hashing the images takes a while (100 MB for 30,000 MNIST images), so it is computed
+        once: the arrays are read-only views, and the settings and indices are part of the key
+        (changing them gives a new digest)."""
+        key = (self.settings_key(), tuple(self.info.get("P_index") or ()),
+               tuple(self.info.get("Q_index") or ()))
+        cached = self.__dict__.get("_digest_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, _digest(self.settings(), self.checksums()))
+            self.__dict__["_digest_cache"] = cached
+        return cached[1]
+
+    def settings_key(self) -> str:
+        return json.dumps(self.settings(), sort_keys=True)
 
     def class_pools(self) -> dict:
         """``{r: data.Pools(P, Q, r)}`` (torch tensors), as :func:`data.all_class_pools` gives."""

@@ -168,7 +168,9 @@ def scores_of(fn, x: np.ndarray, c: int, batch_size: int = 1024) -> np.ndarray:
 
     outs = []
     for start in range(0, len(x), batch_size):
-        xb = torch.from_numpy(x[start:start + batch_size])
+        with warnings.catch_warnings():  # read-only pools: the suspect gets them, never writes
+            warnings.simplefilter("ignore", UserWarning)
+            xb = torch.from_numpy(x[start:start + batch_size])
         try:
             with torch.no_grad():
                 out = fn(xb)

@@ -193,7 +193,11 @@ def test_pools_registers_a_digest_and_verify_holds_the_owner_to_it(env, capsys):
         "other-digest": (["verify", "--suspect", str(ckpt), "--pools", str(other),
                           "--expect-digest", digest], ["not the registered", digest[:16]], []),
         "bad-digest": (good + ["--expect-digest", "12ab"], ["64 hexadecimal characters"], []),
+        "revealed-with-pools": (good + ["--revealed", "10"], ["drop --revealed"], []),
+        "no-paper-rule": (good + ["--no-paper-rule"], [], []),
+        "onnx-without-pools": (["verify", "--suspect", "m.onnx"], ["pass the owner's pools file"], []),
     }
+    (env / "m.onnx").write_bytes(b"\x08\x07")  # no pools: refused before onnxruntime is asked
     procs = {name: _cli(args, env) for name, (args, _, _) in cases.items()}
     for name, proc in procs.items():
         stdout, stderr = proc.communicate(timeout=300)
@@ -207,6 +211,9 @@ def test_pools_registers_a_digest_and_verify_holds_the_owner_to_it(env, capsys):
             assert saved["test"] == "rank" and saved["pools"]["digest"] == digest
             assert saved["p"] == pytest.approx(saved["calibrated"]["closed_form"]["pvalue"])
             assert "warning: only 50 revealed members" in stdout
+            continue
+        if name == "no-paper-rule":
+            assert proc.returncode == 0 and "verdict: " in stdout and "Eq. 15" not in stdout, stderr
             continue
         lines = [line for line in stderr.splitlines() if line.strip()]
         assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), (name, stderr)

@@ -58,8 +58,12 @@ def test_digest_covers_settings_indices_and_images():
     idx.info["P_index"][3] += 1
     changed["P_index"] = idx
     img = make_pools()
-    img.P_x[0, 0, 0, 0] += 1e-3
-    changed["P_x"] = img
+    with pytest.raises(ValueError, match="read-only"):  # the digest is computed once
+        img.P_x[0, 0, 0, 0] += 1e-3
+    P_x = img.P_x.copy()
+    P_x[0, 0, 0, 0] += 1e-3
+    changed["P_x"] = PF.OwnerPools(img.dataset, img.classes, P_x, img.P_y, img.Q_x, img.Q_y,
+                                   img.info)
     digests = {k: p.digest for k, p in changed.items()}
     assert base not in digests.values() and len(set(digests.values())) == len(digests)
     assert make_pools().digest == base  # deterministic
