@@ -277,13 +277,23 @@ def main(argv=None):
     ap.add_argument("--owner-only", action="store_true",
                     help="only section 4 (the owner's verification against one forward pass)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--archs", default=None,
+                    help="with --owner-only: comma-separated architectures (default: all four; "
+                         "--quick: mlp,lenet5)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.owner_only:
+        archs = ARCHS[:2] if args.quick else ARCHS
+        if args.archs:
+            want = args.archs.split(",")
+            unknown = sorted(set(want) - {a[0] for a in ARCHS})
+            if unknown:
+                raise SystemExit(f"error: unknown architecture(s) {unknown}; use some of "
+                                 f"{', '.join(a[0] for a in ARCHS)}")
+            archs = tuple(a for a in ARCHS if a[0] in want)
         print(machine())
-        bench_owner(("quick",) if args.quick else ("quick", "full"),
-                    ARCHS[:2] if args.quick else ARCHS, args.repeats or 3)
+        bench_owner(("quick",) if args.quick else ("quick", "full"), archs, args.repeats or 3)
         return
     q = args.quick
     m, n, trials = (3, 25, 10) if q else (3, 300, 100)

@@ -187,7 +187,7 @@ def scores_of(fn, x: np.ndarray, c: int, batch_size: int = 1024) -> np.ndarray:
                 f"the suspect returned one value per image (shape {out.shape}): labels only. The "
                 f"calibrated tests need a score per class; give a suspect that returns {c} logits "
                 "or probabilities per image (a label-only API cannot be verified with them)")
-        out = out.astype(np.float64)
+        out = out.astype(np.float64, copy=False)
         if out.shape != (len(xb), c):
             raise ValueError(
                 f"the suspect returned shape {out.shape} for a batch of {len(xb)} images; it must "

@@ -39,10 +39,9 @@ EVIDENCE = {
 def to_log_probabilities(out: np.ndarray, output: str) -> np.ndarray:
     """Log-probabilities from logits (log-softmax) or from probabilities (log, clipped at the
     smallest positive float32 so that a probability of 0 stays finite)."""
-    from scipy.special import log_softmax
-
-    if output == "logits":
-        return log_softmax(out, axis=1)
+    if output == "logits":  # log-softmax, as scipy.special.log_softmax, in plain NumPy (faster)
+        shifted = out - out.max(axis=1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     return np.log(np.clip(out, np.finfo(np.float32).tiny, None))
 
 

@@ -112,6 +112,15 @@ def test_the_pools_fix_test_and_alpha(world):
     assert "not evidence of innocence" in null.report()
 
 
+def test_log_probabilities_equal_scipy():
+    from scipy.special import log_softmax
+
+    z = np.random.default_rng(0).normal(scale=30.0, size=(50, 10))
+    assert np.allclose(VF.to_log_probabilities(z, "logits"), log_softmax(z, axis=1), atol=1e-12)
+    p = np.exp(log_softmax(z, axis=1))
+    assert np.isfinite(VF.to_log_probabilities(p, "probabilities")).all()
+
+
 def test_a_small_revealed_pool_is_flagged(world):
     res = VF.verify_ownership(world["model"], synthetic_pools(n_P=30), B=99, paper_rule=False)
     assert res.small_revealed == 30 and res.to_dict()["small_revealed"] == 30
