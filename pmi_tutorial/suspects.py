@@ -40,6 +40,7 @@ class Suspect:
     dataset: str | None
     output: str | None
     kind: str
+    batches_itself: bool = False  # fn takes the whole pool and batches it (torch modules)
 
 
 def _train_hint(path) -> str:
@@ -85,10 +86,11 @@ def check_suspect_file(path) -> str:
                      f"ONNX file); pass the suspect's model file, or {_train_hint(path)}")
 
 
-def _torch_fn(module) -> Callable:
+def _torch_fn(module, batch_size: int = 1024) -> Callable:
+    """The whole pool through ``features.logits`` (its own batches, eval mode entered once)."""
     from .features import logits
 
-    return lambda x: logits(module, x)
+    return lambda x: logits(module, x, batch_size=batch_size)
 
 
 def _onnx_fn(path) -> Callable:
@@ -124,7 +126,7 @@ def _onnx_fn(path) -> Callable:
     return fn
 
 
-def open_suspect(suspect) -> Suspect:
+def open_suspect(suspect, batch_size: int = 1024) -> Suspect:
     """A :class:`Suspect` from a path (checkpoint, TorchScript, ONNX), a torch model or a
     callable; ValueError naming the accepted forms otherwise."""
     if isinstance(suspect, (str, os.PathLike)):
@@ -136,7 +138,8 @@ def open_suspect(suspect) -> Suspect:
             model, settings, _ = load_checkpoint(suspect)  # weights_only: never unpickles code
             model.eval()
             dataset = dataset_of(settings["model"]) if "model" in settings else None
-            return Suspect(_torch_fn(model), f"checkpoint {suspect}", dataset, "logits", kind)
+            return Suspect(_torch_fn(model, batch_size), f"checkpoint {suspect}", dataset,
+                           "logits", kind, True)
         if kind == "torchscript":
             import torch
 
@@ -149,10 +152,12 @@ def open_suspect(suspect) -> Suspect:
                                  f"({' '.join(str(exc).split())[:200]}); save the model again with "
                                  "torch.jit.save") from None
             module.eval()
-            return Suspect(_torch_fn(module), f"TorchScript {suspect}", None, None, kind)
+            return Suspect(_torch_fn(module, batch_size), f"TorchScript {suspect}", None, None,
+                           kind, True)
         return Suspect(_onnx_fn(suspect), f"ONNX {suspect}", None, None, kind)
     if hasattr(suspect, "state_dict") and hasattr(suspect, "forward"):
-        return Suspect(_torch_fn(suspect), type(suspect).__name__, None, "logits", "model")
+        return Suspect(_torch_fn(suspect, batch_size), type(suspect).__name__, None, "logits",
+                       "model", True)
     if callable(suspect):
         return Suspect(suspect, getattr(suspect, "__name__", type(suspect).__name__), None, None,
                        "callable")
@@ -161,12 +166,16 @@ def open_suspect(suspect) -> Suspect:
                      f"{type(suspect).__name__}")
 
 
-def scores_of(fn, x: np.ndarray, c: int, batch_size: int = 1024) -> np.ndarray:
-    """``fn`` over ``x`` in batches: a (len(x), c) float64 array; a suspect that returns labels,
-    the wrong shape, NaN, or fails on the images is refused in one line."""
+def scores_of(fn, x: np.ndarray, c: int, batch_size: int = 1024,
+              batches_itself: bool = False) -> np.ndarray:
+    """``fn`` over ``x`` in batches (``batches_itself``: in one call, ``fn`` batching itself): a
+    (len(x), c) float64 array; a suspect that returns labels, the wrong shape, NaN, or fails
+    on the images is refused in one line."""
     import torch
 
     outs = []
+    if batches_itself:
+        batch_size = max(1, len(x))
     for start in range(0, len(x), batch_size):
         with warnings.catch_warnings():  # read-only pools: the suspect gets them, never writes
             warnings.simplefilter("ignore", UserWarning)

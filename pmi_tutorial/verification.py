@@ -233,7 +233,7 @@ def verify_ownership(suspect, pools, *, output: str = "auto", B: int | None = No
             raise ValueError(f"the pools have digest {pools.digest[:16]}..., not the registered "
                              f"{expect_digest[:16]}...; use the registered pools")
     chosen, B = _classes_and_B(pools, classes, B, pools.test)
-    sus = open_suspect(suspect)
+    sus = open_suspect(suspect, batch_size)
     if sus.dataset is not None and pools.dataset != sus.dataset:
         raise ValueError(f"the pools are {pools.dataset} images, but the suspect is built for "
                          f"{sus.dataset}; pass the owner's {sus.dataset} pools")
@@ -244,8 +244,8 @@ def verify_ownership(suspect, pools, *, output: str = "auto", B: int | None = No
     keepQ = np.isin(pools.Q_y, chosen)
     xP = pools.P_x if keepP.all() else pools.P_x[keepP]
     xQ = pools.Q_x if keepQ.all() else pools.Q_x[keepQ]
-    outP = scores_of(sus.fn, xP, c, batch_size)
-    outQ = scores_of(sus.fn, xQ, c, batch_size)
+    outP = scores_of(sus.fn, xP, c, batch_size, sus.batches_itself)
+    outQ = scores_of(sus.fn, xQ, c, batch_size, sus.batches_itself)
     yP, yQ = pools.P_y[keepP], pools.Q_y[keepQ]
     if output == "auto":
         if sus.output is not None:
