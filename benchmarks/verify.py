@@ -15,14 +15,15 @@ Three ratios (time.perf_counter, medians over repeats measured side by side in o
    on the first few trials of every class and its time is scaled to all trials (printed).
 3. ``stats.permutation_test(feature_pools, "pmi", B=1000, m=3, n=100, trials=100,
    classes="max")`` on the cached MNIST MLP features (10^6 trials).
-4. The calibrated verification of ``ownership.verify_ownership``: the closed-form test
-   (one-sided Mann-Whitney U per class, Stouffer) plus the directional permutation test at
-   B = 999 (``ownership.directional_test``), all 10 classes, on the owner's pools (P' = 1,000
-   revealed training images per class, Q = the validation split), as a ratio to one batched
-   forward pass over the same images ((forward + tests) / forward; target <= 1.5x on the
-   MNIST MLP, 1.2-1.5x measured on a loaded 2-core CPU).  Also beside it the
-   directional test through ``stats.permutation_test`` (uniformly random permutations, B x N
-   work per class).
+4. The owner's verification end to end, ``verification.verify_ownership`` (the suspect's
+   outputs, the closed-form rank and tail tests, their Bonferroni combination, the directional
+   permutation test at B = 999, the paper's rule with t = 100 for comparison, its draws made
+   in the call as in a fresh ``verify`` process), against one batched forward pass over the
+   same pool images, for every architecture, on the quick pools (100 revealed members and 200
+   non-members per class) and on the full pools (1,000 revealed per class and the whole
+   validation split: 30,000 MNIST images); target <= 1.5x.  Beside it the same without the
+   paper's rule, and the directional test through ``stats.permutation_test`` (uniformly random
+   permutations, B x N work per class).  ``--owner-only`` runs this section alone.
 
 Models are untrained (``build_model(..., seed=0)``): the cost of a forward pass and of a trial
 does not depend on the weights.  MNIST MLP and LeNet-5 at full width; CIFAR-10 ResNet-34 at
@@ -190,47 +191,81 @@ def bench_permutation(feats, B, m, n, trials):
     return timed(loop)[0], "B re-splits through fingerprint.class_accuracy (stats.permutation_test absent)"
 
 
-def bench_calibrated(repeats, revealed=1000, quick=False):
-    """Section 4: forward pass over the pools vs forward + closed form + directional (B=999)."""
-    from scipy.special import log_softmax
+ARCHS = (("mlp", "mnist", 1.0), ("lenet5", "mnist", 1.0), ("vgg19", "cifar10", 0.125),
+         ("resnet34", "cifar10", 0.0625))  # CIFAR-10 models at the quick profile's widths
 
-    from pmi_tutorial import ownership, stats
 
-    split = data.owner_split("mnist")
-    pools = ownership.pools_from_split(split, 100 if quick else revealed, seed=0)
-    if quick:
+def owner_pools(dataset, size):
+    """The owner's pools: "quick" = 100 revealed members and 200 non-members per class (3,000
+    images), "full" = 1,000 revealed members per class and the whole validation split (30,000
+    MNIST / 25,000 CIFAR-10 images), as ``python -m pmi_tutorial pools --revealed 1000``."""
+    from pmi_tutorial import pools_file
+
+    split = data.owner_split(dataset)
+    pools = pools_file.pools_from_split(split, 100 if size == "quick" else 1000, seed=0)
+    if size == "quick":
         keep = np.concatenate([np.flatnonzero(pools.Q_y == r)[:200] for r in pools.classes])
-        pools = ownership.OwnerPools("mnist", pools.classes, pools.P_x, pools.P_y,
-                                     pools.Q_x[keep], pools.Q_y[keep])
-    B = 199 if quick else 999
+        pools = pools_file.OwnerPools(dataset, pools.classes, pools.P_x, pools.P_y,
+                                      pools.Q_x[keep], pools.Q_y[keep])
+    pools.digest  # computed once per pools (load_pools does it when reading the file)
+    return pools
+
+
+def bench_owner(sizes, archs, repeats):
+    """Section 4: ``verification.verify_ownership`` end to end against one batched forward pass
+    over the same pool images, interleaved, medians; CPU seconds of the process (steadier than
+    the wall clock on a shared machine) and wall seconds side by side."""
+    from pmi_tutorial import ownership, stats, verification
+
+    def clock(f):
+        w, c = time.perf_counter(), time.process_time()
+        out = f()
+        return time.perf_counter() - w, time.process_time() - c, out
+
+    print(f"\n4. the owner's verification, end to end (verify_ownership: the suspect's outputs, "
+          f"rank, tail, Bonferroni, directional permutation test B <= 999, the paper's rule t = 100 "
+          f"with its draws made in the call) / one batched forward pass over the same images "
+          f"(target <= 1.5x); torch threads {torch.get_num_threads()}, medians of {repeats}")
+    print(f"{'model':<14} {'pools':<6} {'images':>7} {'forward s':>10} {'verify s':>9} "
+          f"{'ratio':>7} {'no paper s':>11} {'ratio':>7} {'wall ratio':>11} {'verdict':>12}")
+    rows = []
+    for size in sizes:
+        for name, dataset, width in archs:
+            pools = owner_pools(dataset, size)
+            model = build_model(name, num_classes=10, width=width, seed=0).eval()
+            X = torch.from_numpy(np.concatenate([pools.P_x, pools.Q_x]))
+            logits(model, X[:256])  # warm-up
+            fwd, ver, nop, fwd_w, ver_w = [], [], [], [], []
+            for _ in range(repeats):  # interleaved: load changes hit all alike
+                w, c, _ = clock(lambda: logits(model, X))
+                fwd.append(c), fwd_w.append(w)
+                fingerprint._draw_cached.cache_clear()  # cold: a fresh `verify` process
+                w, c, res = clock(lambda: verification.verify_ownership(model, pools))
+                ver.append(c), ver_w.append(w)
+                nop.append(clock(lambda: verification.verify_ownership(
+                    model, pools, paper_rule=False))[1])
+            f, v, n0 = (statistics.median(x) for x in (fwd, ver, nop))
+            wr = statistics.median(ver_w) / statistics.median(fwd_w)
+            rows.append((name, size, v / f))
+            print(f"{name + ' w' + format(width, 'g'):<14} {size:<6} {len(X):>7,} {f:10.3f} {v:9.3f} "
+                  f"{v / f:6.2f}x {n0:11.3f} {n0 / f:6.2f}x {wr:10.2f}x {res.verdict:>12}",
+                  flush=True)
+    # the directional test via uniformly random permutations (B x N work per class), on the
+    # last MNIST pools' scores, against the cyclic-group version verify_ownership uses
+    pools = owner_pools("mnist", sizes[-1])
     model = build_model("mlp", num_classes=10, seed=0).eval()
-    X = torch.from_numpy(np.concatenate([pools.P_x, pools.Q_x]))
+    z = logits(model, torch.from_numpy(np.concatenate([pools.P_x, pools.Q_x]))).double().numpy()
+    lp = verification.to_log_probabilities(z, "logits")
     nP = len(pools.P_x)
-    logits(model, X[:256])
-
-    def tests(z):
-        lp = log_softmax(z, axis=1)
-        lpools = {r: (lp[:nP][pools.P_y == r], lp[nP:][pools.Q_y == r]) for r in pools.classes}
-        scores = ownership.class_scores(lpools)  # as verify_ownership: once for both tests
-        return (ownership.closed_form_from_scores(scores),
-                ownership.directional_from_scores(scores, B=B, seed=0), lpools)
-
-    fwd, cal, only = [], [], []
-    for _ in range(repeats):  # interleaved
-        fwd.append(timed(lambda: logits(model, X))[0])
-        cal.append(timed(lambda: tests(logits(model, X).double().numpy()))[0])
-        z = logits(model, X).double().numpy()
-        dt, (cf, d, lpools) = timed(lambda: tests(z))
-        only.append(dt)
-    f, c, t = statistics.median(fwd), statistics.median(cal), statistics.median(only)
-    slow = timed(lambda: stats.permutation_test(lpools, "directional", B=B, seed=0))[0]
-    print(f"\n4. calibrated verification (closed form + directional permutation test, B={B}, 10 "
-          f"classes) over {len(X):,} pool images, MNIST MLP (target <= 1.5x)")
-    print(f"   forward {f:.3f} s, the two tests on its outputs {t:.3f} s: (forward + tests) / "
-          f"forward = {(f + t) / f:.2f}x; measured end to end {c:.3f} s = {c / f:.2f}x "
-          f"(closed form p = {cf.pvalue:.3g}, directional p = {d.pvalue:.3g})")
-    print(f"   the directional test via stats.permutation_test (uniform random permutations): "
-          f"{slow:.3f} s, {slow / t:.0f}x both tests of the cyclic-group version")
+    lpools = {r: (lp[:nP][pools.P_y == r], lp[nP:][pools.Q_y == r]) for r in pools.classes}
+    scores = ownership.class_scores(lpools)
+    fast = clock(lambda: ownership.directional_from_scores(scores, B=pools.B, seed=0))[1]
+    slow = clock(lambda: stats.permutation_test(lpools, "directional", B=pools.B, seed=0))[1]
+    print(f"   directional test, B = {pools.B}: cyclic group (verify_ownership) {fast:.3f} CPU s, "
+          f"uniform permutations (stats.permutation_test) {slow:.3f} CPU s, {slow / fast:.0f}x")
+    print("   'no paper': the verdict and the evidence alone (verify_ownership(paper_rule=False)); "
+          "the paper's rule for comparison costs its t x m x n trials per class")
+    return rows
 
 
 def main(argv=None):
@@ -239,7 +274,27 @@ def main(argv=None):
     ap.add_argument("--resnet-width", type=float, default=None,
                     help="ResNet-34 width multiplier (default 0.0625)")
     ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--owner-only", action="store_true",
+                    help="only section 4 (the owner's verification against one forward pass)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--archs", default=None,
+                    help="with --owner-only: comma-separated architectures (default: all four; "
+                         "--quick: mlp,lenet5)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.owner_only:
+        archs = ARCHS[:2] if args.quick else ARCHS
+        if args.archs:
+            want = args.archs.split(",")
+            unknown = sorted(set(want) - {a[0] for a in ARCHS})
+            if unknown:
+                raise SystemExit(f"error: unknown architecture(s) {unknown}; use some of "
+                                 f"{', '.join(a[0] for a in ARCHS)}")
+            archs = tuple(a for a in ARCHS if a[0] in want)
+        print(machine())
+        bench_owner(("quick",) if args.quick else ("quick", "full"), archs, args.repeats or 3)
+        return
     q = args.quick
     m, n, trials = (3, 25, 10) if q else (3, 300, 100)
     repeats = args.repeats or (2 if q else 3)
@@ -295,7 +350,7 @@ def main(argv=None):
     print(f"\n3. permutation test, MNIST MLP cached features: B={B}, m=3, n={pn}, trials={pt}, "
           f"10 classes ({B * pt * 10:,} trials): {dt:.1f} s via {how}")
 
-    bench_calibrated(max(3, repeats), quick=q)
+    bench_owner(("quick",) if q else ("quick", "full"), ARCHS[:2] if q else ARCHS, max(3, repeats))
 
     print("\npeak memory:")
     for r in rows:

@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "attacks", "batched", "checkpoint", "clustering", "data", "experiments", "features", "files",
-    "fingerprint", "membership", "ownership",
+    "fingerprint", "membership", "ownership", "pools_file", "suspects", "verification",
     "mmd", "models", "plotting", "pmi", "profiles", "stats", "training",
 )
 

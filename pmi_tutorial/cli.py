@@ -13,8 +13,8 @@ from pathlib import Path
 EPILOG = """\
 examples:
   python -m pmi_tutorial train --dataset mnist --model mlp --epochs 5 --out models/mlp.pt
-  python -m pmi_tutorial pools --dataset mnist --revealed 1000 --out pools.npz
-  python -m pmi_tutorial verify --checkpoint models/mlp.pt --pools pools.npz --json verify.json
+  python -m pmi_tutorial pools --dataset mnist --revealed 1000 --alpha 0.01 --out pools.npz
+  python -m pmi_tutorial verify --suspect models/mlp.pt --pools pools.npz --expect-digest HEX --json verify.json
   python -m pmi_tutorial attack prune --checkpoint models/mlp.pt --rate 0.5 --out models/mlp_pruned.pt
   python -m pmi_tutorial attack finetune --checkpoint models/mlp.pt --out models/mlp_ft.pt
   python -m pmi_tutorial reproduce table1 --profile quick
@@ -70,40 +70,67 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     _owner_args(t)
 
-    v = sub.add_parser("verify", help="calibrated p-values that the suspect was trained on the owner's pools, "
-                                      "and the paper's rule beside them",
+    v = sub.add_parser("verify", help="one calibrated verdict: was the suspect trained on the owner's pools?",
                        description="Verify a suspect model against the owner's pools (revealed members P', "
-                                   "non-members Q). Prints the calibrated p-values first: the closed-form test "
-                                   "(one-sided Mann-Whitney U per class, Stouffer; no floor) and the directional "
-                                   "permutation test (B permutations); then the paper's rule (acc_r per class of "
-                                   "t trials of m mini-datasets of n samples, r_opt (Eq. 14), the mean (Eq. 15) "
-                                   "and the Eq. 13 verdict), labelled uncalibrated.")
-    v.add_argument("--checkpoint", required=True, help="the suspect model (a pmi_tutorial checkpoint)")
+                                   "non-members Q). Prints first the verdict, 'accused' or 'not accused' at the "
+                                   "level alpha by the primary test, both fixed in the pools file (`pools "
+                                   "--alpha --test`); then the evidence, each calibrated p-value (rank and tail "
+                                   "closed forms, their Bonferroni combination, the directional permutation "
+                                   "test with B permutations) with what it measures; then, labelled "
+                                   "'for comparison, no false-positive guarantee', the paper's rule (acc_r per class of t "
+                                   "trials of m mini-datasets of n samples, r_opt (Eq. 14), the Eq. 13 "
+                                   "verdict) and the mean acc_r (Eq. 15). The suspect may be a pmi_tutorial "
+                                   "checkpoint, a TorchScript file or an ONNX file (onnxruntime).")
+    v.add_argument("--suspect", "--checkpoint", dest="suspect", required=True,
+                   help="the suspect model: a pmi_tutorial checkpoint (--checkpoint), a TorchScript file "
+                        "(torch.jit.save) or an ONNX file (.onnx; needs onnxruntime)")
     v.add_argument("--pools", default=None,
-                   help="the owner's pools file (written once by `pools`, checksums verified); default: "
-                        "the owner split's pools, P' = --revealed training images per class")
+                   help="the owner's pools file (written once by `pools`; checksums and digest verified); "
+                        "default: the owner split's pools, P' = --revealed training images per class "
+                        "(needs a pmi_tutorial checkpoint)")
+    v.add_argument("--expect-digest", default=None, metavar="HEX",
+                   help="the digest registered when the pools were made (printed by `pools`); a pools "
+                        "file with any other digest is refused")
     v.add_argument("--revealed", type=int, default=None,
                    help="without --pools: members revealed per class (default: all training images)")
-    v.add_argument("--B", type=int, default=999, help="permutations of the permutation test (default 999)")
-    v.add_argument("--combine", choices=("stouffer", "fisher"), default="stouffer",
-                   help="how the closed-form test combines classes (fixed in advance; default stouffer)")
+    v.add_argument("--B", type=int, default=None,
+                   help="permutations of the permutation test (default: the pools file's, 999)")
     v.add_argument("--m", type=int, default=3, help="paper's rule: mini-datasets per trial (default 3)")
     v.add_argument("--n", type=int, default=100, help="paper's rule: samples per mini-dataset (default 100)")
     v.add_argument("--trials", type=int, default=100, help="paper's rule: trials per class (default 100)")
     v.add_argument("--rho", type=float, default=0.1, help="paper's rule: threshold of Eq. 13 (default 0.1)")
+    v.add_argument("--no-paper-rule", action="store_true",
+                   help="skip the comparison with the paper's rule (the verdict and the evidence alone; "
+                        "on a small model most of the time goes to its t x m x n trials)")
     v.add_argument("--classes", default=None, help="comma-separated classes r (default: all)")
-    v.add_argument("--json", dest="json_out", default=None, help="also write the result as JSON here")
+    v.add_argument("--json", dest="json_out", default=None,
+                   help="also write the result as JSON here (verdict, alpha, test, p first)")
     _owner_args(v)
 
-    pl = sub.add_parser("pools", help="save the owner's pools (P', Q) once, with checksums",
+    pl = sub.add_parser("pools", help="fix the owner's pools (P', Q), the test and alpha once; print the digest",
                         description="Write the owner's revealed members P' (--revealed training images per "
                                     "class, drawn with --seed) and non-members Q (the validation images) of the "
-                                    "owner split to one file with a SHA-256 checksum of every array, so that a "
-                                    "later `verify --pools FILE` uses exactly the same images.")
+                                    "owner split to one file, with the verification's primary test and its level "
+                                    "alpha, a SHA-256 checksum of every array and one digest over all of it. "
+                                    "Register the digest (give it to the other party, or timestamp it) before "
+                                    "examining any suspect; `verify --expect-digest HEX` then refuses any other "
+                                    "file.")
     pl.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
     pl.add_argument("--revealed", type=int, default=1000, help="members revealed per class (default 1000)")
     pl.add_argument("--split-seed", type=int, default=0, help="seed of the owner's split (default 0)")
     pl.add_argument("--seed", type=int, default=0, help="seed of the draw of P' (default 0)")
+    pl.add_argument("--alpha", type=float, default=0.01,
+                    help="the verdict's level: an innocent suspect is accused with probability at most "
+                         "alpha (default 0.01)")
+    pl.add_argument("--test", choices=("rank+tail", "rank", "tail", "permutation"), default="rank+tail",
+                    help="the primary test of the verdict (default rank+tail: Bonferroni over the closed-form "
+                         "rank and tail tests)")
+    pl.add_argument("--tail", type=float, default=0.05,
+                    help="the tail test's share of least confident samples (default 0.05)")
+    pl.add_argument("--combine", choices=("stouffer", "fisher"), default="stouffer",
+                    help="how the closed-form tests combine classes (default stouffer)")
+    pl.add_argument("--B", type=int, default=None,
+                    help="permutations of the permutation test (default 999, or fewer when a class has fewer re-splits)")
     pl.add_argument("--out", required=True, help="the pools file (.npz)")
     _profile_arg(pl)
 
@@ -277,60 +304,82 @@ def cmd_train(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    """``verify``: the calibrated p-values (closed forms, directional permutation test) first,
-    then the paper's rule (acc_r per class, r_opt (Eq. 14), the mean (Eq. 15), the Eq. 13
-    verdict), labelled uncalibrated."""
+    """``verify``: the verdict (primary test and alpha fixed in the pools), the evidence (each
+    calibrated p-value), and for comparison the paper's rule (Eq. 13-14) and Eq. 15.  Every
+    argument and both files are checked before the suspect sees an image."""
     from . import _validate as V
-    from . import fingerprint, ownership
-    from .checkpoint import load_checkpoint
-    from .models import dataset_of
-    from .profiles import get_profile
+    from . import fingerprint, pools_file, verification
+    from .suspects import check_suspect_file
 
     V.check_n(args.n)
     V.check_positive_int(args.trials, "--trials")
-    V.check_positive_int(args.B, "--B")
+    if args.B is not None:
+        V.check_positive_int(args.B, "--B")
     fingerprint.check_rho(args.rho, args.m)  # checks m and rho now, not after all the trials
     classes = _ints(args.classes, "classes")
-    model, settings, _ = load_checkpoint(args.checkpoint)
-    print(get_profile(args.profile).banner())
+    expect = None if args.expect_digest is None else pools_file.check_digest(args.expect_digest)
+    if args.pools is None and expect is not None:
+        raise ValueError("--expect-digest checks a pools file: add --pools FILE (the file whose "
+                         "digest was registered)")
+    if args.pools is not None and args.revealed is not None:
+        raise ValueError("--revealed draws pools from the owner split, but --pools fixes them; "
+                         "drop --revealed")
+    kind = check_suspect_file(args.suspect)
     if args.pools is not None:
-        pools = ownership.load_pools(args.pools, dataset=dataset_of(settings["model"]))
+        pools = pools_file.load_pools(args.pools, expect_digest=expect)
+        if args.dataset is not None and args.dataset != pools.dataset:
+            raise ValueError(f"--dataset {args.dataset}, but the pools file holds {pools.dataset} "
+                             f"images; drop --dataset or pass the owner's {args.dataset} pools")
     else:
-        pools = ownership.pools_from_split(_owner_split(settings, args), args.revealed, seed=args.seed)
-    res = ownership.verify_ownership(model, pools, output="logits", B=args.B, seed=args.seed,
-                                     combine=args.combine, m=args.m, n=args.n, trials=args.trials,
-                                     rho=args.rho, classes=classes)
-    print(f"verify {args.checkpoint}")
-    print(res.report())
-    pr = res.paper_rule
-    print(f"paper's rule (uncalibrated): PMI with m={pr['m']}, n={pr['n']}, t={pr['trials']}")
-    for r, acc in pr["acc_by_class"].items():
-        print(f"  class {r}: acc_r = {acc:.2f}")
-    print(f"r_opt = {pr['r_opt']}, acc_r_opt = {pr['acc_opt']:.2f}, mean acc_r = {pr['mean_acc']:.3f}, "
-          f"1/m = {1 / pr['m']:.3f}")
-    print(f"verdict (Eq. 13, rho = {args.rho}): acc_r_opt - 1/m = {pr['acc_opt'] - 1 / pr['m']:.3f} "
-          f"{'>=' if pr['verdict'] else '<'} rho -> {'ownership claimed' if pr['verdict'] else 'no claim'} "
-          "(uncalibrated: no false-positive guarantee)")
+        if kind != "checkpoint":
+            raise ValueError(f"a {kind} suspect names no data set or split: pass the owner's pools "
+                             "file with --pools FILE (python -m pmi_tutorial pools --out FILE)")
+        from .checkpoint import read_settings
+        from .profiles import get_profile
+
+        if args.revealed is not None:
+            V.check_positive_int(args.revealed, "--revealed")
+        settings = read_settings(args.suspect)
+        if "model" not in settings:
+            raise ValueError(f"{args.suspect} does not name its model; pass --pools FILE")
+        print(get_profile(args.profile).banner())
+        pools = pools_file.pools_from_split(_owner_split(settings, args), args.revealed,
+                                            seed=args.seed)
+        print("no pools file: the owner split's pools, drawn now (register pools with "
+              "`python -m pmi_tutorial pools` before examining a suspect)")
+    res = verification.verify_ownership(args.suspect, pools, B=args.B, seed=args.seed, m=args.m,
+                                        n=args.n, trials=args.trials, rho=args.rho,
+                                        classes=classes, paper_rule=not args.no_paper_rule)
+    print(res.report())  # the verdict first
     if args.json_out:
         from . import files
 
         header = files.result_header("pmi-tutorial-verify", "python -m pmi_tutorial " + " ".join(args.argv))
-        files.write_json_atomic(args.json_out, {**header, **res.to_dict(), "checkpoint": str(args.checkpoint)})
+        files.write_json_atomic(args.json_out, {**header, **res.to_dict(), "checkpoint": str(args.suspect)})
     return 0
 
 
 def cmd_pools(args) -> int:
-    """``pools``: draw the owner's P' and Q once and save them with checksums."""
-    from . import data, ownership
+    """``pools``: draw the owner's P' and Q once, fix the test and alpha, save them with their
+    digest and say how to register it."""
+    from . import _validate as V
+    from . import data, pools_file
     from .profiles import get_profile
 
+    V.check_positive_int(args.revealed, "--revealed")
+    settings = pools_file.check_settings(args.alpha, args.test, args.tail, args.combine,
+                                         999 if args.B is None else args.B)
+    settings["B"] = args.B  # None: 999, or fewer when a class has fewer re-splits
     profile = get_profile(args.profile)
     split = data.owner_split(args.dataset, seed=args.split_seed,
                              train_per_class=profile.train_per_class[args.dataset])
-    pools = ownership.pools_from_split(split, args.revealed, seed=args.seed)
-    path = ownership.save_pools(args.out, pools)
+    pools = pools_file.pools_from_split(split, args.revealed, seed=args.seed, **settings)
+    path = pools_file.save_pools(args.out, pools)
     print(f"wrote {path}: {pools.dataset}, {len(pools.P_y)} revealed members, {len(pools.Q_y)} "
-          f"non-members; sha256 digest {pools.digest}")
+          f"non-members; verdict by {pools.test} at alpha = {pools.alpha:g}")
+    print(f"digest {pools.digest}")
+    print("register this digest now, before examining any suspect (give it to the other party, or "
+          "timestamp it): `verify --expect-digest DIGEST` then refuses any other pools file")
     return 0
 
 

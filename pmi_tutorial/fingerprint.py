@@ -353,4 +353,13 @@ def run(model, pools, m: int, n: int, trials: int = 100, seed: int = 0, **kwargs
     """
     return run_on_features(pool_features(model, pools), m, n, trials=trials, seed=seed, **kwargs)
 
-from .ownership import verify_ownership  # noqa: E402,F401  (the owner's calibrated verification)
+
+def __getattr__(name):
+    # the owner's calibrated verification, importable from here as before; resolved lazily so
+    # that importing fingerprint never imports verification (which imports stats, which imports
+    # this module): no import cycle
+    if name == "verify_ownership":
+        from .verification import verify_ownership
+
+        return verify_ownership
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

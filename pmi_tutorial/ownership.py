@@ -1,40 +1,31 @@
-r"""The owner's verification: calibrated p-values first, the paper's rule beside them.
+r"""The owner's calibrated tests: closed-form rank and tail tests, the directional permutation test.
 
-Chapter "Beyond the paper", section "A p-value without a floor".  Three pieces:
+Chapter "Beyond the paper", section "A p-value without a floor".
 
 * :func:`closed_form_test`: a one-sided Mann-Whitney U (rank-sum) test per class of the
   per-sample confidence at the true class, members P' against non-members Q, and one rule fixed
   in advance that combines the classes (Stouffer by default, Fisher as an option).  Its
   p-value has no floor: it can be 1e-30 or smaller when the evidence is that strong, and it is
-  computed in log space (``log10_pvalue``) so that it never underflows to 0.
-* :class:`OwnerPools` with :func:`save_pools` / :func:`load_pools`: the owner's revealed members
-  P' and non-members Q (images, labels, class ids, the dataset's name) written once, atomically,
-  with a SHA-256 checksum of every array, and read back only if every checksum matches, so that
-  a later verification provably uses the same images.
-* :func:`verify_ownership`: a suspect (a checkpoint of ours, or any callable mapping a batch of
-  images to logits or probabilities: a black-box API) against the pools.  It reports the
-  closed-form p-value and the directional permutation test (B = 999) first, and the paper's
-  rule (Eq. 13-14) beside them, labelled uncalibrated.
+  computed in log space (``log10_pvalue``) so that it never underflows to 0.  With
+  ``test="tail"``: :func:`tail_count_test`, the exact count of members among the least
+  confident samples.
+* :func:`directional_test`: the directional permutation test, B re-splits in O(N log N).
+
+The pools file (:class:`OwnerPools`, :func:`save_pools`, :func:`load_pools`) lives in
+:mod:`pmi_tutorial.pools_file`, the verification of a suspect (:func:`verify_ownership`) in
+:mod:`pmi_tutorial.verification`; both names stay importable from here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import math
-import os
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from . import _validate as V
 
 COMBINES = ("stouffer", "fisher")
-OUTPUTS = ("auto", "logits", "probabilities")
-POOLS_FORMAT = "pmi-tutorial-pools"
-POOLS_VERSION = 1
 LOG10 = math.log(10.0)
 
 
@@ -108,7 +99,7 @@ def rank_sum_test(x, y) -> RankSumResult:
     return RankSumResult(U, float(z), float(log_ndtr(-z)) / LOG10, n1, n2)
 
 
-TAIL = 0.05  # the tail test's pre-registered share of least confident pooled samples
+TAIL = 0.05  # the tail test's default share of least confident pooled samples (pools_file.TAIL)
 
 
 def tail_count_test(x, y, fraction: float = TAIL) -> RankSumResult:
@@ -162,27 +153,61 @@ def _hypergeom_logpmf(N: int, K: int, n: int):
     return lo, lbinom(K, i) + lbinom(N - K, n - i) - lbinom(N, n)
 
 
-def _log_convolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """log of the convolution of two pmfs given as logs (exact, no underflow)."""
-    from scipy.special import logsumexp
+_SPAN = 340.0  # natural-log range of a block: products within two blocks stay above 1e-295
 
-    i, j = np.arange(len(a))[:, None], np.arange(len(b))[None, :]
-    S = np.full((len(a), len(a) + len(b) - 1), -np.inf)
-    S[np.broadcast_to(i, (len(a), len(b))), i + j] = a[:, None] + b[None, :]
-    return logsumexp(S, axis=0)
+
+def _blocks(x: np.ndarray) -> list:
+    """Contiguous ``(start, stop)`` ranges of ``x`` (finite logs) whose values span at most
+    :data:`_SPAN`."""
+    out, start = [], 0
+    while start < len(x):
+        rest = x[start:]
+        width = np.maximum.accumulate(rest) - np.minimum.accumulate(rest)
+        stop = start + int(np.searchsorted(width, _SPAN, side="right"))
+        out.append((start, max(stop, start + 1)))
+        start = out[-1][1]
+    return out
+
+
+def _log_convolve(a: np.ndarray, b: np.ndarray, size: int | None = None) -> np.ndarray:
+    """log of the convolution of two pmfs given as logs, its first ``size`` entries (default
+    all), without underflow.
+
+    Each law is cut into blocks spanning at most e^340 (:func:`_blocks`; one or two for the
+    hypergeometric laws of the tail test); each pair of blocks is shifted by its maxima and
+    convolved in linear space, where every product is then a normal double (above 1e-295 of
+    the pair's largest) and every sum of positive terms is exact to a few ulps; the pairs
+    are added in log space."""
+    size = len(a) + len(b) - 1 if size is None else min(size, len(a) + len(b) - 1)
+    a, b = a[:size], b[:size]
+    out = np.full(size, -np.inf)
+    bb = _blocks(b)
+    for a0, a1 in _blocks(a):
+        ma = a[a0:a1].max()
+        ea = np.exp(a[a0:a1] - ma)
+        for b0, b1 in bb:
+            k0 = a0 + b0
+            if k0 >= size:
+                break
+            mb = b[b0:b1].max()
+            c = np.convolve(ea, np.exp(b[b0:b1] - mb))[:size - k0]
+            out[k0:k0 + len(c)] = np.logaddexp(out[k0:k0 + len(c)], np.log(c) + (ma + mb))
+    return out
 
 
 def tail_sum_log10(per_class: dict) -> tuple[float, float]:
     """The tail tests of all classes combined exactly: the total count of members among the
     least confident, ``(total, log10 P(total <= observed))``, its null law the convolution of
-    the classes' independent hypergeometric laws."""
+    the classes' independent hypergeometric laws (only its part up to the observed total is
+    needed, and computed)."""
     from scipy.special import logsumexp
 
-    lo, law, total = 0, np.zeros(1), 0
+    total = sum(int(res.U) for res in per_class.values())
+    cut = total - sum(res._null[0] for res in per_class.values()) + 1  # entries 0 .. observed
+    law = np.zeros(1)
     for res in per_class.values():
-        l, lp = res._null
-        lo, law, total = lo + l, _log_convolve(law, lp), total + int(res.U)
-    return float(total), float(min(0.0, logsumexp(law[:total - lo + 1]))) / LOG10
+        law = _log_convolve(law, res._null[1], cut)
+    return float(total), float(min(0.0, logsumexp(law[:cut]))) / LOG10
 
 
 def _log_chi2_sf_even(x: float, dof: int) -> float:
@@ -406,351 +431,21 @@ def directional_from_scores(scores: dict, B: int = 999, seed: int = 0) -> Direct
                              {r: pval(per_null[r], per_obs[r]) for r in per_obs})
 
 
-# --------------------------------------------------------------------------- the pools file
+# --------------------------------------------------------------------------- the old names
+
+#: names that moved to :mod:`pmi_tutorial.pools_file` and :mod:`pmi_tutorial.verification`;
+#: still importable from here (lazily: those modules import this one, never the reverse)
+_MOVED = {
+    "OwnerPools": "pools_file", "save_pools": "pools_file", "load_pools": "pools_file",
+    "pools_from_split": "pools_file", "POOLS_FORMAT": "pools_file", "POOLS_VERSION": "pools_file",
+    "verify_ownership": "verification", "OwnershipResult": "verification",
+    "to_log_probabilities": "verification", "OUTPUTS": "verification",
+}
 
 
-def _sha256(a: np.ndarray) -> str:
-    a = np.ascontiguousarray(a)
-    return hashlib.sha256(str(a.dtype).encode() + str(a.shape).encode() + a.tobytes()).hexdigest()
+def __getattr__(name):
+    if name in _MOVED:
+        from importlib import import_module
 
-
-@dataclass
-class OwnerPools:
-    """The owner's revealed members P' and non-members Q, per class.
-
-    ``P_x`` / ``Q_x``: float32 image arrays (N, C, H, W), normalized as the models expect
-    (:func:`pmi_tutorial.data.normalize`); ``P_y`` / ``Q_y``: their labels; ``classes``: the
-    class ids; ``dataset``: the dataset's name.  ``digest`` identifies the images exactly.
-    """
-
-    dataset: str
-    classes: tuple
-    P_x: np.ndarray
-    P_y: np.ndarray
-    Q_x: np.ndarray
-    Q_y: np.ndarray
-    info: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        for name in ("P_x", "Q_x"):
-            setattr(self, name, np.ascontiguousarray(np.asarray(getattr(self, name), dtype=np.float32)))
-        for name in ("P_y", "Q_y"):
-            setattr(self, name, np.asarray(getattr(self, name), dtype=np.int64))
-        self.classes = tuple(int(r) for r in self.classes)
-        if len(self.P_x) != len(self.P_y) or len(self.Q_x) != len(self.Q_y):
-            raise ValueError("each pool needs one label per image; pass P_y with len(P_x) labels "
-                             "and Q_y with len(Q_x)")
-        for r in self.classes:
-            if not (self.P_y == r).any() or not (self.Q_y == r).any():
-                raise ValueError(f"class {r} has no member or no non-member image in the pools; "
-                                 "reveal members of every class listed in `classes`")
-
-    def checksums(self) -> dict:
-        return {k: _sha256(getattr(self, k)) for k in ("P_x", "P_y", "Q_x", "Q_y")}
-
-    @property
-    def digest(self) -> str:
-        """SHA-256 over the arrays' checksums, the dataset and the classes."""
-        return hashlib.sha256(json.dumps([self.dataset, list(self.classes), self.checksums()],
-                                         sort_keys=True).encode()).hexdigest()
-
-    def class_pools(self) -> dict:
-        """``{r: data.Pools(P, Q, r)}`` (torch tensors), as :func:`data.all_class_pools` gives."""
-        import torch
-
-        from .data import Pools
-
-        return {r: Pools(torch.from_numpy(self.P_x[self.P_y == r]),
-                         torch.from_numpy(self.Q_x[self.Q_y == r]), r) for r in self.classes}
-
-    def sizes(self) -> dict:
-        return {str(r): [int((self.P_y == r).sum()), int((self.Q_y == r).sum())]
-                for r in self.classes}
-
-
-def pools_from_split(split, revealed_per_class=None, seed: int = 0, classes=None) -> OwnerPools:
-    """The owner's pools of a :class:`~pmi_tutorial.data.Split`: P' = ``revealed_per_class``
-    training images per class drawn at random (seeded; None: all of them), Q = every validation
-    image of the class."""
-    classes = list(range(split.num_classes)) if classes is None else [int(r) for r in classes]
-    y, vy = split.train_y.numpy(), split.val_y.numpy()
-    rng = np.random.default_rng([int(seed), 60221])
-    P_idx, Q_idx = [], []
-    for r in classes:
-        pos = np.flatnonzero(y == r)
-        if revealed_per_class is not None:
-            k = V.check_positive_int(revealed_per_class, "revealed_per_class")
-            if k > len(pos):
-                raise ValueError(f"class {r} has {len(pos)} training images, cannot reveal {k}; "
-                                 f"lower revealed_per_class to <= {len(pos)}")
-            pos = np.sort(rng.choice(pos, k, replace=False))
-        P_idx.append(pos)
-        Q_idx.append(np.flatnonzero(vy == r))
-    P_idx, Q_idx = np.concatenate(P_idx), np.concatenate(Q_idx)
-    info = {"split_seed": int(split.seed), "revealed_per_class": revealed_per_class,
-            "draw_seed": int(seed), "P_index": split.train_index[P_idx].tolist(),
-            "Q_index": split.val_index[Q_idx].tolist()}
-    return OwnerPools(split.name, tuple(classes), split.train_x.numpy()[P_idx], y[P_idx],
-                      split.val_x.numpy()[Q_idx], vy[Q_idx], info)
-
-
-def save_pools(path, pools: OwnerPools) -> Path:
-    """Write ``pools`` to ``path`` (.npz, compressed) once: arrays plus a JSON header with the
-    format, the dataset, the classes and the SHA-256 of every array; atomically (a temporary
-    file in the same folder, then ``os.replace``).  Returns the path."""
-    path = Path(path)
-    head = {"format": POOLS_FORMAT, "version": POOLS_VERSION, "dataset": pools.dataset,
-            "classes": list(pools.classes), "sha256": pools.checksums(), "digest": pools.digest,
-            "sizes": pools.sizes(), "info": {k: v for k, v in pools.info.items()
-                                             if k not in ("P_index", "Q_index")}}
-    buf = io.BytesIO()
-    extra = {k: np.asarray(pools.info[k], dtype=np.int64) for k in ("P_index", "Q_index")
-             if k in pools.info}
-    np.savez_compressed(buf, P_x=pools.P_x, P_y=pools.P_y, Q_x=pools.Q_x, Q_y=pools.Q_y,
-                        header=np.frombuffer(json.dumps(head).encode(), dtype=np.uint8), **extra)
-    from .files import write_bytes_atomic
-
-    write_bytes_atomic(path, buf.getvalue())
-    return path
-
-
-def load_pools(path, dataset: str | None = None) -> OwnerPools:
-    """Read a pools file written by :func:`save_pools`, verifying every checksum.
-
-    ``dataset``: the dataset the suspect is built for; pools of another dataset are refused.
-    Raises FileNotFoundError for a missing file, ValueError for a corrupt file, a checksum
-    mismatch (the images changed since they were saved) or the wrong dataset.
-    """
-    import zipfile
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no pools file at {path}; check the path, or write one first with "
-            "`python -m pmi_tutorial pools --out FILE` (ownership.save_pools)")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        head = json.loads(bytes(arrays.pop("header")).decode())
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not a readable pools file ({exc}); write it again with "
-                         "ownership.save_pools") from None
-    if head.get("format") != POOLS_FORMAT or head.get("version") != POOLS_VERSION:
-        raise ValueError(f"{path} is not a version-{POOLS_VERSION} pools file of pmi_tutorial; "
-                         "write it again with ownership.save_pools")
-    info = dict(head.get("info", {}))
-    for k in ("P_index", "Q_index"):
-        if k in arrays:
-            info[k] = arrays.pop(k).tolist()
-    pools = OwnerPools(head["dataset"], tuple(head["classes"]), arrays["P_x"], arrays["P_y"],
-                       arrays["Q_x"], arrays["Q_y"], info)
-    sums = pools.checksums()
-    bad = [k for k, v in head["sha256"].items() if sums.get(k) != v]
-    if bad:
-        raise ValueError(f"checksum mismatch in {path} for {', '.join(bad)}: the pools changed "
-                         "since they were saved; use the original file (a verification must use "
-                         "exactly the images the owner fixed)")
-    if dataset is not None and pools.dataset != dataset:
-        raise ValueError(f"the pools in {path} are {pools.dataset} images, but the suspect is "
-                         f"built for {dataset}; pass the owner's {dataset} pools file")
-    return pools
-
-
-# --------------------------------------------------------------------------- the suspect
-
-
-def _as_callable(suspect):
-    """``(function images -> outputs, description, dataset or None)``."""
-    if isinstance(suspect, (str, os.PathLike)):
-        from .checkpoint import load_checkpoint
-        from .features import logits
-        from .models import dataset_of
-
-        model, settings, _ = load_checkpoint(suspect)  # weights_only: never unpickles code
-        model.eval()
-        return (lambda x: logits(model, x), f"checkpoint {suspect}",
-                dataset_of(settings["model"]) if "model" in settings else None, "logits")
-    if hasattr(suspect, "state_dict") and hasattr(suspect, "forward"):
-        from .features import logits as logits_of
-
-        return lambda x: logits_of(suspect, x), type(suspect).__name__, None, "logits"
-    if callable(suspect):
-        return suspect, getattr(suspect, "__name__", type(suspect).__name__), None, None
-    raise ValueError(f"suspect must be a checkpoint path, a torch model or a callable mapping "
-                     f"a batch of images to logits or probabilities, got {type(suspect).__name__}")
-
-
-def _outputs(fn, x, c: int, batch_size: int) -> np.ndarray:
-    import torch
-
-    outs = []
-    for start in range(0, len(x), batch_size):
-        xb = torch.from_numpy(x[start:start + batch_size])
-        with torch.no_grad():
-            out = fn(xb)
-        if hasattr(out, "detach"):
-            out = out.detach().cpu().double().numpy()
-        out = np.asarray(out, dtype=np.float64)
-        if out.shape != (len(xb), c):
-            raise ValueError(
-                f"the suspect returned shape {out.shape} for a batch of {len(xb)} images; it must "
-                f"return ({len(xb)}, {c}): one row of {c} logits or probabilities per image")
-        if not np.all(np.isfinite(out)):
-            raise ValueError("the suspect returned NaN or infinite values; check the model or API")
-        outs.append(out)
-    return np.concatenate(outs)
-
-
-def _looks_like_probabilities(out: np.ndarray) -> bool:
-    return bool((out >= 0).all() and (out <= 1 + 1e-6).all()
-                and np.allclose(out.sum(1), 1.0, atol=1e-4))
-
-
-def to_log_probabilities(out: np.ndarray, output: str) -> np.ndarray:
-    """Log-probabilities from logits (log-softmax) or from probabilities (log, clipped at the
-    smallest positive float32 so that a probability of 0 stays finite)."""
-    from scipy.special import log_softmax
-
-    if output == "logits":
-        return log_softmax(out, axis=1)
-    return np.log(np.clip(out, np.finfo(np.float32).tiny, None))
-
-
-@dataclass
-class OwnershipResult:
-    """What :func:`verify_ownership` found: calibrated p-values first, the paper's rule beside."""
-
-    closed_form: ClosedFormResult
-    permutation: dict
-    paper_rule: dict
-    suspect: str
-    output: str
-    pools: dict
-    closed_form_tail: ClosedFormResult | None = None
-
-    @property
-    def log10_pvalue_both(self) -> float:
-        """Bonferroni over the two closed-form tests: log10 min(1, 2 min(p_rank, p_tail))."""
-        lps = [self.closed_form.log10_pvalue]
-        if self.closed_form_tail is not None:
-            lps.append(self.closed_form_tail.log10_pvalue)
-        return min(0.0, min(lps) + math.log10(len(lps)))
-
-    def to_dict(self) -> dict:
-        tail = self.closed_form_tail.to_dict() if self.closed_form_tail is not None else None
-        return {"calibrated": {"closed_form": self.closed_form.to_dict(),
-                               "closed_form_tail": tail,
-                               "closed_form_both": {"test": "Bonferroni over the rank and the tail "
-                                                            "test", "log10_pvalue": self.log10_pvalue_both},
-                               "permutation": self.permutation},
-                "paper_rule": self.paper_rule, "suspect": self.suspect, "output": self.output,
-                "pools": self.pools}
-
-    def to_json(self, path=None) -> str:
-        text = json.dumps(self.to_dict(), indent=1)
-        if path is not None:
-            from .files import write_json_atomic
-
-            write_json_atomic(path, self.to_dict())
-        return text
-
-    def report(self) -> str:
-        cf, pm, pr = self.closed_form, self.permutation, self.paper_rule
-        lines = [
-            f"suspect: {self.suspect} (outputs read as {self.output}); pools {self.pools['digest'][:16]} "
-            f"({self.pools['dataset']}, {self.pools['n_P']} revealed members, {self.pools['n_Q']} non-members)",
-            "calibrated p-values (null: P' and Q exchangeable for the suspect; valid over the draw of the pools):",
-            f"  closed form (one-sided Mann-Whitney U per class, {cf.combine}): "
-            f"p = {_fmt_p(cf.log10_pvalue)} (log10 p = {cf.log10_pvalue:.2f})",
-            *([f"  closed form (members among the {self.closed_form_tail.fraction:g} least confident, "
-               f"exact under the null, {self.closed_form_tail.combine}; shown calibrated on innocent "
-               f"MNIST models from 100 members per class, conservative below): p = {_fmt_p(self.closed_form_tail.log10_pvalue)} "
-               f"(log10 p = {self.closed_form_tail.log10_pvalue:.2f})",
-               f"  closed form, both (Bonferroni): log10 p = {self.log10_pvalue_both:.2f}"]
-              if self.closed_form_tail is not None else []),
-            f"  permutation (directional, max over classes, B = {pm['B']}): p = {pm['pvalue']:.4g} "
-            f"(smallest possible 1/(B+1) = {1 / (pm['B'] + 1):.4g})",
-            f"paper's rule, uncalibrated (Eq. 13-14, m = {pr['m']}, n = {pr['n']}, t = {pr['trials']}): "
-            f"r_opt = {pr['r_opt']}, acc_r_opt = {pr['acc_opt']:.2f}, 1/m + rho = "
-            f"{1 / pr['m'] + pr['rho']:.3f} -> {'claim' if pr['verdict'] else 'no claim'} "
-            "(no false-positive guarantee)",
-        ]
-        return "\n".join(lines)
-
-
-def _fmt_p(log10_p: float) -> str:
-    if log10_p > -4:
-        return f"{10 ** log10_p:.4g}"
-    e = math.floor(log10_p)
-    return f"{10 ** (log10_p - e):.2f}e{e}"
-
-
-def verify_ownership(suspect, pools, *, output: str = "auto", B: int = 999, seed: int = 0,
-                     combine: str = "stouffer", m: int = 3, n: int = 100, trials: int = 100,
-                     rho: float = 0.1, batch_size: int = 1024, classes=None,
-                     tail: float = TAIL) -> OwnershipResult:
-    r"""Was ``suspect`` trained on the owner's revealed members?  Calibrated p-values first.
-
-    ``suspect``: a pmi_tutorial checkpoint path (loaded pickle-free), a torch model, or any
-    callable mapping a batch of images (a float32 tensor (b, C, H, W), normalized as in
-    :mod:`pmi_tutorial.data`) to a (b, c) array of logits or probabilities: a black-box API.
-    ``output``: ``"logits"``, ``"probabilities"``, or ``"auto"`` (probabilities when every row
-    is non-negative and sums to 1, else logits); the result says which was used.
-    ``pools``: an :class:`OwnerPools` or the path of a pools file (:func:`load_pools`, checksums
-    verified; refused if its dataset is not the checkpoint's).
-
-    Reports (1) :func:`closed_form_test` (no floor): the rank test, the tail test
-    (:func:`tail_count_test`, share ``tail`` fixed in advance) and, to quote when both are
-    read, their Bonferroni combination ``log10_pvalue_both``; (2) the directional permutation test
-    (:func:`directional_test`: max over classes, B re-splits, p >= 1/(B+1)) on
-    log-probabilities, both valid over the random draw of the
-    pools under the null "P' and Q are exchangeable for the suspect"; and (3) beside them the
-    paper's rule (Eq. 13-14 on m, n, trials; logits where available, else log-probabilities),
-    which has no false-positive guarantee and is labelled uncalibrated.
-    """
-    from . import fingerprint
-
-    if output not in OUTPUTS:
-        raise ValueError(f"unknown output {output!r}; use one of {', '.join(map(repr, OUTPUTS))}")
-    fingerprint.check_rho(rho, m)  # checks m and rho now
-    fn, name, dataset, declared = _as_callable(suspect)
-    if not isinstance(pools, OwnerPools):
-        pools = load_pools(pools, dataset=dataset)
-    elif dataset is not None and pools.dataset != dataset:
-        raise ValueError(f"the pools are {pools.dataset} images, but the suspect is built for "
-                         f"{dataset}; pass the owner's {dataset} pools")
-    chosen = pools.classes if classes is None else tuple(int(r) for r in classes)
-    from .data import NUM_CLASSES
-
-    c = NUM_CLASSES.get(pools.dataset, max(pools.classes) + 1)
-    outP = _outputs(fn, pools.P_x, c, batch_size)
-    outQ = _outputs(fn, pools.Q_x, c, batch_size)
-    if declared is not None and output == "auto":
-        output = declared
-    if output == "auto":
-        output = ("probabilities" if _looks_like_probabilities(np.concatenate([outP, outQ]))
-                  else "logits")
-    lpP, lpQ = to_log_probabilities(outP, output), to_log_probabilities(outQ, output)
-    featP, featQ = (outP, outQ) if output == "logits" else (lpP, lpQ)
-    lp_pools, feat_pools = {}, {}
-    for r in chosen:
-        if r not in pools.classes:
-            raise ValueError(f"class {r} is not in the pools (classes {list(pools.classes)})")
-        iP, iQ = pools.P_y == r, pools.Q_y == r
-        lp_pools[r] = (lpP[iP], lpQ[iQ])
-        feat_pools[r] = (featP[iP], featQ[iQ])
-    scores = class_scores(lp_pools)  # once, for both calibrated tests
-    cf = closed_form_from_scores(scores, combine=combine)
-    cf_tail = closed_form_from_scores(scores, combine=combine, test="tail", fraction=tail)
-    permutation = directional_from_scores(scores, B=B, seed=seed).to_dict()
-    n_eff = min(n, min(len(v[0]) for v in feat_pools.values()))
-    paper = fingerprint.run_on_features(feat_pools, m, n_eff, trials=trials, seed=seed)
-    paper_rule = {"label": "uncalibrated", "m": m, "n": n_eff, "trials": trials, "rho": rho,
-                  "features": "logits" if output == "logits" else "log-probabilities",
-                  "acc_by_class": {str(r): float(a) for r, a in paper.acc_by_class.items()},
-                  "r_opt": paper.r_opt, "acc_opt": float(paper.acc_opt),
-                  "mean_acc": float(paper.mean_acc), "verdict": bool(paper.verdict(rho))}
-    info = {"dataset": pools.dataset, "digest": pools.digest, "classes": list(chosen),
-            "n_P": int(sum(len(v[0]) for v in lp_pools.values())),
-            "n_Q": int(sum(len(v[1]) for v in lp_pools.values()))}
-    return OwnershipResult(cf, permutation, paper_rule, name, output, info, cf_tail)
+        return getattr(import_module(f".{_MOVED[name]}", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -57,14 +57,16 @@ def test_train_verify_attack_end_to_end(env, capsys):
                      "--trials", "20", "--classes", "0,1", "--json", str(result)]) == 0
     out = capsys.readouterr().out
     assert "class 0: acc_r = " in out and "class 1: acc_r = " in out and "class 2" not in out
-    assert "r_opt = " in out and "verdict (Eq. 13" in out
-    assert out.index("closed form") < out.index("permutation") < out.index("class 0: acc_r")
+    assert "r_opt = " in out and "paper's rule (Eq. 13-14" in out and "Eq. 15: mean acc_r" in out
+    assert (out.index("verdict: ") < out.index("closed form") < out.index("permutation")
+            < out.index("for comparison, no false-positive guarantee") < out.index("class 0: acc_r"))
     full = files.read_result(result, "pmi-tutorial-verify")  # the header with provenance
     assert full["provenance"]["command"].startswith("python -m pmi_tutorial verify")
     saved = full["paper_rule"]
     assert set(saved["acc_by_class"]) == {"0", "1"} and saved["m"] == 3 and saved["n"] == 20
     assert saved["r_opt"] in (0, 1) and isinstance(saved["verdict"], bool)
-    assert saved["label"] == "uncalibrated"
+    assert saved["label"] == "for comparison, no false-positive guarantee"
+    assert full["verdict"] in ("accused", "not accused") and full["test"] == "rank+tail"
     # the printed acc_r are the saved ones
     for r, acc in saved["acc_by_class"].items():
         assert f"class {r}: acc_r = {acc:.2f}" in out
@@ -91,9 +93,11 @@ def test_train_verify_attack_end_to_end(env, capsys):
 SUBCOMMANDS = {
     "train": ["--model", "--epochs", "--lr", "--batch-size", "--out", "--dataset", "--seed", "--profile",
               "resumes"],
-    "verify": ["--checkpoint", "--pools", "--revealed", "--B", "--combine", "--m", "--n", "--trials",
-               "--rho", "--classes", "--json", "--profile", "uncalibrated"],
-    "pools": ["--dataset", "--revealed", "--seed", "--out", "checksum"],
+    "verify": ["--suspect", "--checkpoint", "--pools", "--expect-digest", "--revealed", "--B", "--m",
+               "--n", "--trials", "--rho", "--classes", "--json", "--profile", "verdict", "alpha",
+               "for comparison", "Eq. 15", "TorchScript", "ONNX"],
+    "pools": ["--dataset", "--revealed", "--seed", "--alpha", "--test", "--tail", "--B", "--out",
+              "checksum", "digest", "--expect-digest"],
     "attack": ["finetune", "prune", "--checkpoint", "--out", "--rate", "--epochs", "--fraction"],
     "reproduce": ["table1", "figure2", "--profile", "--out", "--trials", "--models", "--ms", "--ns",
                   "resumes"],
@@ -143,3 +147,79 @@ def test_train_and_verify_run_on_the_synthetic_data(monkeypatch, tmp_path, synth
     assert list(saved["acc_by_class"]) == ["0"] and 0 <= saved["acc_by_class"]["0"] <= 1
     assert full["calibrated"]["closed_form"]["per_class"].keys() == {"0"}
     assert f"class 0: acc_r = {saved['acc_by_class']['0']:.2f}" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- pools and verify
+
+
+def _cli(args, cwd):
+    """``python -m pmi_tutorial ARGS`` in a subprocess (started, not waited for)."""
+    return subprocess.Popen([sys.executable, "-m", "pmi_tutorial", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+def test_pools_registers_a_digest_and_verify_holds_the_owner_to_it(env, capsys):
+    from pmi_tutorial import data, pools_file
+    from pmi_tutorial.checkpoint import save_checkpoint
+    from pmi_tutorial.models import build_model
+
+    pools = env / "pools.npz"
+    assert cli.main(["pools", "--revealed", "50", "--alpha", "0.05", "--test", "rank",
+                     "--profile", "tiny", "--out", str(pools)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    digest = pools_file.load_pools(pools).digest
+    assert "verdict by rank at alpha = 0.05" in out[0] and out[1] == f"digest {digest}"
+    assert out[2].startswith("register this digest now, before examining any suspect")
+    ckpt = save_checkpoint(env / "suspect.pt", build_model("mlp", seed=0), {"model": "mlp"})
+    (env / "notes.txt").write_text("not a model\n")
+    split = data.owner_split("mnist", seed=0, train_per_class=100)  # the tiny profile's split
+    other = pools_file.save_pools(env / "other.npz", pools_file.pools_from_split(
+        split, 50, seed=1, alpha=0.05, test="rank"))  # another draw of P'
+    assert pools_file.load_pools(env / "other.npz").digest != digest
+    good = ["verify", "--suspect", str(ckpt), "--pools", str(pools), "--trials", "5", "--n", "20"]
+    cases = {  # name: (arguments, words of the one line on stderr, words it must not hold)
+        "ok": (good + ["--expect-digest", digest, "--json", "v.json"], [], []),
+        "missing-checkpoint": (["verify", "--checkpoint", "absent.pt", "--pools", str(pools)],
+                               ["no checkpoint at absent.pt", "check the path",
+                                "python -m pmi_tutorial train --model mlp --out absent.pt"],
+                               ["training.train", "checkpoint_path"]),
+        "text-checkpoint": (["verify", "--checkpoint", "notes.txt", "--pools", str(pools)],
+                            ["notes.txt is not a model file", "TorchScript or ONNX"], ["delete"]),
+        "text-pools": (["verify", "--checkpoint", str(ckpt), "--pools", "notes.txt"],
+                       ["notes.txt is not a pools file of pmi_tutorial", "pools --out FILE"],
+                       ["allow_pickle", "pickled"]),
+        "B-too-large": (good + ["--B", "50000"], ["B = 50000", "lower B to <="], []),
+        "other-digest": (["verify", "--suspect", str(ckpt), "--pools", str(other),
+                          "--expect-digest", digest], ["not the registered", digest[:16]], []),
+        "bad-digest": (good + ["--expect-digest", "12ab"], ["64 hexadecimal characters"], []),
+        "revealed-with-pools": (good + ["--revealed", "10"], ["drop --revealed"], []),
+        "no-paper-rule": (good + ["--no-paper-rule"], [], []),
+        "onnx-without-pools": (["verify", "--suspect", "m.onnx"], ["pass the owner's pools file"], []),
+    }
+    (env / "m.onnx").write_bytes(b"\x08\x07")  # no pools: refused before onnxruntime is asked
+    procs = {name: _cli(args, env) for name, (args, _, _) in cases.items()}
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=300)
+        if name == "ok":
+            assert proc.returncode == 0, stderr
+            assert stdout.startswith("verdict: ") and "at alpha = 0.05 by rank" in stdout.splitlines()[0]
+            assert "calibrated from 100 members" not in stdout
+            assert "for comparison, no false-positive guarantee" in stdout
+            saved = files.read_result(env / "v.json", "pmi-tutorial-verify")
+            assert saved["verdict"] in ("accused", "not accused") and saved["alpha"] == 0.05
+            assert saved["test"] == "rank" and saved["pools"]["digest"] == digest
+            assert saved["p"] == pytest.approx(saved["calibrated"]["closed_form"]["pvalue"])
+            assert "warning: only 50 revealed members" in stdout
+            continue
+        if name == "no-paper-rule":
+            assert proc.returncode == 0 and "verdict: " in stdout and "Eq. 15" not in stdout, stderr
+            continue
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), (name, stderr)
+        assert stdout == "", (name, stdout)  # refused before any work (nothing printed)
+        _, words, absent = cases[name]
+        for w in words:
+            assert w in lines[0], (name, w, lines[0])
+        for w in absent:
+            assert w not in lines[0], (name, w, lines[0])

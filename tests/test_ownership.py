@@ -195,6 +195,21 @@ def test_tail_test_is_valid_under_the_null_and_sees_a_tail_the_rank_test_misses(
 # --------------------------------------------------------------------------- the directional test
 
 
+@pytest.mark.parametrize("case", ["hypergeometric", "far tail"])
+def test_log_convolve_is_exact(case):
+    from scipy.special import logsumexp
+
+    if case == "hypergeometric":  # the fast path (linear space)
+        a, b = O._hypergeom_logpmf(3000, 150, 1000)[1], O._hypergeom_logpmf(2900, 145, 900)[1]
+    else:  # laws spanning more than 1e-300: the exact log-space sum
+        a = np.linspace(0.0, -2000.0, 60)
+        b = np.linspace(-900.0, 0.0, 45)
+    want = np.array([logsumexp([a[i] + b[k - i] for i in range(len(a)) if 0 <= k - i < len(b)])
+                     for k in range(len(a) + len(b) - 1)])
+    assert np.allclose(O._log_convolve(a, b), want, rtol=1e-10, atol=1e-10)
+    assert np.allclose(O._log_convolve(a, b, 30), want[:30], rtol=1e-10, atol=1e-10)
+
+
 def test_cyclic_subset_sums_brute_force():
     rng = np.random.default_rng(4)
     s, a = np.round(rng.normal(size=23), 1), 7
@@ -279,7 +294,7 @@ def test_pools_file_round_trip_and_bad_files(small_world, tmp_path):
     with pytest.raises(ValueError, match="checksum mismatch in .* for P_x"):
         O.load_pools(tmp_path / "tampered.npz")
     (tmp_path / "junk.npz").write_bytes(b"not a zip file")
-    with pytest.raises(ValueError, match="not a readable pools file"):
+    with pytest.raises(ValueError, match="not a pools file of pmi_tutorial"):
         O.load_pools(tmp_path / "junk.npz")
 
 
@@ -290,6 +305,10 @@ def test_owner_is_accused_and_innocent_is_not(small_world, tmp_path):
     res = {k: O.verify_ownership(m, pools, B=199, trials=20) for k, m in models.items()}
     own, inn = res["owner"], res["innocent"]
     assert own.output == "logits"
+    # the verdict: the pools' primary test (rank+tail, Bonferroni) at the pools' alpha (0.01)
+    assert (own.verdict, inn.verdict) == ("accused", "not accused")
+    assert own.log10_p() == pytest.approx(min(0.0, math.log10(2) + min(
+        own.closed_form.log10_pvalue, own.closed_form_tail.log10_pvalue)))
     # p < 1e-6 for the over-fitted owner (its exact value moves with the torch build), > 1e-3 innocent
     assert own.closed_form.log10_pvalue < -6 < -3 < inn.closed_form.log10_pvalue
     # at most two of the 199 re-splits reach the owner's statistic; the innocent is unremarkable
@@ -299,11 +318,14 @@ def test_owner_is_accused_and_innocent_is_not(small_world, tmp_path):
     assert own.closed_form.log10_pvalue == pytest.approx(
         sps.norm.logsf(sum(z) / math.sqrt(10)) / math.log(10), rel=1e-9)
     d = own.to_dict()
-    assert list(d)[:2] == ["calibrated", "paper_rule"] and d["paper_rule"]["label"] == "uncalibrated"
+    assert list(d)[:4] == ["verdict", "accused", "alpha", "test"] and d["p"] == own.pvalue
+    assert d["paper_rule"]["label"] == "for comparison, no false-positive guarantee"
     assert d["pools"]["digest"] == pools.digest and d["pools"]["n_P"] == 1000
     text = own.report()
-    assert text.index("closed form") < text.index("permutation") < text.index("uncalibrated")
-    assert "{" not in text and "conservative below" in text  # every number formatted; the tail test's scope
+    assert text.startswith("verdict: accused at alpha = 0.01 by rank+tail")
+    assert (text.index("verdict") < text.index("closed form") < text.index("permutation")
+            < text.index("no false-positive guarantee") < text.index("Eq. 15"))
+    assert "{" not in text and "warning" not in text  # every number formatted; 100 revealed per class
 
     # a checkpoint path and a pools file give the same numbers
     ckpt = save_checkpoint(tmp_path / "owner.pt", models["owner"], {"model": "mlp"})
@@ -328,7 +350,7 @@ def test_bad_suspects(small_world):
     with pytest.raises(ValueError, match="NaN or infinite"):
         O.verify_ownership(lambda x: np.full((len(x), 10), np.nan), pools, B=9)
     with pytest.raises(ValueError, match="suspect must be a checkpoint path"):
-        O.verify_ownership(42, pools)
+        O.verify_ownership(42, pools, B=9)
     with pytest.raises(ValueError, match="unknown output"):
         O.verify_ownership(models["owner"], pools, output="scores")
     with pytest.raises(FileNotFoundError, match="no pools file"):
@@ -350,9 +372,10 @@ def test_cli_verify_orders_owner_before_innocent(small_world, tmp_path, capsys):
         assert cli.main(["verify", "--checkpoint", str(ckpt), "--pools", str(pf), "--B", "199",
                          "--trials", "10", "--json", str(out_json)]) == 0
         text = capsys.readouterr().out
-        assert text.index("calibrated p-values") < text.index("closed form") < text.index("uncalibrated")
+        assert text.index("verdict: ") < text.index("closed form") < text.index("no false-positive")
         saved = json.loads(out_json.read_text())
         log10[name] = saved["calibrated"]["closed_form"]["log10_pvalue"]
+        assert saved["verdict"] == ("accused" if name == "owner" else "not accused")
         assert f"log10 p = {log10[name]:.2f}" in text
         assert saved["pools"]["digest"] == pools.digest
     assert log10["owner"] < -6 and log10["innocent"] > -3
@@ -362,5 +385,6 @@ def test_cli_verify_orders_owner_before_innocent(small_world, tmp_path, capsys):
     assert "no pools file" in capsys.readouterr().err
     c10 = O.save_pools(tmp_path / "c10.npz", O.OwnerPools("cifar10", pools.classes, pools.P_x,
                                                            pools.P_y, pools.Q_x, pools.Q_y))
-    assert cli.main(["verify", "--checkpoint", str(tmp_path / "owner.pt"), "--pools", str(c10)]) == 2
+    assert cli.main(["verify", "--checkpoint", str(tmp_path / "owner.pt"), "--pools", str(c10),
+                     "--B", "199"]) == 2
     assert "suspect is built for mnist" in capsys.readouterr().err

@@ -1,0 +1,157 @@
+"""Tests for pmi_tutorial.pools_file: the digest binds every array and the settings; a pools
+file is untrusted input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from pmi_tutorial import pools_file as PF
+
+
+def make_pools(n_P=40, n_Q=60, classes=(0, 1, 2), seed=0, **settings) -> PF.OwnerPools:
+    rng = np.random.default_rng(seed)
+    P_y = np.repeat(classes, n_P)
+    Q_y = np.repeat(classes, n_Q)
+    info = {"split_seed": 0, "draw_seed": seed, "P_index": list(range(0, 2 * len(P_y), 2)),
+            "Q_index": list(range(len(Q_y)))}
+    return PF.OwnerPools("mnist", classes, rng.normal(size=(len(P_y), 1, 28, 28)), P_y,
+                         rng.normal(size=(len(Q_y), 1, 28, 28)), Q_y, info, **settings)
+
+
+def _arrays(path):
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _header(arrays):
+    return json.loads(bytes(arrays["header"]).decode())
+
+
+def test_round_trip_and_checksums_are_sha256_of_the_arrays(tmp_path):
+    pools = make_pools(alpha=0.05, test="rank")
+    path = PF.save_pools(tmp_path / "p.npz", pools)
+    back = PF.load_pools(path, dataset="mnist", expect_digest=pools.digest.upper())
+    assert back.digest == pools.digest and (back.alpha, back.test) == (0.05, "rank")
+    assert back.info["P_index"] == pools.info["P_index"]
+    assert np.array_equal(back.Q_x, pools.Q_x) and not list(tmp_path.glob(".*.tmp"))
+    head = _header(_arrays(path))
+    # every array has its checksum, computed independently here: sha256(dtype, shape, bytes)
+    for k in PF.ARRAYS:
+        a = np.ascontiguousarray(_arrays(path)[k])
+        want = hashlib.sha256(str(a.dtype).encode() + str(a.shape).encode() + a.tobytes()).hexdigest()
+        assert head["sha256"][k] == want
+    assert head["settings"]["alpha"] == 0.05 and head["settings"]["sizes"]["0"] == [40, 60]
+
+
+def test_digest_covers_settings_indices_and_images():
+    base = make_pools().digest
+    changed = {
+        "alpha": make_pools(alpha=0.05), "test": make_pools(test="tail"),
+        "tail": make_pools(tail=0.1), "combine": make_pools(combine="fisher"), "B": make_pools(B=50),
+    }
+    idx = make_pools()
+    idx.info["P_index"] = list(idx.info["P_index"])
+    idx.info["P_index"][3] += 1
+    changed["P_index"] = idx
+    img = make_pools()
+    with pytest.raises(ValueError, match="read-only"):  # the digest is computed once
+        img.P_x[0, 0, 0, 0] += 1e-3
+    P_x = img.P_x.copy()
+    P_x[0, 0, 0, 0] += 1e-3
+    changed["P_x"] = PF.OwnerPools(img.dataset, img.classes, P_x, img.P_y, img.Q_x, img.Q_y,
+                                   img.info)
+    digests = {k: p.digest for k, p in changed.items()}
+    assert base not in digests.values() and len(set(digests.values())) == len(digests)
+    assert make_pools().digest == base  # deterministic
+
+
+def test_an_edited_index_fails(tmp_path):
+    pools = make_pools()
+    path = PF.save_pools(tmp_path / "p.npz", pools)
+    arrays = _arrays(path)
+    arrays["P_index"] = arrays["P_index"].copy()
+    arrays["P_index"][0] = 10**6
+    np.savez_compressed(tmp_path / "edited.npz", **arrays)  # the header, checksums kept
+    with pytest.raises(ValueError, match="checksum mismatch .* for P_index"):
+        PF.load_pools(tmp_path / "edited.npz")
+    # rewritten with fresh checksums and digest: self-consistent, refused against the registered one
+    edited = make_pools()
+    edited.info["P_index"] = arrays["P_index"].tolist()
+    fresh = PF.save_pools(tmp_path / "fresh.npz", edited)
+    assert PF.load_pools(fresh).digest != pools.digest
+    with pytest.raises(ValueError, match="not the registered"):
+        PF.load_pools(fresh, expect_digest=pools.digest)
+    # the stored digest edited by hand, checksums consistent: refused
+    arrays = _arrays(path)
+    head = _header(arrays)
+    head["digest"] = "0" * 64
+    arrays["header"] = np.frombuffer(json.dumps(head).encode(), dtype=np.uint8)
+    np.savez_compressed(tmp_path / "digest.npz", **arrays)
+    with pytest.raises(ValueError, match="does not match its arrays"):
+        PF.load_pools(tmp_path / "digest.npz")
+
+
+def test_swapped_images_with_fresh_checksums_fail_against_the_registered_digest(tmp_path):
+    pools = make_pools(n_P=200, n_Q=300)
+    registered = PF.save_pools(tmp_path / "p.npz", pools)
+    digest = PF.load_pools(registered).digest
+    P_x, Q_x = pools.P_x.copy(), pools.Q_x.copy()
+    rng = np.random.default_rng(1)
+    for r in pools.classes:  # 500 images in all swapped between P' and Q, labels kept
+        i = rng.choice(np.flatnonzero(pools.P_y == r), 167 if r < 2 else 166, replace=False)
+        j = rng.choice(np.flatnonzero(pools.Q_y == r), len(i), replace=False)
+        P_x[i], Q_x[j] = pools.Q_x[j], pools.P_x[i]
+    swapped = PF.OwnerPools(pools.dataset, pools.classes, P_x, pools.P_y, Q_x, pools.Q_y,
+                            pools.info)
+    path = PF.save_pools(tmp_path / "swapped.npz", swapped)
+    assert PF.load_pools(path).digest != digest  # its own checksums all match
+    with pytest.raises(ValueError, match="not the registered"):
+        PF.load_pools(path, expect_digest=digest)
+
+
+def test_files_that_are_not_pools_are_refused_in_one_line(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my pools are elsewhere\n")
+    with pytest.raises(ValueError, match=r"notes.txt is not a pools file of pmi_tutorial \(not an "
+                                         r"\.npz archive\); pass the file that `python -m pmi"):
+        PF.load_pools(notes)
+    np.savez(tmp_path / "plain.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="without the pools header"):
+        PF.load_pools(tmp_path / "plain.npz")
+    # an object array (a pickle) is never unpickled
+    np.savez(tmp_path / "pickle.npz", header=np.array([{"format": "x"}], dtype=object))
+    with pytest.raises(ValueError, match="not a pools file") as info:
+        PF.load_pools(tmp_path / "pickle.npz")
+    assert "\n" not in str(info.value)
+    # a version-1 file (no settings in the digest): write it again
+    arrays = _arrays(PF.save_pools(tmp_path / "p.npz", make_pools()))
+    head = _header(arrays)
+    head["version"] = 1
+    arrays["header"] = np.frombuffer(json.dumps(head).encode(), dtype=np.uint8)
+    np.savez_compressed(tmp_path / "v1.npz", **arrays)
+    with pytest.raises(ValueError, match="version-1 pools file.*register the new digest"):
+        PF.load_pools(tmp_path / "v1.npz")
+    with pytest.raises(FileNotFoundError, match="pmi_tutorial pools --out"):
+        PF.load_pools(tmp_path / "absent.npz")
+
+
+@pytest.mark.parametrize("bad, words", [
+    (dict(alpha=0.0), "alpha must be in (0, 1)"), (dict(alpha=1.5), "alpha must be in (0, 1)"),
+    (dict(test="best"), "unknown test 'best'"), (dict(tail=1.0), "tail share"),
+    (dict(combine="mean"), "unknown combine"), (dict(B=0), "B must be a positive integer"),
+])
+def test_bad_settings(bad, words):
+    with pytest.raises(ValueError) as info:
+        make_pools(**bad)
+    assert words in str(info.value)
+
+
+def test_check_digest():
+    assert PF.check_digest(" " + "AB" * 32 + "\n") == "ab" * 32
+    for bad in ("abc", "g" * 64, "a" * 65):
+        with pytest.raises(ValueError, match="64 hexadecimal characters"):
+            PF.check_digest(bad)
