@@ -403,7 +403,7 @@ def directional_test(logprob_pools, B: int = 999, seed: int = 0) -> DirectionalR
 
 def directional_from_scores(scores: dict, B: int = 999, seed: int = 0) -> DirectionalResult:
     """:func:`directional_test` on per-class scores ``{r: (scores_P, scores_Q)}``."""
-    from .stats import _TIES_RTOL
+    from .stats import permutation_pvalue
 
     if isinstance(B, bool) or not isinstance(B, (int, np.integer)) or B < 1:
         raise ValueError(f"B must be an integer >= 1, got {B!r}; e.g. B=999")
@@ -424,11 +424,8 @@ def directional_from_scores(scores: dict, B: int = 999, seed: int = 0) -> Direct
     observed = max(per_obs.values())
     null = np.max(np.stack(list(per_null.values())), axis=0)
 
-    def pval(nul, obs):
-        return (int(np.count_nonzero(nul >= obs - _TIES_RTOL * abs(obs) - 1e-12)) + 1) / (len(nul) + 1)
-
-    return DirectionalResult(pval(null, observed), observed, int(B), per_obs,
-                             {r: pval(per_null[r], per_obs[r]) for r in per_obs})
+    return DirectionalResult(permutation_pvalue(null, observed), observed, int(B), per_obs,
+                             {r: permutation_pvalue(per_null[r], per_obs[r]) for r in per_obs})
 
 
 # --------------------------------------------------------------------------- the old names

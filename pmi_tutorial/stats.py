@@ -45,7 +45,7 @@ _PERM_TAG = 7919
 _PERM_BLOCK = 128
 # Relative tolerance for ">= observed" (as scipy.stats.permutation_test): a permuted split that
 # equals the observed one mathematically must count even if round-off puts it 1 ulp below.
-_TIES_RTOL = 100 * np.finfo(np.float64).eps
+TIES_RTOL = 100 * np.finfo(np.float64).eps
 CONFIDENCES = ("logprob", "maxprob", "margin")
 
 
@@ -382,8 +382,13 @@ class PermutationResult:
     per_class_pvalue: dict = field(default_factory=dict)
 
 
-def _pvalue(null, observed) -> float:
-    tol = _TIES_RTOL * abs(observed)
+def permutation_pvalue(null, observed: float) -> float:
+    """The one permutation p-value: (k + 1)/(B + 1), k = the null statistics at least as large
+    as ``observed``, counting as ties those within round-off (:data:`TIES_RTOL` relative, 1e-12
+    absolute) so that an equal statistic computed along another path is never lost.  Exact
+    under the null (P(p <= a) <= a) over the random permutations (Phipson and Smyth, 2010)."""
+    null = np.asarray(null, dtype=np.float64)
+    tol = TIES_RTOL * abs(observed) + 1e-12
     k = int(np.count_nonzero(null >= observed - tol))
     return (k + 1) / (len(null) + 1)
 
@@ -493,7 +498,7 @@ def permutation_test(
         perms = np.concatenate([np.arange(N)[None, :], _permutations(N, B, seed, r)])
         values = stat.evaluate(ctx, perms)
         per_obs[r], per_null[r] = float(values[0]), values[1:]
-        per_p[r] = _pvalue(values[1:], float(values[0]))
+        per_p[r] = permutation_pvalue(values[1:], float(values[0]))
     if len(chosen) == 1:
         (r,) = per_obs
         observed, null = per_obs[r], per_null[r]
@@ -501,7 +506,7 @@ def permutation_test(
         observed = max(per_obs.values())
         null = np.max(np.stack([per_null[r] for r in per_obs]), axis=0)
     return PermutationResult(
-        pvalue=_pvalue(null, observed), observed=observed, null=null,
+        pvalue=permutation_pvalue(null, observed), observed=observed, null=null,
         per_class_observed=per_obs, statistic=statistic, B=B, classes=classes,
         per_class_null=per_null, per_class_pvalue=per_p,
     )

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import ownership as O
+from .stats import rejects, rejects_log10
 from .pools_file import TESTS, OwnerPools, load_pools, revealed_is_small
 from .suspects import is_one_hot, looks_like_probabilities, open_suspect, scores_of
 
@@ -96,8 +97,8 @@ class OwnershipResult:
     def accused(self) -> bool:
         """The verdict: the primary test's p-value at most alpha (both fixed in the pools)."""
         if self.test == "permutation":
-            return self.pvalue <= self.alpha
-        return self.log10_p() <= math.log10(self.alpha)
+            return rejects(self.pvalue, self.alpha)
+        return rejects_log10(self.log10_p(), self.alpha)
 
     @property
     def verdict(self) -> str:
