@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import ownership as O
+from . import stats
 from .stats import rejects, rejects_log10
 from .pools_file import TESTS, OwnerPools, load_pools, revealed_is_small
 from .suspects import is_one_hot, looks_like_probabilities, open_suspect, scores_of
@@ -57,13 +57,13 @@ def _fmt_p(log10_p: float) -> str:
 class OwnershipResult:
     """What :func:`verify_ownership` found: the verdict, the evidence, the paper's rule."""
 
-    closed_form: O.ClosedFormResult
+    closed_form: stats.ClosedFormResult
     permutation: dict
     paper_rule: dict | None
     suspect: str
     output: str
     pools: dict
-    closed_form_tail: O.ClosedFormResult | None = None
+    closed_form_tail: stats.ClosedFormResult | None = None
     alpha: float = 0.01
     test: str = "rank+tail"
     small_revealed: int | None = None
@@ -214,7 +214,7 @@ def verify_ownership(suspect, pools, *, output: str = "auto", B: int | None = No
     the primary one).  Every input is checked before the suspect sees an image.
 
     The verdict (``accused``: the primary test's p <= alpha) comes with the evidence:
-    :func:`~pmi_tutorial.ownership.closed_form_test` (rank and tail, no floor, in log space),
+    :func:`~pmi_tutorial.stats.closed_form_test` (rank and tail, no floor, in log space),
     their Bonferroni combination, and the directional permutation test (B re-splits), all valid
     over the random draw of the pools under the null "P' and Q are exchangeable for the
     suspect"; and, ``paper_rule=True``, the paper's rule (Eq. 13-14 on m, n, trials) and
@@ -260,10 +260,10 @@ def verify_ownership(suspect, pools, *, output: str = "auto", B: int | None = No
             output = "probabilities" if looks_like_probabilities(both) else "logits"
     lpP, lpQ = to_log_probabilities(outP, output), to_log_probabilities(outQ, output)
     scores = {r: (lpP[yP == r, r], lpQ[yQ == r, r]) for r in chosen}
-    cf = O.closed_form_from_scores(scores, combine=pools.combine)
-    cf_tail = O.closed_form_from_scores(scores, combine=pools.combine, test="tail",
+    cf = stats.closed_form_from_scores(scores, combine=pools.combine)
+    cf_tail = stats.closed_form_from_scores(scores, combine=pools.combine, test="tail",
                                         fraction=pools.tail)
-    permutation = O.directional_from_scores(scores, B=B, seed=seed).to_dict()
+    permutation = stats.directional_from_scores(scores, B=B, seed=seed).to_dict()
     paper = None
     if paper_rule:
         featP, featQ = (outP, outQ) if output == "logits" else (lpP, lpQ)

@@ -24,8 +24,8 @@ r"""The false-positive study at the paper's scale (chapter "Beyond the paper").
   training images per class outside P' (never Q), and access to probabilities only.
 
 **Measurements** (:func:`measure`) for every model and draw, at each number of revealed members
-per class in ``revealed``: the closed-form test (:func:`pmi_tutorial.ownership.closed_form_test`),
-the directional permutation test (:func:`pmi_tutorial.ownership.directional_test`, as
+per class in ``revealed``: the closed-form test (:func:`pmi_tutorial.stats.closed_form_test`),
+the directional permutation test (:func:`pmi_tutorial.stats.directional_test`, as
 verify_ownership reports it), and per feature (logits, log-probabilities, probabilities) the
 paper's acc_r (Eq. 13-14), its calibrated version (the permutation test of acc_r,
 ``stats.permutation_test(..., "pmi")``) and the outlier variant.  Models and measurements are
@@ -391,7 +391,7 @@ def feature_views(outputs: np.ndarray, output: str) -> dict:
     only (float32, as an API returns them), the "logits" view is the log-probabilities."""
     from scipy.special import log_softmax
 
-    from ..ownership import to_log_probabilities
+    from ..verification import to_log_probabilities
 
     if output == "logits":
         lp = log_softmax(outputs, axis=1)
@@ -409,17 +409,17 @@ def measure(views_P: dict, views_Q: dict, cfg: PaperConfig) -> dict:
     "features": {f: {"acc": [acc_r], "calibrated": p,
     "outlier": p}}}}``; "calibrated"/"outlier" only where the configuration runs them.
     """
-    from .. import fingerprint, ownership, stats
+    from .. import fingerprint, stats
 
     out = {}
     classes = sorted(views_P["logprob"])
     for k in cfg.revealed:
         lp = {r: (views_P["logprob"][r][:k], views_Q["logprob"][r]) for r in classes}
-        scores = ownership.class_scores(lp)
-        cf = ownership.closed_form_from_scores(scores)
-        fi = ownership.closed_form_from_scores(scores, combine="fisher")
-        tail = ownership.closed_form_from_scores(scores, test="tail", fraction=cfg.tail)
-        d = ownership.directional_from_scores(scores, B=cfg.B, seed=cfg.seed).pvalue
+        scores = stats.class_scores(lp)
+        cf = stats.closed_form_from_scores(scores)
+        fi = stats.closed_form_from_scores(scores, combine="fisher")
+        tail = stats.closed_form_from_scores(scores, test="tail", fraction=cfg.tail)
+        d = stats.directional_from_scores(scores, B=cfg.B, seed=cfg.seed).pvalue
         n = min(cfg.n, k)
         feats = {}
         for f in cfg.features:
@@ -444,7 +444,7 @@ def _measure_settings(cfg: PaperConfig) -> dict:
     d = cfg.to_dict()
     keep = ("revealed", "features", "m", "n", "trials", "B", "perm_trials", "perm_all_features_at",
             "seed", "tail")
-    # the directional test of ownership.directional_test (random cyclic-group re-splits), as in
+    # the directional test of stats.directional_test (random cyclic-group re-splits), as in
     # verify_ownership
     return {**{k: d[k] for k in keep}, "directional": "cyclic-group"}
 

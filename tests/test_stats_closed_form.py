@@ -10,6 +10,7 @@ import scipy.stats as sps
 import torch
 
 from pmi_tutorial import ownership as O
+from pmi_tutorial.stats import closed_form as CF
 from pmi_tutorial.stats import confidence_scores
 
 
@@ -200,14 +201,14 @@ def test_log_convolve_is_exact(case):
     from scipy.special import logsumexp
 
     if case == "hypergeometric":  # the fast path (linear space)
-        a, b = O._hypergeom_logpmf(3000, 150, 1000)[1], O._hypergeom_logpmf(2900, 145, 900)[1]
+        a, b = CF._hypergeom_logpmf(3000, 150, 1000)[1], CF._hypergeom_logpmf(2900, 145, 900)[1]
     else:  # laws spanning more than 1e-300: the exact log-space sum
         a = np.linspace(0.0, -2000.0, 60)
         b = np.linspace(-900.0, 0.0, 45)
     want = np.array([logsumexp([a[i] + b[k - i] for i in range(len(a)) if 0 <= k - i < len(b)])
                      for k in range(len(a) + len(b) - 1)])
-    assert np.allclose(O._log_convolve(a, b), want, rtol=1e-10, atol=1e-10)
-    assert np.allclose(O._log_convolve(a, b, 30), want[:30], rtol=1e-10, atol=1e-10)
+    assert np.allclose(CF._log_convolve(a, b), want, rtol=1e-10, atol=1e-10)
+    assert np.allclose(CF._log_convolve(a, b, 30), want[:30], rtol=1e-10, atol=1e-10)
 
 
 def test_cyclic_subset_sums_brute_force():
