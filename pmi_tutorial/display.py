@@ -1,8 +1,11 @@
-"""How the chapters show a result file's provenance: one compact line, the details folded.
+"""How the chapters show a result file's provenance and the active profile: one compact line,
+the details folded.
 
 ``provenance(result)`` returns an object that Jupyter, Colab and the book show as a single
 line (command, profile, commit, date, hardware) with the full record folded under it in an
-HTML ``<details>`` block; printed as text it is the line alone.
+HTML ``<details>`` block; printed as text it is the line alone.  ``profile_line(profile)`` does
+the same for the profile a chapter runs in: its name and how many settings it reduces, with the
+full banner (:meth:`pmi_tutorial.profiles.Profile.banner`) folded.
 """
 
 from __future__ import annotations
@@ -64,3 +67,21 @@ def provenance(result: dict, details: str | None = None) -> Provenance:
 
         details = provenance_text(result)
     return Provenance(line, details)
+
+
+def profile_line(profile=None) -> Provenance:
+    """The active profile (default: ``PMI_PROFILE``, :func:`pmi_tutorial.profiles.get_profile`)
+    as one line, ``Profile quick (PMI_PROFILE): 6 settings reduced from the paper's``, with its full
+    banner folded; what every chapter shows after its objectives."""
+    from .profiles import Profile, get_profile
+
+    if profile is None:
+        profile = get_profile()
+    if not isinstance(profile, Profile):
+        raise ValueError(f"profile_line: expected a pmi_tutorial.profiles.Profile, got {type(profile).__name__}; "
+                         "pass get_profile() or nothing")
+    k = len(profile.reduced)
+    what = (f"{k} setting{'s' if k != 1 else ''} reduced from the paper's" if k
+            else "the paper's settings")
+    return Provenance(f"Profile {profile.name} (PMI_PROFILE): {what}",
+                      profile.banner())

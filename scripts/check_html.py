@@ -7,8 +7,9 @@ Problems found, each listed; the exit status is 1 when there is any:
   target page does not have;
 * an ``<img>`` file is missing or empty;
 * a chapter whose source has math (``$...$``, ``$$...$$``, ``{math}``) has no math markup for
-  MathJax (``<span class="math">\\(...\\)</span>`` / ``<div class="math">\\[...\\]</div>``), or a
-  page with math markup does not load MathJax;
+  MathJax (``<span class="math">\\(...\\)</span>`` / ``<div class="math">\\[...\\]</div>``), a
+  page with math markup does not load MathJax, or a page loads MathJax from anywhere but the
+  book's own ``_static/mathjax`` (``book/_ext/offline_mathjax.py``);
 * the Colab launch button of a chapter does not point at its reader notebook ``notebooks/NAME.ipynb``
   (or that notebook is missing from the repository);
 * a page of the toc lacks the header links derived from the repository setting
@@ -144,6 +145,12 @@ def equation_problems(html: str) -> list[str]:
     return problems
 
 
+def mathjax_source_problems(scripts: list[str]) -> list[str]:
+    """MathJax must come from the book's own ``_static/mathjax`` (offline readers, firewalls)."""
+    return [f"loads MathJax from outside the book: {src[:80]}" for src in scripts
+            if "mathjax" in src.lower() and (_EXTERNAL.match(src) or "_static/mathjax/" not in src)]
+
+
 def parse(path: Path) -> Page:
     page = Page()
     page.feed(path.read_text(encoding="utf-8", errors="replace"))
@@ -243,6 +250,7 @@ def check(html_dir: Path, root: Path) -> list[str]:
                 break
         if page.math and not any("mathjax" in s.lower() for s in page.scripts):
             problems.append(f"{rel}: has math but does not load MathJax")
+        problems += [f"{rel}: {p}" for p in mathjax_source_problems(page.scripts)]
 
     # 5. Colab buttons
     for path, page in pages.items():

@@ -1,7 +1,7 @@
 """scripts/check_html.py: the equation-number check (a page citing "Eq. N" beside a display
 numbered otherwise), on pages in the form Sphinx writes them."""
 
-from scripts.check_html import cited_equations, equation_problems
+from scripts.check_html import cited_equations, equation_problems, mathjax_source_problems
 
 
 def page(*blocks: str) -> str:
@@ -50,3 +50,9 @@ def test_a_mathjax_tag_counts_as_the_displays_number():
 def test_a_paragraph_not_right_before_the_display_is_not_its_lead():
     html = page("<p>see Eq. 14</p>", '<div class="cell">code</div>', display("13"))
     assert equation_problems(html) == []
+
+
+def test_mathjax_must_come_from_the_books_own_static_files():
+    assert mathjax_source_problems(["_static/mathjax/tex-mml-chtml.js", "../_static/mathjax/tex-mml-chtml.js?v=1"]) == []
+    cdn = mathjax_source_problems(["https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"])
+    assert len(cdn) == 1 and "outside the book" in cdn[0]

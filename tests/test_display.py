@@ -2,7 +2,8 @@
 
 import pytest
 
-from pmi_tutorial.display import Provenance, provenance, provenance_line
+from pmi_tutorial.display import Provenance, profile_line, provenance, provenance_line
+from pmi_tutorial.profiles import PAPER, QUICK
 
 
 def _result(runs):
@@ -42,3 +43,20 @@ def test_html_folds_escaped_details():
 def test_bad_result_is_refused(bad):
     with pytest.raises(ValueError, match="provenance"):
         provenance_line(bad)
+
+
+def test_profile_line_is_one_line_with_the_whole_banner_folded():
+    shown = profile_line(QUICK)
+    assert str(shown) == f"Profile quick (PMI_PROFILE): {len(QUICK.reduced)} settings reduced from the paper's"
+    html = shown._repr_html_()
+    assert html.count("<summary>") == 1 and "\n" not in shown.line
+    for item in QUICK.reduced:  # every line of the banner is in the folded part
+        assert item.replace("'", "&#x27;") in html
+    assert str(profile_line(PAPER)).startswith("Profile paper (PMI_PROFILE): the paper's settings")
+
+
+def test_profile_line_follows_pmi_profile(monkeypatch):
+    monkeypatch.setenv("PMI_PROFILE", "paper")
+    assert str(profile_line()).startswith("Profile paper (")
+    with pytest.raises(ValueError, match="Profile"):
+        profile_line("quick")
