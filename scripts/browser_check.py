@@ -12,7 +12,8 @@ runs as root), started headless with a fresh ``--user-data-dir``.  A probe added
 waits until MathJax has finished, then fails the page on
 
 * a MathJax error (``mjx-merror``, MathJax 2's ``.MathJax_Error``) or math left untypeset:
-  ``\\(``, ``\\[``, ``$$`` or ``$...$`` in the visible text (outside code);
+  ``\\(``, ``\\[``, ``$$`` or ``$...$`` in the visible text (outside code; on a book page
+  anywhere, the navigation and the table of contents included);
 * an image that did not load (``naturalWidth == 0``);
 * a figure in a cell output without a caption (book: ``<figure>`` with ``<figcaption>``;
   notebook: the "Figure: ..." line after it) or without alt text (book);
@@ -82,7 +83,8 @@ PROBE = r"""
     var p = [];
     var errs = document.querySelectorAll("mjx-merror, .MathJax_Error, [data-mjx-error]");
     errs.forEach(function (e) { p.push("MathJax error: " + (e.getAttribute("data-mjx-error") || e.textContent).slice(0, 80)); });
-    var main = document.querySelector("main, #notebook-container, .jp-Notebook, body");
+    // the book: the whole page, navigation and table of contents included; a notebook: its cells
+    var main = kind === "book" ? document.body : document.querySelector("main, #notebook-container, .jp-Notebook, body");
     var text = visibleText(main);
     var rawMath = /\\\(|\\\[|\$\$|(^|[^\\$])\$[^\s$](?:[^$\n]{0,200}?[^\s\\$])?\$/;
     var raw = text.match(new RegExp(rawMath.source, "g"));

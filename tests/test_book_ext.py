@@ -69,3 +69,39 @@ def test_renumber_gives_the_paper_its_numbers_and_the_book_b1_b2_in_book_order()
                                                       "equation-own2": ("B2",)}
     assert env.toc_fignumbers["b"]["displaymath"] == {"equation-own3": ("B3",), "equation-claim": ("13",)}
     assert env.toc_fignumbers["a"]["exercise"] == {"ex-a-1": (1,)}
+
+
+mj_spec = importlib.util.spec_from_file_location("offline_mathjax", ROOT / "book" / "_ext" / "offline_mathjax.py")
+mj_ext = importlib.util.module_from_spec(mj_spec)
+mj_spec.loader.exec_module(mj_ext)
+
+
+def test_offline_mathjax_copies_the_bundles_into_the_static_folder_once(tmp_path, monkeypatch):
+    src = tmp_path / "es5"
+    (src / "output" / "chtml" / "fonts").mkdir(parents=True)
+    (src / mj_ext.BUNDLE).write_text("// mathjax")
+    (src / "output" / "chtml" / "fonts" / "tex.js").write_text("// fonts")
+    monkeypatch.setenv("MATHJAX3_DIR", str(src))
+    dest = tmp_path / "_static" / "mathjax"
+    assert mj_ext.install(dest) == dest
+    assert (dest / mj_ext.BUNDLE).read_text() == "// mathjax"
+    assert (dest / "output" / "chtml" / "fonts" / "tex.js").is_file()
+    (src / mj_ext.BUNDLE).write_text("// newer")
+    mj_ext.install(dest)  # already there: left alone
+    assert (dest / mj_ext.BUNDLE).read_text() == "// mathjax"
+
+
+def test_offline_mathjax_names_the_fix_when_the_source_is_wrong(tmp_path, monkeypatch):
+    import pytest
+
+    monkeypatch.setenv("MATHJAX3_DIR", str(tmp_path))
+    with pytest.raises(RuntimeError, match="MATHJAX3_DIR"):
+        mj_ext.install(tmp_path / "dest")
+
+
+def test_the_book_points_mathjax_at_its_own_copy():
+    import yaml
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["sphinx"]["config"]["mathjax_path"] == f"mathjax/{mj_ext.BUNDLE}"
+    assert "offline_mathjax" in config["sphinx"]["local_extensions"]

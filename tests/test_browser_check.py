@@ -86,3 +86,10 @@ def test_the_page_height_is_measured_and_a_tall_page_fails(site):
     short = bc.check_page(CHROMIUM, f"{base}/short.html")
     assert tall["height"] > bc.MAX_HEIGHT and "px tall" in bc.too_tall(tall)
     assert 3000 <= short["height"] < bc.MAX_HEIGHT and bc.too_tall(short) is None
+
+
+def test_untypeset_math_in_the_navigation_fails_a_book_page(site):
+    base = site({"nav": '<html><body><nav><a href="#">the \\(acc_r\\) of every class</a></nav>'
+                        "<main><p>text</p></main></body></html>"})
+    problems = bc.check_page(CHROMIUM, f"{base}/nav.html")["problems"]
+    assert any("untypeset math" in p for p in problems), problems
