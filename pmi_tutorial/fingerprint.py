@@ -13,7 +13,7 @@ pool and every trial is arithmetic on them.  :func:`class_accuracy` runs all tri
 at once in batched tensor operations; ``method="reference"`` runs them one at a time through
 the from-scratch clustering, and the two give identical decisions on the same draws.  The
 batched arithmetic lives in :mod:`pmi_tutorial.batched` and is shared with
-:func:`pmi_tutorial.stats.permutation_test`.
+:func:`pmi_tutorial.stats.permutation.permutation_test`.
 """
 
 from __future__ import annotations

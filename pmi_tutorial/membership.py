@@ -4,7 +4,7 @@ The simplest membership inference attack thresholds the loss (Yeom et al., 2018)
 fits the samples it was trained on better than fresh ones, so a sample whose loss is below a
 threshold :math:`\tau` is called a member.  Its strength is summarised by the ROC curve of the
 score :math:`-\ell(x, y)` over all thresholds, with members as the positive class, and by the
-area under it (AUC; :func:`pmi_tutorial.stats.roc_curve`, :func:`pmi_tutorial.stats.auc`).
+area under it (AUC; :func:`pmi_tutorial.stats.roc.roc_curve`, :func:`pmi_tutorial.stats.roc.auc`).
 
 On a model that generalizes well the AUC is close to 1/2: single records are weak evidence.
 Averaging the score over n records of one set (:func:`pooled_scores`) shrinks the noise by
@@ -60,7 +60,7 @@ def loss_threshold_scores(losses) -> np.ndarray:
 
     Thresholding the score at :math:`-\tau` is Yeom et al.'s rule "member when
     :math:`\ell < \tau`"; sweeping :math:`\tau` gives the ROC curve
-    (:func:`pmi_tutorial.stats.roc_curve`, members as positives).
+    (:func:`pmi_tutorial.stats.roc.roc_curve`, members as positives).
     """
     return -V.as_float_array(losses, "losses", ndim=1)
 

@@ -1,22 +1,22 @@
 r"""The owner's calibrated tests, by the names the chapters use: closed-form rank and tail tests,
 the directional permutation test.
 
-Chapter "Beyond the paper", section "A p-value without a floor".
+Chapter "A calibrated test", section "A p-value without a floor".
 
-* :func:`closed_form_test`: a one-sided Mann-Whitney U (rank-sum) test per class of the
+* :func:`~pmi_tutorial.stats.closed_form.closed_form_test`: a one-sided Mann-Whitney U (rank-sum) test per class of the
   per-sample confidence at the true class, members P' against non-members Q, and one rule fixed
   in advance that combines the classes (Stouffer by default, Fisher as an option).  Its
   p-value has no floor: it can be 1e-30 or smaller when the evidence is that strong, and it is
   computed in log space (``log10_pvalue``) so that it never underflows to 0.  With
-  ``test="tail"``: :func:`tail_count_test`, the exact count of members among the least
+  ``test="tail"``: :func:`~pmi_tutorial.stats.closed_form.tail_count_test`, the exact count of members among the least
   confident samples.
-* :func:`directional_test`: the directional permutation test, B re-splits in O(N log N).
+* :func:`~pmi_tutorial.stats.directional.directional_test`: the directional permutation test, B re-splits in O(N log N).
 
 The tests live in :mod:`pmi_tutorial.stats` (:mod:`~pmi_tutorial.stats.closed_form`,
 :mod:`~pmi_tutorial.stats.directional`), the one home of significance; this module gives them
-the owner's names.  The pools file (:class:`OwnerPools`, :func:`save_pools`, :func:`load_pools`)
+the owner's names.  The pools file (:class:`~pmi_tutorial.pools_file.OwnerPools`, :func:`~pmi_tutorial.pools_file.save_pools`, :func:`~pmi_tutorial.pools_file.load_pools`)
 lives in :mod:`pmi_tutorial.pools_file`, the verification of a suspect
-(:func:`verify_ownership`) in :mod:`pmi_tutorial.verification`; their names stay importable
+(:func:`~pmi_tutorial.verification.verify_ownership`) in :mod:`pmi_tutorial.verification`; their names stay importable
 from here too.
 """
 

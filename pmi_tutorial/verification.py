@@ -214,7 +214,7 @@ def verify_ownership(suspect, pools, *, output: str = "auto", B: int | None = No
     the primary one).  Every input is checked before the suspect sees an image.
 
     The verdict (``accused``: the primary test's p <= alpha) comes with the evidence:
-    :func:`~pmi_tutorial.stats.closed_form_test` (rank and tail, no floor, in log space),
+    :func:`~pmi_tutorial.stats.closed_form.closed_form_test` (rank and tail, no floor, in log space),
     their Bonferroni combination, and the directional permutation test (B re-splits), all valid
     over the random draw of the pools under the null "P' and Q are exchangeable for the
     suspect"; and, ``paper_rule=True``, the paper's rule (Eq. 13-14 on m, n, trials) and

@@ -12,18 +12,25 @@ runs as root), started headless with a fresh ``--user-data-dir``.  A probe added
 waits until MathJax has finished, then fails the page on
 
 * a MathJax error (``mjx-merror``, MathJax 2's ``.MathJax_Error``) or math left untypeset:
-  ``\\(``, ``\\[``, ``$$`` or ``$...$`` in the visible text (outside code);
+  ``\\(``, ``\\[``, ``$$`` or ``$...$`` in the visible text (outside code; on a book page
+  anywhere, the navigation and the table of contents included);
 * an image that did not load (``naturalWidth == 0``);
 * a figure in a cell output without a caption (book: ``<figure>`` with ``<figcaption>``;
   notebook: the "Figure: ..." line after it) or without alt text (book);
 * a table shown as text: a line of ``| ... |`` cells in an output or a paragraph;
 * a horizontal scrollbar in a cell output (an element of an output that scrolls sideways);
+* a chapter taller than ``MAX_HEIGHT`` (12,000 px at 1280 px width): one lesson a page (every
+  page's height is measured and printed; the reference pages that are not notebooks, the API
+  reference above all, are not held to it);
+* a book page that loads MathJax from anywhere but the book itself (``_static/mathjax``);
 * in a notebook, raw MyST (``:::``, ``{cite}``, ``{doc}``...) or a solution not folded (every
   "Solution" must be the summary of a closed ``<details>``).
 
-MathJax normally comes from a CDN; this check serves a local copy in its place (``npm pack``
-of the npm package ``mathjax``, version 3 for the book and 2 for the classic notebook
-template, unpacked into ``~/.cache/pmi-tutorial``; or ``$MATHJAX3_DIR`` / ``$MATHJAX2_DIR``).
+The book serves MathJax 3 from its own static files (``book/_ext/offline_mathjax.py``), and the
+check serves the book as it is: math that does not typeset from the book's own copy fails.  The
+classic notebook template loads MathJax 2 from a CDN; for the notebooks this check serves a
+local copy in its place (``npm pack mathjax@2``, unpacked into ``~/.cache/pmi-tutorial``; or
+``$MATHJAX2_DIR``).
 With ``--shots DIR`` it also writes the screenshots named by ``--shoot`` (``book:NAME#anchor``
 or ``notebook:NAME#anchor``) there.  Exit status 1 when any page has a problem.
 """
@@ -46,9 +53,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from scripts.check_html import toc_files  # noqa: E402
+from scripts.check_html import is_notebook_source, toc_files  # noqa: E402
 
 WIDTH, HEIGHT = 1280, 1000
+MAX_HEIGHT = 12000  # px at WIDTH: the tallest a book page may be
 BUDGET_MS = "30000"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -75,7 +83,8 @@ PROBE = r"""
     var p = [];
     var errs = document.querySelectorAll("mjx-merror, .MathJax_Error, [data-mjx-error]");
     errs.forEach(function (e) { p.push("MathJax error: " + (e.getAttribute("data-mjx-error") || e.textContent).slice(0, 80)); });
-    var main = document.querySelector("main, #notebook-container, .jp-Notebook, body");
+    // the book: the whole page, navigation and table of contents included; a notebook: its cells
+    var main = kind === "book" ? document.body : document.querySelector("main, #notebook-container, .jp-Notebook, body");
     var text = visibleText(main);
     var rawMath = /\\\(|\\\[|\$\$|(^|[^\\$])\$[^\s$](?:[^$\n]{0,200}?[^\s\\$])?\$/;
     var raw = text.match(new RegExp(rawMath.source, "g"));
@@ -124,6 +133,13 @@ PROBE = r"""
         var s = d.querySelector("summary");
         if (s && /Solution/.test(s.textContent) && d.open) p.push("a solution's <details> is open");
       });
+    }
+    if (kind === "book") {
+      document.querySelectorAll("script[src]").forEach(function (s) {
+        var src = s.getAttribute("src");
+        if (/mathjax/i.test(src) && !/^(\.\.\/)*_static\/mathjax\//.test(src)) p.push("MathJax loaded from outside the book: " + src.slice(0, 80));
+      });
+      if (document.querySelector(".math") && !document.querySelector("mjx-container")) p.push("the page has math but MathJax typeset none of it");
     }
     if (document.documentElement.scrollWidth > window.innerWidth + 2) {
       p.push("the page scrolls sideways: " + document.documentElement.scrollWidth + " > " + window.innerWidth + " px");
@@ -251,6 +267,15 @@ def check_page(binary: str, url: str) -> dict:
     return json.loads(_html.unescape(m.group(1)))
 
 
+def too_tall(report: dict) -> str | None:
+    """The problem of a book page taller than ``MAX_HEIGHT`` (None when it is not)."""
+    height = int(report.get("height", 0))
+    if height <= MAX_HEIGHT:
+        return None
+    return (f"the page is {height:,} px tall at {WIDTH} px width, more than {MAX_HEIGHT:,}: "
+            "split it along its lessons or fold what the reader need not see")
+
+
 def shoot(binary: str, url: str, anchor: str, png: Path, height: int = 1400) -> None:
     """A ``WIDTH`` x ``height`` screenshot of ``url`` from the element ``#anchor`` down."""
     from PIL import Image
@@ -303,9 +328,10 @@ def main(argv: list[str]) -> int:
         print(f"browser_check: no executed reader notebooks in {args.notebooks}; run `make nbval`")
         return 1
     binary = find_chromium()
-    Handler.mathjax3, Handler.mathjax2 = local_mathjax(3), local_mathjax(2)
-    print(f"browser_check: {binary}; MathJax 3 from {Handler.mathjax3 or 'the CDN'}, "
-          f"MathJax 2 from {Handler.mathjax2 or 'the CDN'}", flush=True)
+    # the book's MathJax 3 is its own (_static/mathjax); only the notebooks' MathJax 2 is swapped
+    Handler.mathjax3, Handler.mathjax2 = None, local_mathjax(2)
+    print(f"browser_check: {binary}; the book's own MathJax 3, "
+          f"MathJax 2 for the notebooks from {Handler.mathjax2 or 'the CDN'}", flush=True)
     nb_html = ROOT / "_build" / "reader_html"
     render_notebooks(args.notebooks, nb_html)
     root = html_dir.parent.parent if (html_dir.parent.parent / "_toc.yml").exists() else ROOT
@@ -318,9 +344,11 @@ def main(argv: list[str]) -> int:
         for kind, name, url in targets:
             report = check_page(binary, url)
             problems = report.get("problems", [])
+            if kind == "book" and is_notebook_source(root / f"{name}.md") and too_tall(report):
+                problems.append(too_tall(report))
             status = "OK" if not problems else f"{len(problems)} problem(s)"
-            print(f"  {kind:8s} {name:24s} {report.get('math', 0):4d} formulas, "
-                  f"{report.get('images', 0):3d} images  {status}", flush=True)
+            print(f"  {kind:8s} {name:28s} {report.get('math', 0):4d} formulas, "
+                  f"{report.get('images', 0):3d} images, {report.get('height', 0):6,d} px  {status}", flush=True)
             for p in problems[:12]:
                 print(f"      - {p}")
             failures += bool(problems)

@@ -7,12 +7,18 @@ Problems found, each listed; the exit status is 1 when there is any:
   target page does not have;
 * an ``<img>`` file is missing or empty;
 * a chapter whose source has math (``$...$``, ``$$...$$``, ``{math}``) has no math markup for
-  MathJax (``<span class="math">\\(...\\)</span>`` / ``<div class="math">\\[...\\]</div>``), or a
-  page with math markup does not load MathJax;
+  MathJax (``<span class="math">\\(...\\)</span>`` / ``<div class="math">\\[...\\]</div>``), a
+  page with math markup does not load MathJax, or a page loads MathJax from anywhere but the
+  book's own ``_static/mathjax`` (``book/_ext/offline_mathjax.py``);
 * the Colab launch button of a chapter does not point at its reader notebook ``notebooks/NAME.ipynb``
   (or that notebook is missing from the repository);
 * a page of the toc lacks the header links derived from the repository setting
-  (:mod:`pmi_tutorial.repository`): the repository button and the published book.
+  (:mod:`pmi_tutorial.repository`): the repository button and the published book;
+* equation numbers: "Eq. N" always means the paper's Eq. N, and the paper has 15 equations, so a
+  page fails when it cites "Eq. N" for N outside 1-15, when a display carries a plain number
+  outside 1-15, or when the paragraph that leads into a display cites "Eq. N" while the display
+  is numbered with another plain number (the book's own displays are numbered B1, B2, ...;
+  ``book/_ext/equation_numbers.py``).
 """
 
 from __future__ import annotations
@@ -74,6 +80,75 @@ class Page(HTMLParser):
     def handle_data(self, data):
         if self._math_stack and "eqno" not in self._math_stack[-1][2:]:
             self._math_stack[-1][1] += data
+
+
+PAPER_EQUATIONS = 15  # the paper numbers its equations (1)-(15)
+_CITE = re.compile(r"\bEqs?\.\s*\(?(\d+)\)?(?:\s*(?:-|\u2013|and|to)\s*\(?(\d+)\)?)?")
+_DISPLAY = re.compile(r'<div class="math[^"]*"[^>]*>(.*?)</div>', re.S)
+_EQNO = re.compile(r'<span class="eqno">\(([^<]*)\)')
+_MJ_TAG = re.compile(r"\\tag\*?\{([^{}]*)\}")
+_PARA = re.compile(r"<p\b[^>]*>(.*?)</p>", re.S)
+_TAGS = re.compile(r"<[^>]+>")
+
+
+def cited_equations(text: str) -> set[int]:
+    """The paper's equation numbers that a text cites as "Eq. N", "Eqs. N-M", "Eq. (N)"."""
+    out: set[int] = set()
+    for a, b in _CITE.findall(text):
+        lo, hi = int(a), int(b) if b else int(a)
+        out.update(range(lo, hi + 1) if 0 < hi - lo < 20 else (lo, hi))
+    return out
+
+
+def _plain_numbers(number: str) -> set[int] | None:
+    """{13} for "13", {10, 11} for "10-11"; None for a number of the book's own scheme ("B3")."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:[-\u2013,]\s*(\d+))?\s*", number)
+    if not m:
+        return None
+    lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+    return set(range(lo, hi + 1))
+
+
+def equation_problems(html: str) -> list[str]:
+    """Equation-number problems of one page (see the module's docstring)."""
+    import html as _html
+
+    problems = []
+    main = html.split("<main", 1)[-1].split("</main>", 1)[0] if "<main" in html else html
+    text = _html.unescape(_TAGS.sub(" ", _DISPLAY.sub(" ", main)))
+    for n in sorted(cited_equations(text)):
+        if not 1 <= n <= PAPER_EQUATIONS:
+            problems.append(f"cites Eq. {n}, but the paper's equations are Eq. 1-{PAPER_EQUATIONS}")
+    for m in _DISPLAY.finditer(main):
+        eqno = _EQNO.search(m.group(1)) or _MJ_TAG.search(m.group(1))
+        if not eqno:
+            continue
+        number = _html.unescape(eqno.group(1))
+        plain = _plain_numbers(number)
+        if plain is None:
+            continue  # the book's own scheme
+        if not plain <= set(range(1, PAPER_EQUATIONS + 1)):
+            problems.append(f"a display numbered ({number}): the paper's equations are (1)-({PAPER_EQUATIONS}); "
+                            "number the book's own displays in its own scheme (leave them untagged)")
+            continue
+        before = main[:m.start()]
+        end = before.rfind("</p>")
+        if end < 0 or before[end + 4:].strip():
+            continue  # no paragraph right before the display
+        start = before.rfind("<p", 0, end)
+        lead = _html.unescape(_TAGS.sub(" ", before[start:end]))
+        cited = cited_equations(lead)
+        if cited and not cited & plain:
+            problems.append(f"the display numbered ({number}) follows a paragraph citing "
+                            f"Eq. {', '.join(map(str, sorted(cited)))}: "
+                            + " ".join(lead.split())[-90:])
+    return problems
+
+
+def mathjax_source_problems(scripts: list[str]) -> list[str]:
+    """MathJax must come from the book's own ``_static/mathjax`` (offline readers, firewalls)."""
+    return [f"loads MathJax from outside the book: {src[:80]}" for src in scripts
+            if "mathjax" in src.lower() and (_EXTERNAL.match(src) or "_static/mathjax/" not in src)]
 
 
 def parse(path: Path) -> Page:
@@ -175,6 +250,7 @@ def check(html_dir: Path, root: Path) -> list[str]:
                 break
         if page.math and not any("mathjax" in s.lower() for s in page.scripts):
             problems.append(f"{rel}: has math but does not load MathJax")
+        problems += [f"{rel}: {p}" for p in mathjax_source_problems(page.scripts)]
 
     # 5. Colab buttons
     for path, page in pages.items():
@@ -203,6 +279,11 @@ def check(html_dir: Path, root: Path) -> list[str]:
             problems.append(f"{rel}: no repository button linking {repository.URL}")
         if repository.pages_url() not in urls:
             problems.append(f"{rel}: no header link to the published book {repository.pages_url()}")
+    # 7. equation numbers: "Eq. N" is the paper's Eq. N
+    for path in pages:
+        rel = path.relative_to(html_dir)
+        if str(rel.with_suffix("")) in toc:
+            problems += [f"{rel}: {p}" for p in equation_problems(path.read_text(encoding="utf-8"))]
     return problems
 
 
@@ -219,7 +300,7 @@ def main(argv: list[str]) -> int:
         for p in problems:
             print(f"  {p}")
         return 1
-    print(f"check_html: {n_pages} pages OK (toc, links, images, math, Colab buttons)")
+    print(f"check_html: {n_pages} pages OK (toc, links, images, math, Colab buttons, equation numbers)")
     return 0
 
 

@@ -52,6 +52,8 @@ def test_a_good_page_passes(site):
     ('<div class="cell_output"><img src="data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==" alt=""></div>', "without caption"),
     ('<div class="cell_output"><pre>| a | b |\n| --- | --- |\n| 1 | 2 |</pre></div>', "table rendered as text"),
     ('<div class="cell_output"><pre style="overflow-x:auto;width:200px;white-space:pre">' + "x" * 400 + '</pre></div>', "horizontal scrollbar"),
+    ('<script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script><p>x</p>', "MathJax loaded from outside the book"),
+    ('<span class="math notranslate nohighlight">x</span>', "MathJax typeset none"),
 ])
 def test_problems_are_found(site, body, what):
     base = site({"bad": f"<html><body><main>{body}</main></body></html>"})
@@ -74,4 +76,20 @@ def test_notebook_checks(site):
 def test_untypeset_dollar_math_is_found(site):
     base = site({"dollar": "<html><body><main><p>the mean $n$ of it</p></main></body></html>"})
     problems = bc.check_page(CHROMIUM, f"{base}/dollar.html")["problems"]
+    assert any("untypeset math" in p for p in problems), problems
+
+
+def test_the_page_height_is_measured_and_a_tall_page_fails(site):
+    base = site({"tall": f'<html><body><main><div style="height:{bc.MAX_HEIGHT + 500}px">long</div></main></body></html>',
+                 "short": '<html><body><main><div style="height:3000px">short</div></main></body></html>'})
+    tall = bc.check_page(CHROMIUM, f"{base}/tall.html")
+    short = bc.check_page(CHROMIUM, f"{base}/short.html")
+    assert tall["height"] > bc.MAX_HEIGHT and "px tall" in bc.too_tall(tall)
+    assert 3000 <= short["height"] < bc.MAX_HEIGHT and bc.too_tall(short) is None
+
+
+def test_untypeset_math_in_the_navigation_fails_a_book_page(site):
+    base = site({"nav": '<html><body><nav><a href="#">the \\(acc_r\\) of every class</a></nav>'
+                        "<main><p>text</p></main></body></html>"})
+    problems = bc.check_page(CHROMIUM, f"{base}/nav.html")["problems"]
     assert any("untypeset math" in p for p in problems), problems

@@ -27,10 +27,20 @@ def _cells(path):
     return nbformat.read(path, as_version=4).cells
 
 
+# Chapters split into one lesson a page: the exercises moved with their lessons, so the three
+# exercises are counted over the pages of the chapter they came from.
+SPLIT = {"reproduce_tables": ("table1_forensics",),
+         "beyond_the_paper": ("calibrated_test", "ownership_study"),
+         "dataset_inference": ("di_head_to_head", "di_seed_study")}
+
+
 def test_every_chapter_has_three_exercises_and_api_pages_none():
-    for md in course.mk.chapters(BOOK):
-        n = len(course.exercises(md))
-        assert n >= 3, f"{md.stem} has {n} exercises"
+    pages = {md.stem: len(course.exercises(md)) for md in course.mk.chapters(BOOK)}
+    for first, rest in SPLIT.items():
+        for name in rest:
+            pages[first] += pages.pop(name)
+    for name, n in pages.items():
+        assert n >= 3, f"{name} has {n} exercises"
 
 
 

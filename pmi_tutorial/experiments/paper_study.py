@@ -24,8 +24,8 @@ r"""The false-positive study at the paper's scale (chapter "Beyond the paper").
   training images per class outside P' (never Q), and access to probabilities only.
 
 **Measurements** (:func:`measure`) for every model and draw, at each number of revealed members
-per class in ``revealed``: the closed-form test (:func:`pmi_tutorial.stats.closed_form_test`),
-the directional permutation test (:func:`pmi_tutorial.stats.directional_test`, as
+per class in ``revealed``: the closed-form test (:func:`pmi_tutorial.stats.closed_form.closed_form_test`),
+the directional permutation test (:func:`pmi_tutorial.stats.directional.directional_test`, as
 verify_ownership reports it), and per feature (logits, log-probabilities, probabilities) the
 paper's acc_r (Eq. 13-14), its calibrated version (the permutation test of acc_r,
 ``stats.permutation_test(..., "pmi")``) and the outlier variant.  Models and measurements are

@@ -269,7 +269,7 @@ def closed_form_test(feature_pools, combine: str = "stouffer", confidence: str =
     ``feature_pools``: ``{r: (features_P, features_Q)}`` (logits or log-probabilities of the
     revealed members P' and the non-members Q of class r, shape ``(len(P'), c)`` and ``(len(Q), c)``).  Per
     class, the score of a sample is its confidence at the true class r
-    (:func:`pmi_tutorial.stats.confidence_scores`, default log-softmax = minus the loss: the
+    (:func:`pmi_tutorial.stats.permutation.confidence_scores`, default log-softmax = minus the loss: the
     same ranks from logits, log-probabilities or probabilities); :func:`rank_sum_test` asks
     whether members score higher, and :func:`combine_log10` combines the classes by the rule
     ``combine`` fixed in advance.  The reported ``pvalue`` may underflow to 0.0 as a float;
@@ -305,7 +305,7 @@ def closed_form_test(feature_pools, combine: str = "stouffer", confidence: str =
 
 def class_scores(feature_pools, confidence: str = "logprob") -> dict:
     """``{r: (scores of P', scores of Q)}``: each sample's confidence at its true class r
-    (:func:`pmi_tutorial.stats.confidence_scores`), computed once for both tests."""
+    (:func:`pmi_tutorial.stats.permutation.confidence_scores`), computed once for both tests."""
     from ..fingerprint import pool_items
     from .permutation import confidence_scores
 

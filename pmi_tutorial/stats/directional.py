@@ -57,7 +57,7 @@ def directional_test(logprob_pools, B: int = 999, seed: int = 0) -> DirectionalR
     p = (k + 1)/(B + 1) with k the number of drawn re-splits whose statistic reaches the
     observed one is then exact for random group elements (Hemerik and Goeman, "Exact testing with
     random permutations", TEST 2018), as for uniformly random permutations
-    (:func:`pmi_tutorial.stats.permutation_test`, ``"directional"``, which costs B x N per class
+    (:func:`pmi_tutorial.stats.permutation.permutation_test`, ``"directional"``, which costs B x N per class
     instead of one FFT).  Needs B < N for every class.
     """
     return directional_from_scores(class_scores(logprob_pools), B, seed)

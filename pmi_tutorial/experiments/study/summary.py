@@ -133,7 +133,7 @@ def rejection_rate(pvalues, alpha: float) -> float:
 
 
 def rejects(pvalue: float, alpha: float) -> bool:
-    """A test at level ``alpha`` rejects (:func:`pmi_tutorial.stats.rejects`, the one rule)."""
+    """A test at level ``alpha`` rejects (:func:`pmi_tutorial.stats.pvalues.rejects`, the one rule)."""
     from ...stats import rejects as rule
 
     return rule(float(pvalue), alpha)
