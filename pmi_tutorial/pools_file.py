@@ -116,7 +116,7 @@ class OwnerPools:
                              f"B to <= {most}")
 
     def max_B(self, classes=None) -> int:
-        """The most re-splits the permutation test can draw: the smallest class's |P'| + |Q| - 1."""
+        """The most re-splits the permutation test can draw: the smallest class's size of P' plus its size of Q, minus 1."""
         chosen = self.classes if classes is None else classes
         return min(int((self.P_y == r).sum() + (self.Q_y == r).sum()) for r in chosen) - 1
 
