@@ -71,12 +71,13 @@ check-assignments:
 publish-assignments:
 	$(PY) scripts/course.py publish _build/html
 
-## make grade SUBMISSIONS=dir: grade every NAME*.ipynb in dir (otter run, no Docker); table in dir/grades.csv
+## make grade SUBMISSIONS=dir [ROSTER=roster.csv] [CONFIG=course.yml]: grade every
+## STUDENT_ASSIGNMENT.ipynb in dir (each in a sandboxed subprocess with a timeout); feedback per
+## submission, grades.csv and gradebook.csv (student x assignment, weighted) in dir/graded
 grade:
-	@test -n "$(SUBMISSIONS)" || { echo "make grade: set SUBMISSIONS=folder-of-notebooks"; exit 2; }
-	$(PY) scripts/course.py grade $(SUBMISSIONS)
+	@test -n "$(SUBMISSIONS)" || { echo "make grade: set SUBMISSIONS=folder-of-notebooks (and ROSTER=roster.csv)"; exit 2; }
+	$(PY) scripts/course.py grade $(SUBMISSIONS) $(if $(ROSTER),--roster $(ROSTER)) $(if $(CONFIG),--config $(CONFIG))
 
-## make student-book: the student edition (hide_solutions: true) into _build/student/_build/html
 student-book: setup
 	$(PY) scripts/course.py student-book
 
