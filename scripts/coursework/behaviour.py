@@ -260,7 +260,7 @@ class Student:
 
     def get(self, name: str):
         """The value of the submission's global ``name``."""
-        return _decode(self._ask({"op": "get", "name": name}, f"reading {name}")["value"])
+        return _answered(_decode(self._ask({"op": "get", "name": name}, f"reading {name}")["value"]), name)
 
     def call(self, name: str, *args, return_args: bool = False):
         """``name(*args)`` in the submission; with ``return_args``, also the arguments after the
@@ -268,7 +268,7 @@ class Student:
         what = f"{name}({', '.join(_describe(a) for a in args)})"
         out = self._ask({"op": "call", "name": name, "args": [_encode(a) for a in args],
                          "return_args": return_args}, what)
-        value = _decode(out["value"])
+        value = _answered(_decode(out["value"]), what)
         return (value, _decode(out["args"])) if return_args else value
 
     def __getattr__(self, name: str):
@@ -288,6 +288,14 @@ class Student:
                 f.close()
             except OSError:
                 pass
+
+
+def _answered(value, what: str):
+    """The value, or a StudentError when it is still the placeholder's ``...`` or None."""
+    if value is None or (isinstance(value, Opaque) and value.type == "ellipsis"):
+        raise StudentError(f"{what} gave {'None' if value is None else '...'}: not answered yet "
+                           "(replace the `...` with your code)")
+    return value
 
 
 def _describe(a) -> str:
