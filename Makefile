@@ -76,7 +76,8 @@ publish-assignments:
 ## submission, grades.csv and gradebook.csv (student x assignment, weighted) in dir/graded
 grade:
 	@test -n "$(SUBMISSIONS)" || { echo "make grade: set SUBMISSIONS=folder-of-notebooks (and ROSTER=roster.csv)"; exit 2; }
-	$(PY) scripts/course.py grade $(SUBMISSIONS) $(if $(ROSTER),--roster $(ROSTER)) $(if $(CONFIG),--config $(CONFIG))
+	$(PY) scripts/course.py grade $(SUBMISSIONS) $(if $(ROSTER),--roster $(ROSTER)) $(if $(CONFIG),--config $(CONFIG)) \
+		$(if $(ASSIGNMENTS),--assignments $(ASSIGNMENTS))
 
 student-book: setup
 	$(PY) scripts/course.py student-book

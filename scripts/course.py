@@ -42,7 +42,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from scripts import make_notebooks as mk  # noqa: E402
-from scripts.coursework import behaviour, workflow  # noqa: E402
+from scripts.coursework import behaviour, edition, workflow  # noqa: E402
 
 CHECK_TAGS = {"check": False, "check-hidden": True}  # tag -> hidden
 _START = re.compile(r"^[`:]{3,}\{solution-start\}\s*(?P<label>\S+)", re.M)
@@ -382,18 +382,22 @@ def edition_config(config_text: str, hide_solutions: bool) -> str:
     return pattern.sub(lambda m: f"{m.group(1)} {str(hide_solutions).lower()}", config_text)
 
 
-def student_book(out: Path = ROOT / "_build" / "student") -> Path:
-    """Build the student edition of the book (no solutions) into ``out/_build/html``."""
-    out.mkdir(parents=True, exist_ok=True)
-    config = out / "_config_student.yml"
-    text = edition_config((ROOT / "_config.yml").read_text(encoding="utf-8"), True)
-    # jupyter-book resolves local extensions from the config file's folder: make them absolute
-    text = re.sub(r"^(\s+\w+:\s*)(book/_ext)\s*$", lambda m: f"{m.group(1)}{ROOT / m.group(2)}", text, flags=re.M)
-    config.write_text(text)
+def student_book(out: Path = ROOT / "_build" / "student", root: Path = ROOT, strict: bool = False) -> Path:
+    """Build the student edition into ``out/_build/html`` from a copy of the sources with every
+    solution cut out (``out/src``, its reader notebooks too), then point its Colab buttons at
+    the solution-free notebooks (``edition.STUDENT_BRANCH``)."""
+    src = edition.student_sources(out / "src", root)
+    config = src / "_config.yml"
+    config.write_text(edition_config(config.read_text(encoding="utf-8"), True), encoding="utf-8")
     jb = Path(sys.executable).with_name("jupyter-book")
-    subprocess.run([str(jb), "build", str(ROOT), "--config", str(config), "--path-output", str(out),
-                    "--all", "-n", "--keep-going"], check=True)
-    return out / "_build" / "html"
+    cmd = [str(jb), "build", str(src), "--path-output", str(out), "--all", "-n", "--keep-going"]
+    run = subprocess.run(cmd + (["-W"] if strict else []), capture_output=strict, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if run.returncode != 0:
+        raise RuntimeError(f"the student edition's build failed{':' + run.stdout[-3000:] if strict else ''}")
+    html = out / "_build" / "html"
+    edition.point_launch_buttons(html)
+    return html
 
 
 # Checks that a blank answer passes, by question name: none so far. A check listed here may
