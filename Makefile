@@ -79,8 +79,11 @@ grade:
 	$(PY) scripts/course.py grade $(SUBMISSIONS) $(if $(ROSTER),--roster $(ROSTER)) $(if $(CONFIG),--config $(CONFIG)) \
 		$(if $(ASSIGNMENTS),--assignments $(ASSIGNMENTS))
 
+## make student-book [PUBLISH=dir]: the student edition, built from a copy of the sources with every
+## solution cut out, into _build/student/_build/html (PUBLISH: also copied there); its reader
+## notebooks in _build/student/src/notebooks
 student-book: setup
-	$(PY) scripts/course.py student-book
+	$(PY) scripts/course.py student-book $(if $(PUBLISH),--publish $(PUBLISH))
 
 ## make nbval: the reader notebooks under nbval, run as a reader would: the package installed
 ## from its wheel into a fresh environment, the notebooks in a folder outside the repository;

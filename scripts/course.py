@@ -451,7 +451,9 @@ def main(argv: list[str]) -> int:
     g.add_argument("--timeout", type=float, default=workflow.TIMEOUT, help="seconds per notebook")
     c = sub.add_parser("check", help="build, then grade every solution and blank student notebook")
     c.add_argument("--out", type=Path, default=ROOT / "_build" / "assignments")
-    sub.add_parser("student-book", help="build the student edition of the book")
+    sb = sub.add_parser("student-book", help="build the student edition of the book (no solutions)")
+    sb.add_argument("--publish", type=Path, help="also copy the built edition there (the Pages "
+                                                 "workflow: _build/html/student)")
     pub = sub.add_parser("publish", help="copy the Colab student notebooks and their public "
                                          "checks into the built book (HTML/assignments/)")
     pub.add_argument("html", type=Path, nargs="?", default=ROOT / "_build" / "html")
@@ -459,7 +461,15 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "student-book":
-            print(f"course: student edition in {student_book()}")
+            html = student_book()
+            print(f"course: student edition in {html}; its notebooks (for the branch "
+                  f"{edition.STUDENT_BRANCH}) in {html.parent.parent / 'src' / 'notebooks'}")
+            if args.publish:
+                import shutil
+
+                shutil.rmtree(args.publish, ignore_errors=True)
+                shutil.copytree(html, args.publish)
+                print(f"course: copied to {args.publish}")
             return 0
         if args.cmd == "check":
             problems = check(args.out)
