@@ -13,13 +13,17 @@ autograded exercise, an otter-grader assignment under ``_build/assignments``:
 An exercise is autograded when its gated solution (``{solution-start}`` ... ``{solution-end}``)
 holds code cells tagged ``check`` (public) or ``check-hidden`` (hidden). Its other code cells
 are the solution; the student sees each ``def`` with its docstring and ``...`` as the body, and
-each top-level assignment ``name = ...``. Checks test results (numbers with tolerances,
-properties), never the text of a solution, and print nothing. The assignment's setup is the
-chapter's import statements.
+each top-level assignment ``name = ...``. A ``check-hidden`` cell that defines
+``part_NAME(student, g)`` functions declares graded hidden parts, run on the submission's
+behaviour by :mod:`scripts.coursework.behaviour` (never by otter, in the student's process);
+any other check is an otter test. Checks test results (numbers with tolerances, properties),
+never the text of a solution, and print nothing. The assignment's setup is the chapter's
+import statements.
 
-``python scripts/course.py grade DIR`` (``make grade SUBMISSIONS=DIR``) grades every
-``NAME*.ipynb`` in DIR with ``otter run`` (no Docker) against the autograder of assignment NAME,
-prints a score table and writes it to ``DIR/grades.csv``.
+``python scripts/course.py grade DIR --roster R.csv`` (``make grade SUBMISSIONS=DIR
+ROSTER=R.csv``) grades every ``STUDENT_ASSIGNMENT.ipynb`` in DIR (:mod:`scripts.coursework.workflow`):
+feedback per submission, ``grades.csv`` and a weighted ``gradebook.csv`` in ``DIR/graded``.
+``student-book`` builds the student edition (:mod:`scripts.coursework.edition`).
 """
 
 from __future__ import annotations
