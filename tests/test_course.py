@@ -246,7 +246,7 @@ def test_colab_edition_fetches_public_checks_only_and_grades_like_the_other(buil
 
     nb = nbformat.read(built / "mmd" / "colab" / "mmd.ipynb", as_version=4)
     first = nb.cells[0].source
-    assert course.colab_url("mmd") in first and repository.requirement() in first
+    assert course.colab_url("mmd") in first and course.pinned_requirement() in first
     assert 'if "google.colab" in sys.modules:' in first  # elsewhere (the grader) it does nothing
     assert course.colab_url("mmd") == repository.pages_url() + "assignments/mmd_tests.zip"
     with zipfile.ZipFile(built / "mmd" / "colab" / "mmd_tests.zip") as z:

@@ -226,9 +226,12 @@ class Student:
         self.timeout = timeout
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
                "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+        import tempfile
+
+        self.workdir = tempfile.mkdtemp(prefix="pmi-grading-")  # what the code writes lands here
         self.proc = subprocess.Popen([sys.executable, "-c", RUNNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True, env=env, preexec_fn=_limits(timeout),
-                                     start_new_session=True)
+                                     start_new_session=True, cwd=self.workdir)
         self.proc.stdin.write(json.dumps({"setup": setup, "cells": cells, "forbidden": forbidden}) + "\n")
         self.proc.stdin.flush()
         self.errors = self._read(timeout * 3, "running the notebook's cells")["errors"]
@@ -283,6 +286,9 @@ class Student:
             except ProcessLookupError:
                 pass
         self.proc.wait()
+        import shutil
+
+        shutil.rmtree(self.workdir, ignore_errors=True)
         for f in (self.proc.stdin, self.proc.stdout):
             try:
                 f.close()
