@@ -234,7 +234,7 @@ class Student:
                                      start_new_session=True, cwd=self.workdir)
         self.proc.stdin.write(json.dumps({"setup": setup, "cells": cells, "forbidden": forbidden}) + "\n")
         self.proc.stdin.flush()
-        self.errors = self._read(timeout * 3, "running the notebook's cells")["errors"]
+        self.errors = self._read(max(60.0, timeout * 3), "running the notebook's cells")["errors"]
 
     def _read(self, timeout: float, what: str) -> dict:
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
