@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import csv
-import json
 import os
 import re
 import subprocess
@@ -258,8 +256,6 @@ def colab_url(name: str) -> str:
 def colab_setup_cell(name: str) -> nbformat.NotebookNode:
     """The Colab edition's first cell: on Colab, install the package and fetch the public
     checks from the published book; anywhere else (Jupyter, the grader) it does nothing."""
-    from pmi_tutorial import repository
-
     return nbformat.v4.new_code_cell(
         "# On Colab: install the companion package and fetch this assignment's public checks\n"
         "import os\nimport sys\n\n"
