@@ -90,7 +90,8 @@ def _zeros(e):
 def _grade(chapter, cells, seed=7):
     e = _exercise(chapter)
     setup = course.setup_code(BOOK / f"{chapter}.md")
-    results = behaviour.run_parts(course.parts_spec(BOOK / f"{chapter}.md", e), setup, cells, seed)
+    # as in a student notebook: the chapter's imports (its setup cell), then the answer
+    results = behaviour.run_parts(course.parts_spec(BOOK / f"{chapter}.md", e), setup, [setup] + cells, seed)
     return {r.name: r for r in results}
 
 
@@ -150,9 +151,21 @@ def test_forbidden_uses_sees_through_aliases_but_not_other_modules():
     ok = "def f(m):\n    torch_prune.l1_unstructured(m, 'weight', amount=0.5)\n    return attacks.PRUNABLE\n"
     assert behaviour.forbidden_uses([ok], forbidden, setup) == []
     for bad in ("attacks.prune(m, 0.5)", "import pmi_tutorial.attacks as a\na.prune(m, 0.5)",
-                "from pmi_tutorial.attacks import prune as p", "getattr(attacks, 'prune')(m, 0.5)",
+                "from pmi_tutorial.attacks import prune as p\np(m, 0.5)", "getattr(attacks, 'prune')(m, 0.5)",
                 "__import__('pmi_tutorial').attacks", "pmi_tutorial.attacks.prune(m, 0.5)"):
         assert behaviour.forbidden_uses([bad], forbidden, setup), bad
+
+
+def test_the_student_notebooks_own_setup_cell_is_not_a_forbidden_use():
+    """The student notebook repeats the chapter's imports, forbidden functions included (the
+    clustering and PMI chapters import agglomerative): importing is allowed, calling is not."""
+    for chapter in METHOD:
+        md = BOOK / f"{chapter}.md"
+        e = _exercise(chapter)
+        sp = course.parts_spec(md, e)
+        setup = course.setup_code(md)
+        assert behaviour.forbidden_uses([setup] + list(e.solution), sp.forbidden, setup) == [], chapter
+        assert behaviour.forbidden_uses([setup, FORBIDDEN_CALL[chapter]], sp.forbidden, setup), chapter
 
 
 def test_a_part_that_hangs_or_crashes_the_process_scores_zero_with_a_reason():

@@ -393,7 +393,8 @@ def forbidden_uses(cells: list[str], forbidden: list[str], setup: str = "") -> l
     """Where the submission's code uses a forbidden function: through its module
     (``attacks.prune``, ``pmi_tutorial.attacks.prune``), by a name imported from it (in the
     setup or the submission), through ``getattr`` with its name, or by reaching code
-    dynamically (``__import__``, ``importlib``, ``eval``, ``exec``)."""
+    dynamically (``__import__``, ``importlib``, ``eval``, ``exec``). Importing it is no use
+    (the student notebook's setup cell imports what the chapter imports); calling it is."""
     by_module = _forbidden_names(forbidden)
     if not by_module:
         return []
@@ -436,9 +437,6 @@ def forbidden_uses(cells: list[str], forbidden: list[str], setup: str = "") -> l
                     hit = f"{prefix}.{node.attr}"
             elif isinstance(node, ast.Name) and node.id in function_alias:
                 hit = node.id
-            elif isinstance(node, ast.ImportFrom) and node.module in by_module:
-                hit = next((f"from {node.module} import {a.name}" for a in node.names
-                            if a.name in by_module[node.module]), None)
             elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr"
                   and any(isinstance(a, ast.Constant) and a.value in every for a in node.args)):
                 hit = f"getattr(..., {next(a.value for a in node.args if isinstance(a, ast.Constant))!r})"
