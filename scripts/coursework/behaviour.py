@@ -100,14 +100,12 @@ proto.write(json.dumps({"ready": True, "errors": errors}) + "\n")
 def encode(x, depth=0):
     if depth > 20:
         raise TypeError("nested too deeply")
-    try:
-        import torch
+    torch = sys.modules.get("torch")  # a torch value means torch is imported: never import it here
+    if torch is not None:
         if isinstance(x, torch.nn.Module):
             return {"__model__": {k: encode(v.detach().cpu().numpy()) for k, v in x.state_dict().items()}}
         if isinstance(x, torch.Tensor):
             x = x.detach().cpu().numpy()
-    except ImportError:
-        pass
     if isinstance(x, np.ndarray):
         if x.dtype == object:
             return [encode(v, depth + 1) for v in x.tolist()]
