@@ -74,14 +74,19 @@ check-assignments:
 publish-assignments:
 	$(TIMED) "publish assignments" $(PY) scripts/course.py publish _build/html
 
-## make grade SUBMISSIONS=dir: grade every NAME*.ipynb in dir (otter run, no Docker); table in dir/grades.csv
+## make grade SUBMISSIONS=dir [ROSTER=roster.csv] [CONFIG=course.yml]: grade every
+## STUDENT_ASSIGNMENT.ipynb in dir (each in a sandboxed subprocess with a timeout); feedback per
+## submission, grades.csv and gradebook.csv (student x assignment, weighted) in dir/graded
 grade:
-	@test -n "$(SUBMISSIONS)" || { echo "make grade: set SUBMISSIONS=folder-of-notebooks"; exit 2; }
-	$(PY) scripts/course.py grade $(SUBMISSIONS)
+	@test -n "$(SUBMISSIONS)" || { echo "make grade: set SUBMISSIONS=folder-of-notebooks (and ROSTER=roster.csv)"; exit 2; }
+	$(PY) scripts/course.py grade $(SUBMISSIONS) $(if $(ROSTER),--roster $(ROSTER)) $(if $(CONFIG),--config $(CONFIG)) \
+		$(if $(ASSIGNMENTS),--assignments $(ASSIGNMENTS))
 
-## make student-book: the student edition (hide_solutions: true) into _build/student/_build/html
+## make student-book [PUBLISH=dir]: the student edition, built from a copy of the sources with every
+## solution cut out, into _build/student/_build/html (PUBLISH: also copied there); its reader
+## notebooks in _build/student/src/notebooks
 student-book: setup
-	$(PY) scripts/course.py student-book
+	$(PY) scripts/course.py student-book $(if $(PUBLISH),--publish $(PUBLISH))
 
 ## make nbval: the reader notebooks under nbval, run as a reader would: the package installed
 ## from its wheel into a fresh environment, the notebooks in a folder outside the repository;

@@ -13,21 +13,23 @@ autograded exercise, an otter-grader assignment under ``_build/assignments``:
 An exercise is autograded when its gated solution (``{solution-start}`` ... ``{solution-end}``)
 holds code cells tagged ``check`` (public) or ``check-hidden`` (hidden). Its other code cells
 are the solution; the student sees each ``def`` with its docstring and ``...`` as the body, and
-each top-level assignment ``name = ...``. Checks test results (numbers with tolerances,
-properties), never the text of a solution, and print nothing. The assignment's setup is the
-chapter's import statements.
+each top-level assignment ``name = ...``. A ``check-hidden`` cell that defines
+``part_NAME(student, g)`` functions declares graded hidden parts, run on the submission's
+behaviour by :mod:`scripts.coursework.behaviour` (never by otter, in the student's process);
+any other check is an otter test. Checks test results (numbers with tolerances, properties),
+never the text of a solution, and print nothing. The assignment's setup is the chapter's
+import statements.
 
-``python scripts/course.py grade DIR`` (``make grade SUBMISSIONS=DIR``) grades every
-``NAME*.ipynb`` in DIR with ``otter run`` (no Docker) against the autograder of assignment NAME,
-prints a score table and writes it to ``DIR/grades.csv``.
+``python scripts/course.py grade DIR --roster R.csv`` (``make grade SUBMISSIONS=DIR
+ROSTER=R.csv``) grades every ``STUDENT_ASSIGNMENT.ipynb`` in DIR (:mod:`scripts.coursework.workflow`):
+feedback per submission, ``grades.csv`` and a weighted ``gradebook.csv`` in ``DIR/graded``.
+``student-book`` builds the student edition (:mod:`scripts.coursework.edition`).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import csv
-import json
 import os
 import re
 import subprocess
@@ -42,6 +44,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from scripts import make_notebooks as mk  # noqa: E402
+from scripts.coursework import behaviour, edition, workflow  # noqa: E402
 
 CHECK_TAGS = {"check": False, "check-hidden": True}  # tag -> hidden
 _START = re.compile(r"^[`:]{3,}\{solution-start\}\s*(?P<label>\S+)", re.M)
@@ -57,7 +60,8 @@ class Exercise:
     title: str
     text: str  # MyST
     solution: list[str] = field(default_factory=list)  # code cells
-    checks: list[tuple[str, bool]] = field(default_factory=list)  # (code, hidden)
+    checks: list[tuple[str, bool]] = field(default_factory=list)  # (code, hidden): run by otter
+    parts: str | None = None  # a check-hidden cell of graded parts (coursework.behaviour)
 
 
 def exercises(md: Path) -> list[Exercise]:
@@ -85,14 +89,26 @@ def exercises(md: Path) -> list[Exercise]:
             if re.search(r"\bprint\(", cell.source):
                 raise ValueError(f"{md}: a check of {current.label} prints; checks must only assert "
                                  "(otter compares printed output as text)")
-            current.checks.append((cell.source, CHECK_TAGS[check.pop()]))
+            hidden = CHECK_TAGS[check.pop()]
+            if hidden and behaviour.is_parts_cell(cell.source):
+                if current.parts is not None:
+                    raise ValueError(f"{md}: {current.label} has two check-hidden cells of parts; "
+                                     "put every part_NAME(student, g) in one cell")
+                current.parts = cell.source
+            else:
+                current.checks.append((cell.source, hidden))
         else:
             current.solution.append(cell.source)
     return found
 
 
 def autograded(md: Path) -> list[Exercise]:
-    return [e for e in exercises(md) if e.checks]
+    return [e for e in exercises(md) if e.checks or e.parts]
+
+
+def parts_spec(md: Path, e: Exercise) -> behaviour.Spec | None:
+    """The graded hidden parts of exercise ``e`` (None if it has none)."""
+    return behaviour.spec(e.parts, setup_code(md), f"{md.stem}: {e.label}") if e.parts else None
 
 
 def prompt(code: str) -> str:
@@ -151,7 +167,29 @@ def setup_code(md: Path) -> str:
     return "\n".join(out)
 
 
-def master_notebook(md: Path, rewriter: mk.Rewriter, colab: bool = False) -> nbformat.NotebookNode:
+def version() -> str:
+    """The package's version, from ``pyproject.toml``."""
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+
+
+def pinned_requirement() -> str:
+    """The pip requirement of the package's release ``vVERSION`` (its git tag), not a branch."""
+    from pmi_tutorial import repository
+
+    return repository.requirement(branch=f"v{version()}")
+
+
+def autograder_requirements() -> str:
+    """The autograder's ``requirements.txt``: CPU torch and the package at its pinned release."""
+    return ("--extra-index-url https://download.pytorch.org/whl/cpu\n"
+            "torch\n"
+            f"{pinned_requirement()}\n")
+
+
+def master_notebook(md: Path, rewriter: mk.Rewriter, colab: bool = False,
+                    requirements: Path | None = None) -> nbformat.NotebookNode:
     """The otter-format master notebook of one chapter's autograded exercises; ``colab``: for
     the Colab edition (otter's Colab mode: the public checks as files in ``tests/``)."""
     name = md.stem
@@ -160,9 +198,16 @@ def master_notebook(md: Path, rewriter: mk.Rewriter, colab: bool = False) -> nbf
         raise ValueError(f"{md}: no autograded exercise (a gated solution with a code cell "
                          "tagged check or check-hidden)")
     rewriter.start_chapter(md.read_text(encoding="utf-8"))
-    config = {"name": name, "init_cell": True, "check_all_cell": False, "export_cell": False,
+    config = {"name": name, "init_cell": True, "check_all_cell": False,
+              "export_cell": {"pdf": False, "run_tests": True, "instructions":
+                              f"Save the notebook, then rename the file to `STUDENT_{name}.ipynb` "
+                              "(STUDENT: your student id) and hand it in; the zip this cell makes "
+                              "holds the same notebook."},
               "run_tests": True, "solutions_pdf": False, "template_pdf": False,
               "generate": {"pdf": False}, "tests": {"files": colab}}
+    if requirements is not None:
+        config["requirements"] = str(requirements)
+        config["overwrite_requirements"] = False
     if colab:
         config["runs_on"] = "colab"
     import yaml
@@ -178,6 +223,11 @@ def master_notebook(md: Path, rewriter: mk.Rewriter, colab: bool = False) -> nbf
         head = f"Exercise {e.number}" + (f": {rewriter.inline(e.title, name)}" if e.title else "")
         cells.append(nbformat.v4.new_raw_cell(
             f"# BEGIN QUESTION\nname: {e.label}\npoints: {len(e.checks)}"))
+        if (sp := parts_spec(md, e)) is not None:
+            e.text += ("\n\nWhen it is graded, more checks call your code on new inputs "
+                       f"({len(sp.parts)} point(s): " + "; ".join(p.description for p in sp.parts) + ")"
+                       + (f"; code that uses {', '.join(f'`{f}`' for f in sp.forbidden)} gets none of them."
+                          if sp.forbidden else "."))
         cells.append(nbformat.v4.new_markdown_cell(f"## {head}\n\n{rewriter.markdown(e.text, name)}"))
         cells.append(nbformat.v4.new_raw_cell("# BEGIN SOLUTION"))
         for code in e.solution:
@@ -206,13 +256,11 @@ def colab_url(name: str) -> str:
 def colab_setup_cell(name: str) -> nbformat.NotebookNode:
     """The Colab edition's first cell: on Colab, install the package and fetch the public
     checks from the published book; anywhere else (Jupyter, the grader) it does nothing."""
-    from pmi_tutorial import repository
-
     return nbformat.v4.new_code_cell(
         "# On Colab: install the companion package and fetch this assignment's public checks\n"
         "import os\nimport sys\n\n"
         'if "google.colab" in sys.modules:\n'
-        f'    %pip install -q --no-deps "{repository.requirement()}"\n'
+        f'    %pip install -q --no-deps "{pinned_requirement()}"\n'
         '    if not os.path.isdir("tests"):\n'
         "        import io\n        import urllib.request\n        import zipfile\n\n"
         f'        _url = "{colab_url(name)}"\n'
@@ -283,10 +331,13 @@ def assign(out: Path, names: list[str] | None = None, book: Path = ROOT / "book"
             continue
         src = out / "src" / f"{md.stem}.ipynb"
         src.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(master_notebook(md, rewriter), src)
+        requirements = out / "src" / "requirements.txt"
+        requirements.write_text(autograder_requirements())
+        nbformat.write(master_notebook(md, rewriter, requirements=requirements), src)
         dist = out / md.stem
         subprocess.run(["rm", "-rf", str(dist)], check=True)
         _otter_assign(src, dist)
+        _write_parts(md, dist / "autograder" / PARTS_FILE)
         _colab_edition(md, rewriter, out)
         built.append(md.stem)
         print(f"course: assignment {md.stem}: {len(autograded(md))} autograded exercise(s) in {dist}")
@@ -296,6 +347,17 @@ def assign(out: Path, names: list[str] | None = None, book: Path = ROOT / "book"
     return built
 
 
+PARTS_FILE = "hidden_parts.json"
+
+
+def _write_parts(md: Path, path: Path) -> None:
+    """The hidden parts of the assignment, as released: ``{label: {setup, code}}``."""
+    from pmi_tutorial import files
+
+    parts = {e.label: {"setup": setup_code(md), "code": e.parts} for e in autograded(md) if e.parts}
+    files.write_json_atomic(path, parts)
+
+
 def autograder_zip(assignments: Path, name: str) -> Path:
     zips = sorted((assignments / name / "autograder").glob("*.zip"))
     if not zips:
@@ -303,40 +365,13 @@ def autograder_zip(assignments: Path, name: str) -> Path:
     return zips[-1]
 
 
-def grade_one(notebook: Path, assignments: Path, name: str) -> dict[str, tuple[float, float]]:
-    """``question -> (score, max)`` for one submission, graded by ``otter run`` (no Docker)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        run = subprocess.run([_otter(), "run", "--no-logo", "-a", str(autograder_zip(assignments, name)),
-                              "-o", tmp, str(notebook)], capture_output=True, text=True,
-                             env={**os.environ, "PYTHONPATH": str(ROOT)})
-        results = Path(tmp) / "results.json"
-        if run.returncode != 0 or not results.exists():
-            raise RuntimeError(f"otter run {notebook} failed:\n{run.stdout}\n{run.stderr}")
-        tests = json.loads(results.read_text())["tests"]
-    return {t["name"]: (float(t["score"]), float(t["max_score"])) for t in tests
-            if t.get("max_score") is not None}
-
-
-def grade(submissions: Path, assignments: Path) -> list[dict]:
-    if not submissions.is_dir():
-        raise FileNotFoundError(f"{submissions}: no such folder of submitted notebooks")
-    names = sorted((p.name for p in assignments.iterdir() if (p / "autograder").is_dir()),
-                   key=len, reverse=True) if assignments.is_dir() else []
-    rows = []
-    for nb in sorted(submissions.glob("*.ipynb")):
-        name = next((n for n in names if nb.stem.startswith(n)), None)
-        if name is None:
-            raise ValueError(f"{nb}: its name starts with no assignment's name ({', '.join(sorted(names))}); "
-                             "name submissions NAME*.ipynb")
-        t0 = time.perf_counter()
-        scores = grade_one(nb, assignments, name)
-        total = sum(s for s, _ in scores.values())
-        rows.append({"submission": nb.name, "assignment": name, "score": total,
-                     "max": sum(m for _, m in scores.values()), "seconds": round(time.perf_counter() - t0, 1),
-                     **{q: s for q, (s, _) in scores.items()}})
-    return rows
+def grade_one(notebook: Path, assignments: Path, name: str, seed: int = 0) -> dict[str, tuple[float, float]]:
+    """``check -> (score, max)`` for one submission: ``LABEL`` for a question's otter checks,
+    ``LABEL:PART`` for each hidden part (graded on inputs drawn from ``seed``)."""
+    g = workflow.grade_submission(notebook, assignments, name, seed)
+    if g.problems:
+        raise RuntimeError(f"{notebook}: " + "; ".join(g.problems))
+    return {c.key: (c.score, c.max) for c in g.checks}
 
 
 def edition_config(config_text: str, hide_solutions: bool) -> str:
@@ -347,18 +382,22 @@ def edition_config(config_text: str, hide_solutions: bool) -> str:
     return pattern.sub(lambda m: f"{m.group(1)} {str(hide_solutions).lower()}", config_text)
 
 
-def student_book(out: Path = ROOT / "_build" / "student") -> Path:
-    """Build the student edition of the book (no solutions) into ``out/_build/html``."""
-    out.mkdir(parents=True, exist_ok=True)
-    config = out / "_config_student.yml"
-    text = edition_config((ROOT / "_config.yml").read_text(encoding="utf-8"), True)
-    # jupyter-book resolves local extensions from the config file's folder: make them absolute
-    text = re.sub(r"^(\s+\w+:\s*)(book/_ext)\s*$", lambda m: f"{m.group(1)}{ROOT / m.group(2)}", text, flags=re.M)
-    config.write_text(text)
+def student_book(out: Path = ROOT / "_build" / "student", root: Path = ROOT, strict: bool = False) -> Path:
+    """Build the student edition into ``out/_build/html`` from a copy of the sources with every
+    solution cut out (``out/src``, its reader notebooks too), then point its Colab buttons at
+    the solution-free notebooks (``edition.STUDENT_BRANCH``)."""
+    src = edition.student_sources(out / "src", root)
+    config = src / "_config.yml"
+    config.write_text(edition_config(config.read_text(encoding="utf-8"), True), encoding="utf-8")
     jb = Path(sys.executable).with_name("jupyter-book")
-    subprocess.run([str(jb), "build", str(ROOT), "--config", str(config), "--path-output", str(out),
-                    "--all", "-n", "--keep-going"], check=True)
-    return out / "_build" / "html"
+    cmd = [str(jb), "build", str(src), "--path-output", str(out), "--all", "-n", "--keep-going"]
+    run = subprocess.run(cmd + (["-W"] if strict else []), capture_output=strict, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if run.returncode != 0:
+        raise RuntimeError(f"the student edition's build failed{':' + run.stdout[-3000:] if strict else ''}")
+    html = out / "_build" / "html"
+    edition.point_launch_buttons(html)
+    return html
 
 
 # Checks that a blank answer passes, by question name: none so far. A check listed here may
@@ -400,12 +439,21 @@ def main(argv: list[str]) -> int:
     a = sub.add_parser("assign", help="build the assignments")
     a.add_argument("--out", type=Path, default=ROOT / "_build" / "assignments")
     a.add_argument("names", nargs="*", help="chapters (default: every chapter with autograded exercises)")
-    g = sub.add_parser("grade", help="grade a folder of submitted notebooks")
+    g = sub.add_parser("grade", help="grade a folder of submissions STUDENT_ASSIGNMENT.ipynb")
     g.add_argument("submissions", type=Path)
     g.add_argument("--assignments", type=Path, default=ROOT / "_build" / "assignments")
+    g.add_argument("--roster", type=Path, help="CSV with a column `student` (ids as in the file names)")
+    g.add_argument("--config", type=Path, default=ROOT / "docs" / "course" / "course.yml",
+                   help="YAML with `weights: {ASSIGNMENT: weight}` for the gradebook")
+    g.add_argument("--out", type=Path, help="where feedback/, results/, grades.csv and gradebook.csv "
+                                            "go (default SUBMISSIONS/graded)")
+    g.add_argument("--seed", type=int, help="the hidden checks' inputs (default: drawn for this run)")
+    g.add_argument("--timeout", type=float, default=workflow.TIMEOUT, help="seconds per notebook")
     c = sub.add_parser("check", help="build, then grade every solution and blank student notebook")
     c.add_argument("--out", type=Path, default=ROOT / "_build" / "assignments")
-    sub.add_parser("student-book", help="build the student edition of the book")
+    sb = sub.add_parser("student-book", help="build the student edition of the book (no solutions)")
+    sb.add_argument("--publish", type=Path, help="also copy the built edition there (the Pages "
+                                                 "workflow: _build/html/student)")
     pub = sub.add_parser("publish", help="copy the Colab student notebooks and their public "
                                          "checks into the built book (HTML/assignments/)")
     pub.add_argument("html", type=Path, nargs="?", default=ROOT / "_build" / "html")
@@ -413,7 +461,15 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "student-book":
-            print(f"course: student edition in {student_book()}")
+            html = student_book()
+            print(f"course: student edition in {html}; its notebooks (for the branch "
+                  f"{edition.STUDENT_BRANCH}) in {html.parent.parent / 'src' / 'notebooks'}")
+            if args.publish:
+                import shutil
+
+                shutil.rmtree(args.publish, ignore_errors=True)
+                shutil.copytree(html, args.publish)
+                print(f"course: copied to {args.publish}")
             return 0
         if args.cmd == "check":
             problems = check(args.out)
@@ -427,21 +483,21 @@ def main(argv: list[str]) -> int:
             files = publish(args.assignments, args.html)
             print(f"course: {len(files)} file(s) in {args.html / 'assignments'}")
             return 0
+        if args.roster is not None and not args.roster.is_file():
+            raise FileNotFoundError(f"{args.roster}: no such roster (a CSV with a column `student`)")
         t0 = time.perf_counter()
-        rows = grade(args.submissions, args.assignments)
+        summary = workflow.grade_folder(args.submissions, args.assignments, args.out, args.roster,
+                                        args.config if args.config and args.config.exists() else None,
+                                        args.seed, args.timeout)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"course: {exc}", file=sys.stderr)
-        return 1
-    fields = ["submission", "assignment", "score", "max", "seconds"]
-    fields += sorted({k for r in rows for k in r} - set(fields))
-    with open(args.submissions / "grades.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    for r in rows:
-        print(f"{r['submission']:40s} {r['assignment']:22s} {r['score']:5.1f} / {r['max']:5.1f}  ({r['seconds']} s)")
-    print(f"course: graded {len(rows)} submission(s) in {time.perf_counter() - t0:.1f} s; "
-          f"table in {args.submissions / 'grades.csv'}")
+        return 2
+    out = summary["out"]
+    print(f"course: graded {summary['graded']} submission(s) in {time.perf_counter() - t0:.1f} s "
+          f"(hidden-check seed {summary['seed']}); feedback in {out / 'feedback'}, tables "
+          f"{out / 'grades.csv'} and {out / 'gradebook.csv'}")
+    for s in summary["skipped"]:
+        print(f"course: skipped {s}", file=sys.stderr)
     return 0
 
 

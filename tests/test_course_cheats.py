@@ -1,0 +1,180 @@
+"""The hidden parts of every method chapter's assignment, graded on behaviour: three cheats
+score zero on them, an honest near-miss keeps part of them, the solution all of them.
+
+The cheats are the three of the course's review: rebind ``np.isclose`` and answer zeros; call
+the package function the exercise forbids; hard-code what the public check expects. Each runs
+through :func:`scripts.coursework.behaviour.run_parts`, as ``make grade`` runs it (the
+submission's cells in a sandboxed process, the references computed by the grader)."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scripts import course
+from scripts.coursework import behaviour
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOK = ROOT / "book"
+METHOD = ["membership_inference", "mmd", "clustering", "pmi_end_to_end", "robustness", "reproduce_tables"]
+
+
+def _public_mmd_value():
+    from pmi_tutorial import mmd
+
+    _X, _Y = np.random.default_rng(11).standard_normal((2, 30, 4))
+    return repr(float(mmd.mmd2_unbiased(_X, _Y)))
+
+
+FORBIDDEN_CALL = {
+    "membership_inference": "from scipy.stats import ks_2samp\n\n\ndef best_advantage(a, b):\n"
+                            "    return float(ks_2samp(b, a, alternative='greater').statistic)\n",
+    "mmd": "def unbiased_linear_mmd2(X, Y):\n    return mmd.mmd2_unbiased(X, Y)\n\n\n"
+           "g = np.random.default_rng(0)\nnull_mean = np.mean([unbiased_linear_mmd2(g.standard_normal((50, 5)), "
+           "g.standard_normal((50, 5))) for _ in range(500)])\n",
+    "clustering": "def two_clusters_by_tree(D):\n"
+                  "    return sorted(map(sorted, final_clusters(agglomerative(D, 'single'))), key=lambda g: (len(g), g))\n\n\n"
+                  "groups = two_clusters_by_tree(squareform(pdist(np.random.default_rng(3).standard_normal((10, 2)))))\n",
+    "pmi_end_to_end": "def pmi_guess(F):\n    G1, G2 = final_clusters(agglomerative(pairwise_mmd(normalize_features(F))))\n"
+                      "    return (G1 if len(G1) == 1 else G2)[0]\n",
+    "robustness": "import copy\n\n\ndef prune_per_layer(model, rate):\n"
+                  "    return attacks.prune(copy.deepcopy(model), rate)\n",
+    "reproduce_tables": "from scipy.stats import binom\n\n\ndef chance_max(a, m, t=100, classes=10, draws=100_000, seed=0):\n"
+                        "    return float(1 - binom.cdf(np.ceil(a * t) - 1, t, 1 / m) ** classes)\n\n\n"
+                        "p_040, p_050 = chance_max(0.40, 3), chance_max(0.50, 3)\n",
+}
+
+HARD_CODED = {
+    "membership_inference": "def best_advantage(a, b):\n    return 1.0 if list(a) == [0.1, 0.2] else 0.0\n",
+    "mmd": "def unbiased_linear_mmd2(X, Y):\n    return {public}\n\n\nnull_mean = 0.0\n",
+    "clustering": "groups = [[3], [0, 1, 2, 4, 5, 6, 7, 8, 9]]\n\n\ndef two_clusters_by_tree(D):\n    return groups\n",
+    "pmi_end_to_end": "_answers = iter([0, 1, 2])\n\n\ndef pmi_guess(F):\n    return next(_answers, 0)\n",
+    "robustness": "import copy\n\nimport torch\n\n\ndef prune_per_layer(model, rate):\n    model = copy.deepcopy(model)\n"
+                  "    for w in attacks.prunable_weights(model):\n        with torch.no_grad():\n"
+                  "            w.view(-1)[: round(0.5 * w.numel())] = 0\n    return model\n",
+    "reproduce_tables": "def chance_max(a, m, t=100, classes=10, draws=100_000, seed=0):\n"
+                        "    return 1.0 if a <= 0 else 0.0 if a > 1 else 0.5\n\n\np_040, p_050 = 0.6, 0.5\n",
+}
+
+# an honest mistake in the solution: (right line, wrong line, the hidden parts it keeps)
+NEAR_MISS = {
+    "membership_inference": ("last_of_tie = np.r_[values[1:] != values[:-1], True]",
+                             "last_of_tie = np.ones(len(values), bool)", {"no_ties"}),  # ties split
+    "mmd": ("(np.sum(D.sum(0) ** 2) - np.sum(D**2)) / (n * (n - 1))", "np.sum(D.sum(0) ** 2) / n**2",
+            {"memory"}),  # the biased estimate
+    "clustering": ("key=lambda g: (len(g), g)", "key=lambda g: (-len(g), g)",
+                   {"single_linkage", "groups"}),  # the larger group first
+    "pmi_end_to_end": ("Z = (F - mean) / np.where(sd > 0, sd, 1.0)", "Z = F",
+                       {"guess", "one_component"}),  # no normalisation
+    "robustness": ("    model = copy.deepcopy(model)\n", "", {"per_layer", "smallest"}),  # prunes the original
+    "reproduce_tables": ("size=(draws, classes)", "size=(draws, 10)", {"closed_form", "values"}),  # ten classes
+}
+
+
+def _exercise(chapter):
+    found = [e for e in course.autograded(BOOK / f"{chapter}.md") if e.parts]
+    assert len(found) == 1, f"{chapter}: {len(found)} exercises with hidden parts"
+    return found[0]
+
+
+def _zeros(e):
+    """The placeholder with zeros for answers, after rebinding numpy's comparisons."""
+    code = "\n\n".join(course.prompt(c) for c in e.solution)
+    code = re.sub(r"^(\s+)\.\.\.$", r"\1return 0", code, flags=re.M)
+    code = re.sub(r"= \.\.\.", "= 0", code).replace("..., ...", "0, 0")
+    return ("np.isclose = lambda *a, **k: True\nnp.allclose = lambda *a, **k: True\n"
+            "np.array_equal = lambda *a, **k: True\n\n" + code)
+
+
+def _grade(chapter, cells, seed=7):
+    e = _exercise(chapter)
+    setup = course.setup_code(BOOK / f"{chapter}.md")
+    # as in a student notebook: the chapter's imports (its setup cell), then the answer
+    results = behaviour.run_parts(course.parts_spec(BOOK / f"{chapter}.md", e), setup, [setup] + cells, seed)
+    return {r.name: r for r in results}
+
+
+def test_every_method_chapter_has_three_or_more_hidden_parts():
+    for chapter in METHOD:
+        sp = course.parts_spec(BOOK / f"{chapter}.md", _exercise(chapter))
+        assert len(sp.parts) >= 3, chapter
+        assert all(p.description for p in sp.parts)
+    assert set(METHOD) == set(FORBIDDEN_CALL) == set(HARD_CODED) == set(NEAR_MISS)
+
+
+@pytest.mark.parametrize("chapter", METHOD)
+def test_cheats_score_zero_and_a_near_miss_keeps_part(chapter):
+    e = _exercise(chapter)
+    solution = _grade(chapter, list(e.solution))
+    assert all(r.score == 1 for r in solution.values()), {k: r.message for k, r in solution.items()}
+
+    cheats = {"monkeypatch and zeros": [_zeros(e)],
+              "the forbidden function": [FORBIDDEN_CALL[chapter]],
+              "the public check's value": [HARD_CODED[chapter].replace("{public}", _public_mmd_value())]}
+    for what, cells in cheats.items():
+        got = _grade(chapter, cells)
+        assert sum(r.score for r in got.values()) == 0, (what, {k: r.score for k, r in got.items()})
+        assert all(r.message for r in got.values()), what  # each failed part says why
+    forbidden = _grade(chapter, [FORBIDDEN_CALL[chapter]])
+    assert all("not to use" in r.message for r in forbidden.values())
+
+    right, wrong, keeps = NEAR_MISS[chapter]
+    cells = [c.replace(right, wrong) for c in e.solution]
+    assert cells != list(e.solution), "the near-miss changes nothing"
+    got = _grade(chapter, cells)
+    assert {k for k, r in got.items() if r.score == 1} == keeps, {k: (r.score, r.message) for k, r in got.items()}
+
+
+def test_the_cheats_really_pass_the_public_check():
+    """The cheats are the real thing: each passes the public check the student runs (checked
+    in the student's own process, as otter runs it), yet scores nothing hidden (above)."""
+    import subprocess
+    import sys
+
+    for chapter in ("mmd", "pmi_end_to_end", "reproduce_tables"):
+        e = _exercise(chapter)
+        public = "\n".join(code for code, hidden in e.checks if not hidden)
+        for cheat in (_zeros(e), HARD_CODED[chapter].replace("{public}", _public_mmd_value())):
+            if chapter != "mmd" and cheat.startswith("np.isclose"):
+                continue  # zeros fail these public checks; the monkeypatch matters for mmd's
+            program = "\n".join([course.setup_code(BOOK / f"{chapter}.md"), cheat, public])
+            run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                                 cwd=ROOT, env={"PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg",
+                                                "PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
+            assert run.returncode == 0, (chapter, cheat, run.stderr[-2000:])
+
+
+def test_forbidden_uses_sees_through_aliases_but_not_other_modules():
+    forbidden = ["pmi_tutorial.attacks.prune"]
+    setup = "from pmi_tutorial import attacks\nfrom torch.nn.utils import prune as torch_prune\n"
+    ok = "def f(m):\n    torch_prune.l1_unstructured(m, 'weight', amount=0.5)\n    return attacks.PRUNABLE\n"
+    assert behaviour.forbidden_uses([ok], forbidden, setup) == []
+    for bad in ("attacks.prune(m, 0.5)", "import pmi_tutorial.attacks as a\na.prune(m, 0.5)",
+                "from pmi_tutorial.attacks import prune as p\np(m, 0.5)", "getattr(attacks, 'prune')(m, 0.5)",
+                "__import__('pmi_tutorial').attacks", "pmi_tutorial.attacks.prune(m, 0.5)"):
+        assert behaviour.forbidden_uses([bad], forbidden, setup), bad
+
+
+def test_the_student_notebooks_own_setup_cell_is_not_a_forbidden_use():
+    """The student notebook repeats the chapter's imports, forbidden functions included (the
+    clustering and PMI chapters import agglomerative): importing is allowed, calling is not."""
+    for chapter in METHOD:
+        md = BOOK / f"{chapter}.md"
+        e = _exercise(chapter)
+        sp = course.parts_spec(md, e)
+        setup = course.setup_code(md)
+        assert behaviour.forbidden_uses([setup] + list(e.solution), sp.forbidden, setup) == [], chapter
+        assert behaviour.forbidden_uses([setup, FORBIDDEN_CALL[chapter]], sp.forbidden, setup), chapter
+
+
+def test_a_part_that_hangs_or_crashes_the_process_scores_zero_with_a_reason():
+    sp = behaviour.spec("def part_a(student, g):\n    assert student.f(1) == 2\n\n\n"
+                        "def part_b(student, g):\n    assert student.f(2) == 3\n", "import numpy as np")
+    hang = "def f(x):\n    if x == 1:\n        while True:\n            pass\n    return x + 1\n"
+    got = behaviour.run_parts(sp, "import numpy as np", [hang], seed=0, timeout=3)
+    assert [r.score for r in got] == [0.0, 1.0]  # a fresh process for the next part
+    assert "no answer within 3 s" in got[0].message
+    crash = "import os\n\n\ndef f(x):\n    os._exit(3)\n"
+    got = behaviour.run_parts(sp, "import numpy as np", [crash], seed=0, timeout=3)
+    assert [r.score for r in got] == [0.0, 0.0] and "process ended" in got[0].message
