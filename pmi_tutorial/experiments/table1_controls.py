@@ -37,8 +37,7 @@ after every round, ``"complete": false`` until the last.
 from __future__ import annotations
 
 import functools
-import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
