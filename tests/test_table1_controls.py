@@ -76,6 +76,8 @@ def test_measurements_plan_owners_innocents_and_the_rescoring():
     assert {(s, r, k) for s, r, k, *_ in first} == {("sequential", "innocent", 0), ("sequential", "owner", 0)}
     keys = [t.key for st in T.experiment(cfg).stages for t in st]
     assert len(keys) == len(set(keys)) == 20 + len(meas)
+    lenet = [t.key for st in T.experiment(T.LENET5).stages for t in st]
+    assert len(lenet) == len(keys) and not set(lenet) & set(keys)  # LeNet-5: the same plan, its own models
 
 
 def test_bad_config_and_variant_names():
@@ -274,3 +276,19 @@ def test_cli_runs_tiny_and_rejects_foreign_options(tmp_path):
     assert res["complete"] and "reproduce table1-controls" in res["provenance"]["command"]
     bad = subprocess.run(cmd + ["--seed", "3"], capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--seed" in bad.stderr
+
+
+def test_committed_controls_summary_recomputes_from_its_records():
+    names = [n for n in files.committed_names() if n.startswith(T.RESULT_NAME)]
+    if not names:
+        pytest.skip("no committed table1_controls result yet")
+    for name in names:
+        res = files.committed_result(name, T.RESULT_FORMAT)
+        cfg = T.config_from_dict(res["settings"])
+        assert res["device"] == "cpu" and res["provenance"]["command"].startswith(
+            "python -m pmi_tutorial reproduce table1-controls")
+        assert json.loads(json.dumps(T.summarize(res["records"], cfg))) == res["summary"]
+        for rec in res["records"]:  # Eq. 14 and Eq. 15 of every cell from its acc_r
+            for c in rec["cells"]:
+                acc = list(c["acc_by_class"].values())
+                assert c["acc_r_opt"] == max(acc) and c["mean_acc_r"] == pytest.approx(np.mean(acc))

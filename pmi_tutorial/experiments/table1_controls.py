@@ -136,7 +136,10 @@ TINY = ControlsConfig(
     trials=10, ms=(3,), ns=(5,), draw_seeds=(10,),
     rescore=("split=sequential", "features=penultimate+tie=second+kept=last+split=sequential"),
     reduced=("60 training and 40 validation images per class", "2 epochs", "t = 10, m = 3, n = 5"))
-CONFIGS = {"mlp": MLP, "tiny": TINY}
+#: LeNet-5 under the same plan (about 71 minutes per model on one CPU core at 300 epochs);
+#: the reading was chosen on the MLP
+LENET5 = ControlsConfig(name="lenet5", arch="lenet5")
+CONFIGS = {"mlp": MLP, "lenet5": LENET5, "tiny": TINY}
 
 
 def config_from_dict(d: dict) -> ControlsConfig:
@@ -392,7 +395,7 @@ def summarize(records: list, cfg: ControlsConfig) -> dict:
     """Per group (split, role, pools, variant): Table I over the models, the claims of Eq. 13-14
     and Eq. 15 per cell (models claimed on the first draw seed, with Clopper-Pearson
     intervals), and the distance to the paper's Table I (the forensics' objective)."""
-    paper = FZ.paper_cells(("mlp",))
+    paper = FZ.paper_cells((cfg.arch,))
     groups: dict = {}
     for rec in records:
         groups.setdefault((rec["split"], rec["role"], rec["pools"], rec["variant"]), []).append(rec)
@@ -409,7 +412,7 @@ def summarize(records: list, cfg: ControlsConfig) -> dict:
                 per = [[c for c in r["cells"] if c["m"] == m and c["n"] == n] for r in recs]
                 opt = np.array([[c["acc_r_opt"] for c in p] for p in per])
                 mean = np.array([[c["mean_acc_r"] for c in p] for p in per])
-                p = paper.get(("mlp", m, n))
+                p = paper.get((cfg.arch, m, n))
                 row = {"m": m, "n": n, "models": len(recs),
                        "acc_r_opt": {"mean": float(opt.mean()), "min": float(opt.min()), "max": float(opt.max())},
                        "mean_acc_r": {"mean": float(mean.mean()), "min": float(mean.min()), "max": float(mean.max())},
