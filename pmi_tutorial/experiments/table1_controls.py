@@ -327,7 +327,9 @@ def steps(cfg: ControlsConfig) -> list:
 def measurements(cfg: ControlsConfig, upto: int | None = None, rescore: bool = True) -> list:
     """``(split, role, k, pools, variant, seeds)`` of every measurement, in plan order: for the
     first ``upto`` entries of :func:`steps` (all when None) the innocent k and the owner k of that
-    split; then, with ``rescore``, the search path on the owners the search did not use."""
+    split, then, with ``rescore``, the search path (:attr:`ControlsConfig.rescore`) on owner k
+    when its split is the path's.  Every draw seed is outside the search's; owners whose
+    training seed the search used are re-scored on new draws only."""
     out = []
     for k, split in steps(cfg)[:upto]:
         chosen = FZ.variant_name(parse_variant(cfg.variant, split=split))
@@ -336,14 +338,10 @@ def measurements(cfg: ControlsConfig, upto: int | None = None, rescore: bool = T
         if k < cfg.n_owners:
             out.append((split, "owner", k, "heldout", chosen, tuple(cfg.draw_seeds)))
             out.append((split, "owner", k, "full", chosen, tuple(cfg.draw_seeds)))
-    if rescore:
-        for k in range(cfg.n_owners):
-            if k in cfg.search_train_seeds:
-                continue
-            for name in cfg.rescore:
-                split = parse_variant(name).split
-                if split in cfg.splits and (split, "owner", k, "full", name, tuple(cfg.draw_seeds)) not in out:
-                    out.append((split, "owner", k, "full", name, tuple(cfg.draw_seeds)))
+            for name in cfg.rescore if rescore else ():
+                item = (split, "owner", k, "full", name, tuple(cfg.draw_seeds))
+                if parse_variant(name).split == split and item not in out:
+                    out.append(item)
     return out
 
 
@@ -476,8 +474,8 @@ def run_controls(cfg: ControlsConfig = MLP, out=None, root=None, cache_dir=None,
     """Run (or resume) the controls round by round; returns the result dictionary.
 
     Round k plans the models of the first k entries of :func:`steps` (innocent and owner k of
-    one split kind), so each round's models are measured before the next round trains; the
-    last round adds the re-scoring of the search path.  ``out``: the folder of ``table1_controls_{cfg.name}.json``,
+    one split kind), so each round's models are measured (and re-scored) before the next round
+    trains.  ``out``: the folder of ``table1_controls_{cfg.name}.json``,
     rewritten after every round (``"complete": false`` until the run has finished).
     """
     import torch
@@ -486,8 +484,7 @@ def run_controls(cfg: ControlsConfig = MLP, out=None, root=None, cache_dir=None,
     prov = F.result_header(RESULT_FORMAT, command)["provenance"]
     state = {}
     K = len(steps(cfg))
-    plan_rounds = [(k, False) for k in range(1, K + 1)] if rounds else []
-    plan_rounds.append((K, True))
+    plan_rounds = [(k, True) for k in range(1, K + 1)] if rounds else [(K, True)]
     for i, (upto, rescore) in enumerate(plan_rounds):
         last_round = i == len(plan_rounds) - 1
 
@@ -559,26 +556,44 @@ def format_table(result: dict, split: str, rho: float = 0.1) -> str:
 
 
 def rescore_table(result: dict) -> str:
-    """The search path re-scored: distance to the paper on the owners and draws the search did
-    not use, beside the distance the search saw."""
+    """The search path re-scored: distance to the paper (the forensics' objective, on the mean
+    over models and draws) on new draws of the owners the search used, and on owners it never
+    saw, beside the distance the search saw."""
     cfg = config_from_dict(result["settings"])
-    lines = [f"search path re-scored on owners with training seeds not in {list(cfg.search_train_seeds)}, "
-             f"draw seeds {list(cfg.draw_seeds)} (the search used draw seeds {list(cfg.search_draw_seeds)})"]
     try:
         seen = {p["variant"]: p["objective"] for p in FZ.committed("paper")["search"]["path"]}
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         seen = {}
+    lines = [f"search path re-scored on draw seeds {list(cfg.draw_seeds)} (the search used draw seeds "
+             f"{list(cfg.search_draw_seeds)} on training seed(s) {list(cfg.search_train_seeds)})",
+             f"{'variant':<80} {'search':>6} {'same model':>10} {'new owners':>10}"]
     for name in cfg.rescore:
-        split = parse_variant(name).split
-        g = group(result, split, "owner", "full", name)
-        if g is None:
-            lines.append(f"  {name}: not measured yet")
-            continue
-        if g["distance_to_paper_fresh"] is None:
-            lines.append(f"  {name}: no distance (no owner outside the search's training seeds "
-                         "yet, or no cell of the paper's Table I)")
-            continue
-        lines.append(f"  {name}: distance to the paper {g['distance_to_paper_fresh']:.3f} over "
-                     f"owners {g['fresh_train_seeds']}"
-                     + (f" (the search saw {seen[name]:.3f})" if name in seen else ""))
+        g = group(result, parse_variant(name).split, "owner", "full", name)
+        old = [i for i, s in enumerate(g["train_seeds"]) if s in cfg.search_train_seeds] if g else []
+        same = None
+        if g and old:
+            same = rescored_distance(result, name, [g["indices"][i] for i in old])
+        new = g["distance_to_paper_fresh"] if g else None
+        fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+        lines.append(f"{name:<80} {fmt(seen.get(name)):>6} {fmt(same):>10} {fmt(new):>10}"
+                     + (f"  (owners {g['fresh_train_seeds']})" if g and g["fresh_train_seeds"] else ""))
     return "\n".join(lines)
+
+
+def rescored_distance(result: dict, variant: str, indices) -> float | None:
+    """The forensics' objective for one variant over the owners ``indices`` (pools ``full``):
+    mean over the paper's cells of (|acc_r_opt - paper| + |mean acc_r - paper|) / 2, each value
+    the mean over those owners and their draw seeds."""
+    cfg = config_from_dict(result["settings"])
+    paper = FZ.paper_cells((cfg.arch,))
+    recs = [r for r in result["records"] if r["role"] == "owner" and r["pools"] == "full"
+            and r["variant"] == variant and r["index"] in set(indices)]
+    d = []
+    for m in cfg.ms:
+        for n in cfg.ns:
+            cs = [c for r in recs for c in r["cells"] if (c["m"], c["n"]) == (m, n)]
+            p = paper.get((cfg.arch, m, n))
+            if cs and p is not None:
+                d.append((abs(np.mean([c["acc_r_opt"] for c in cs]) - p[1])
+                          + abs(np.mean([c["mean_acc_r"] for c in cs]) - p[2])) / 2)
+    return float(np.mean(d)) if d else None
