@@ -566,7 +566,7 @@ def rescore_table(result: dict) -> str:
         seen = {}
     lines = [f"search path re-scored on draw seeds {list(cfg.draw_seeds)} (the search used draw seeds "
              f"{list(cfg.search_draw_seeds)} on training seed(s) {list(cfg.search_train_seeds)})",
-             f"{'variant':<80} {'search':>6} {'same model':>10} {'new owners':>10}"]
+             f"{'variant':<80} {'search':>6} {'seed-0 owner':>12} {'new owners':>10}"]
     for name in cfg.rescore:
         g = group(result, parse_variant(name).split, "owner", "full", name)
         old = [i for i, s in enumerate(g["train_seeds"]) if s in cfg.search_train_seeds] if g else []
@@ -575,7 +575,7 @@ def rescore_table(result: dict) -> str:
             same = rescored_distance(result, name, [g["indices"][i] for i in old])
         new = g["distance_to_paper_fresh"] if g else None
         fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
-        lines.append(f"{name:<80} {fmt(seen.get(name)):>6} {fmt(same):>10} {fmt(new):>10}"
+        lines.append(f"{name:<80} {fmt(seen.get(name)):>6} {fmt(same):>12} {fmt(new):>10}"
                      + (f"  (owners {g['fresh_train_seeds']})" if g and g["fresh_train_seeds"] else ""))
     return "\n".join(lines)
 
