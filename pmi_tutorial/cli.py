@@ -149,8 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "class, t trials; Figure 2: pruning rates 0.1-0.9, m = 3), print it beside "
                                    "the paper's numbers and write a result file with provenance. A killed run "
                                    "resumes without redoing finished cells.")
-    r.add_argument("experiment", choices=("table1", "table2", "table3", "table4", "figure2", "forensics"),
-                   help="forensics: Table I under each reading of the paper's open choices")
+    r.add_argument("experiment", choices=("table1", "table2", "table3", "table4", "figure2", "forensics",
+                                          "table1-controls"),
+                   help="forensics: Table I under each reading of the paper's open choices; "
+                        "table1-controls: Table I of owners (several training seeds) beside innocent "
+                        "models that never saw P, with the claims of Eq. 13-14 and Eq. 15")
     _profile_arg(r)
     r.add_argument("--out", default="results", help="folder of the result file (default ./results)")
     r.add_argument("--seed", type=int, default=None, help="default: the profile's seed")
@@ -173,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-search", action="store_true",
                    help="forensics: skip the search for the best combination")
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--controls-config", default="mlp", choices=("mlp", "lenet5", "tiny"),
+                   help="table1-controls: mlp (5 owners and 5 innocents per split, 300 epochs; hours "
+                        "on a CPU), lenet5 (the same plan, about 71 minutes per model on one core) "
+                        "or tiny (seconds)")
+    r.add_argument("--cache-dir", default=None,
+                   help="table1-controls: model and task cache (default $PMI_CACHE_DIR or ~/.cache)")
+    _engine_args(r)
 
     s = sub.add_parser("study", help="the false-positive study beyond the paper (independent models)",
                        description="False positives of PMI: train independent, owner and attacked "
@@ -440,12 +450,38 @@ def cmd_forensics(args) -> int:
     return 0
 
 
+def cmd_table1_controls(args) -> int:
+    from .experiments import runner
+    from .experiments import table1_controls as T
+
+    extra = [f for f, v in (("--seed", args.seed), ("--trials", args.trials), ("--models", args.models),
+                            ("--ms", args.ms), ("--ns", args.ns), ("--rates", args.rates),
+                            ("--classes", args.classes), ("--variants", args.variants)) if v]
+    if extra:
+        raise ValueError(f"table1-controls takes its settings from --controls-config; drop {', '.join(extra)}")
+    cfg = T.CONFIGS[args.controls_config]
+    eng = runner.engine(args.workers, args.scheduler)
+    try:
+        res = T.run_controls(cfg, out=args.out, cache_dir=args.cache_dir, engine=eng,
+                             command="python -m pmi_tutorial " + " ".join(args.argv),
+                             progress=not args.no_progress)
+    finally:
+        eng.close()
+    for split in cfg.splits:
+        print(T.format_table(res, split))
+    print(T.rescore_table(res))
+    print(f"result file: {T.result_path(args.out, cfg)}")
+    return 0
+
+
 def cmd_reproduce(args) -> int:
     """``reproduce``: run (or resume) a sweep of Tables I-IV or Figure 2."""
     from . import experiments
 
     if args.experiment == "forensics":
         return cmd_forensics(args)
+    if args.experiment == "table1-controls":
+        return cmd_table1_controls(args)
 
     res = experiments.reproduce(
         args.experiment, args.profile, out_dir=args.out, seed=args.seed, trials=args.trials,

@@ -39,6 +39,7 @@ RESULT_FORMATS = {
     # the false-positive study at the paper's scale (``study --config paper``); version 2: each
     # innocent model's own draw is a random split of the images it never saw
     "pmi-tutorial-paper-study": 2,
+    "pmi-tutorial-table1-controls": 1,  # Table I: owners beside innocents (``reproduce table1-controls``)
 }
 
 
