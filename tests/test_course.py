@@ -405,7 +405,10 @@ def test_the_real_chapters_student_sources_hold_no_solution_line(tmp_path):
                 checked += 1
         assert "{exercise}" in student_md or not course.exercises(md)
         assert "{solution" not in student_md, md.stem  # no solution directive left
-        assert len(instructor_nb) > len(student_nb)
+        if "{solution" in md.read_text():  # a chapter with solutions loses them
+            assert len(instructor_nb) > len(student_nb), md.stem
+        else:  # a page without exercises is the same for both
+            assert instructor_nb == student_nb, md.stem
     assert checked > 100
 
 
