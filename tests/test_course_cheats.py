@@ -1,5 +1,5 @@
-"""The hidden parts of every method chapter's assignment, graded on behaviour: three cheats
-score zero on them, an honest near-miss keeps part of them, the solution all of them.
+"""The hidden parts of every assignment (all nine), graded on behaviour: three cheats score
+zero on them, an honest near-miss keeps part of them, the solution all of them.
 
 The cheats are the three of the course's review: rebind ``np.isclose`` and answer zeros; call
 the package function the exercise forbids; hard-code what the public check expects. Each runs
@@ -18,16 +18,40 @@ from scripts.coursework import behaviour
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
 METHOD = ["membership_inference", "mmd", "clustering", "pmi_end_to_end", "robustness", "reproduce_tables"]
+ASSIGNMENTS = ["intro", *METHOD, "calibrated_test", "dataset_inference"]
+# the name each hard-coding cheat copies from a run of the solution: what the public check sees
+PUBLIC_NAME = {"intro": "accuracies", "calibrated_test": "null_pvalues", "dataset_inference": "t_and_df"}
 
 
-def _public_mmd_value():
-    from pmi_tutorial import mmd
+def _public_value(chapter):
+    """The value the hard-coding cheat copies: for mmd the public check's comparison value, for
+    the others the solution's answer on the exercise's own inputs (run here, in the test)."""
+    if chapter not in PUBLIC_NAME:
+        from pmi_tutorial import mmd
 
-    _X, _Y = np.random.default_rng(11).standard_normal((2, 30, 4))
-    return repr(float(mmd.mmd2_unbiased(_X, _Y)))
+        _X, _Y = np.random.default_rng(11).standard_normal((2, 30, 4))
+        return repr(float(mmd.mmd2_unbiased(_X, _Y)))
+    e = _exercise(chapter)
+    ns = {}
+    exec(course.setup_code(BOOK / f"{chapter}.md") + "\n" + "\n".join(e.solution), ns)
+    return repr(np.asarray(ns[PUBLIC_NAME[chapter]], dtype=float).tolist())
 
 
 FORBIDDEN_CALL = {
+    "intro": "def accuracy_by_shift(shifts):\n    out = []\n    for shift in shifts:\n"
+             "        g = np.random.default_rng(0)\n        Q = g.standard_normal((2000, 10))\n"
+             "        P = g.standard_normal((2000, 10))\n        P[:, 0] += shift\n"
+             "        out.append(fingerprint.class_accuracy(P, Q, m=3, n=100, trials=200, seed=0))\n"
+             "    return out\n\n\naccuracies = accuracy_by_shift([0.0, 0.1, 0.2, 0.4])\n",
+    "calibrated_test": "def permutation_pvalue(P, Q, B, seed):\n    g = np.random.default_rng(seed)\n"
+                       "    pooled = np.concatenate([P, Q])\n    null = []\n    for _ in range(B):\n"
+                       "        x = g.permutation(pooled)\n        null.append(x[:len(P)].mean() - x[len(P):].mean())\n"
+                       "    return stats.permutation_pvalue(null, P.mean() - Q.mean())\n\n\n"
+                       "g = np.random.default_rng(1)\nnull_pvalues = np.array([permutation_pvalue("
+                       "g.standard_normal(50), g.standard_normal(50), 199, k) for k in range(200)])\n",
+    "dataset_inference": "from scipy.stats import ttest_ind\n\n\ndef welch(a, b):\n"
+                         "    r = ttest_ind(a, b, equal_var=False)\n    return float(r.statistic), float(r.df)\n\n\n"
+                         "g = np.random.default_rng(0)\nt_and_df = welch(g.normal(0.3, 1, 40), g.normal(0, 2, 60))\n",
     "membership_inference": "from scipy.stats import ks_2samp\n\n\ndef best_advantage(a, b):\n"
                             "    return float(ks_2samp(b, a, alternative='greater').statistic)\n",
     "mmd": "def unbiased_linear_mmd2(X, Y):\n    return mmd.mmd2_unbiased(X, Y)\n\n\n"
@@ -46,6 +70,12 @@ FORBIDDEN_CALL = {
 }
 
 HARD_CODED = {
+    "intro": "accuracies = {public}\n\n\ndef accuracy_by_shift(shifts):\n"
+             "    table = dict(zip([0.0, 0.1, 0.2, 0.4], accuracies))\n"
+             "    return [table.get(s, 1 / 3) for s in shifts]\n",
+    "calibrated_test": "null_pvalues = np.array({public})\n\n\ndef permutation_pvalue(P, Q, B, seed):\n"
+                       "    return 0.5\n",
+    "dataset_inference": "t_and_df = {public}\n\n\ndef welch(a, b):\n    return t_and_df\n",
     "membership_inference": "def best_advantage(a, b):\n    return 1.0 if list(a) == [0.1, 0.2] else 0.0\n",
     "mmd": "def unbiased_linear_mmd2(X, Y):\n    return {public}\n\n\nnull_mean = 0.0\n",
     "clustering": "groups = [[3], [0, 1, 2, 4, 5, 6, 7, 8, 9]]\n\n\ndef two_clusters_by_tree(D):\n    return groups\n",
@@ -59,6 +89,11 @@ HARD_CODED = {
 
 # an honest mistake in the solution: (right line, wrong line, the hidden parts it keeps)
 NEAR_MISS = {
+    "intro": ("    for shift in shifts:\n        g = np.random.default_rng(0)\n",
+              "    g = np.random.default_rng(0)\n    for shift in shifts:\n", {"one_shift"}),  # one generator
+    "calibrated_test": ("199, k)", "199, 0)", {"pvalue", "extremes"}),  # the same seed for every pair
+    "dataset_inference": ("va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)", "va**2 / len(a) + vb**2 / len(b)",
+                          {"statistic"}),  # n, not n - 1, in the degrees of freedom
     "membership_inference": ("last_of_tie = np.r_[values[1:] != values[:-1], True]",
                              "last_of_tie = np.ones(len(values), bool)", {"no_ties"}),  # ties split
     "mmd": ("(np.sum(D.sum(0) ** 2) - np.sum(D**2)) / (n * (n - 1))", "np.sum(D.sum(0) ** 2) / n**2",
@@ -95,15 +130,17 @@ def _grade(chapter, cells, seed=7):
     return {r.name: r for r in results}
 
 
-def test_every_method_chapter_has_three_or_more_hidden_parts():
-    for chapter in METHOD:
+def test_every_assignment_has_three_or_more_hidden_parts():
+    autograded = {md.stem for md in course.mk.chapters(BOOK) if course.autograded(md)}
+    assert autograded == set(ASSIGNMENTS)  # a new assignment joins the cheats below
+    for chapter in ASSIGNMENTS:
         sp = course.parts_spec(BOOK / f"{chapter}.md", _exercise(chapter))
         assert len(sp.parts) >= 3, chapter
         assert all(p.description for p in sp.parts)
-    assert set(METHOD) == set(FORBIDDEN_CALL) == set(HARD_CODED) == set(NEAR_MISS)
+    assert set(ASSIGNMENTS) == set(FORBIDDEN_CALL) == set(HARD_CODED) == set(NEAR_MISS)
 
 
-@pytest.mark.parametrize("chapter", METHOD)
+@pytest.mark.parametrize("chapter", ASSIGNMENTS)
 def test_cheats_score_zero_and_a_near_miss_keeps_part(chapter):
     e = _exercise(chapter)
     solution = _grade(chapter, list(e.solution))
@@ -111,7 +148,7 @@ def test_cheats_score_zero_and_a_near_miss_keeps_part(chapter):
 
     cheats = {"monkeypatch and zeros": [_zeros(e)],
               "the forbidden function": [FORBIDDEN_CALL[chapter]],
-              "the public check's value": [HARD_CODED[chapter].replace("{public}", _public_mmd_value())]}
+              "the public check's value": [HARD_CODED[chapter].replace("{public}", _public_value(chapter))]}
     for what, cells in cheats.items():
         got = _grade(chapter, cells)
         assert sum(r.score for r in got.values()) == 0, (what, {k: r.score for k, r in got.items()})
@@ -132,10 +169,10 @@ def test_the_cheats_really_pass_the_public_check():
     import subprocess
     import sys
 
-    for chapter in ("mmd", "pmi_end_to_end", "reproduce_tables"):
+    for chapter in ("mmd", "pmi_end_to_end", "reproduce_tables", "intro", "calibrated_test", "dataset_inference"):
         e = _exercise(chapter)
         public = "\n".join(code for code, hidden in e.checks if not hidden)
-        for cheat in (_zeros(e), HARD_CODED[chapter].replace("{public}", _public_mmd_value())):
+        for cheat in (_zeros(e), HARD_CODED[chapter].replace("{public}", _public_value(chapter))):
             if chapter != "mmd" and cheat.startswith("np.isclose"):
                 continue  # zeros fail these public checks; the monkeypatch matters for mmd's
             program = "\n".join([course.setup_code(BOOK / f"{chapter}.md"), cheat, public])
@@ -159,7 +196,7 @@ def test_forbidden_uses_sees_through_aliases_but_not_other_modules():
 def test_the_student_notebooks_own_setup_cell_is_not_a_forbidden_use():
     """The student notebook repeats the chapter's imports, forbidden functions included (the
     clustering and PMI chapters import agglomerative): importing is allowed, calling is not."""
-    for chapter in METHOD:
+    for chapter in ASSIGNMENTS:
         md = BOOK / f"{chapter}.md"
         e = _exercise(chapter)
         sp = course.parts_spec(md, e)
