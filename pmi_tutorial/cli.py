@@ -460,13 +460,10 @@ def cmd_table1_controls(args) -> int:
     if extra:
         raise ValueError(f"table1-controls takes its settings from --controls-config; drop {', '.join(extra)}")
     cfg = T.CONFIGS[args.controls_config]
-    eng = runner.engine(args.workers, args.scheduler)
-    try:
+    with runner.engine(args.workers, args.scheduler) as eng:
         res = T.run_controls(cfg, out=args.out, cache_dir=args.cache_dir, engine=eng,
                              command="python -m pmi_tutorial " + " ".join(args.argv),
                              progress=not args.no_progress)
-    finally:
-        eng.close()
     for split in cfg.splits:
         print(T.format_table(res, split))
     print(T.rescore_table(res))
@@ -515,13 +512,10 @@ def cmd_study(args) -> int:
             print(f"recomputed {paper_study.FILES['summary']} in {args.out} from "
                   f"{summary['models_done']} measured models")
             return 0
-        eng = runner.engine(args.workers, args.scheduler)
-        try:
+        with runner.engine(args.workers, args.scheduler) as eng:
             files = paper_study.run(paper_study.CONFIGS[args.config], out=args.out,
                                     cache_dir=args.cache_dir, progress=not args.quiet,
                                     command=command, engine=eng)
-        finally:
-            eng.close()
         print(f"wrote {', '.join(paper_study.FILES.values())} to {args.out}; "
               f"{files['summary']['budget']['done_cpu_hours']} CPU-hours")
         return 0
@@ -536,12 +530,9 @@ def cmd_study(args) -> int:
         if changes[name] is not None:
             V.check_positive_int(changes[name], "--" + name.replace("_", "-"))
     cfg = replace(study.CONFIGS[args.config], **{k: v for k, v in changes.items() if v is not None})
-    eng = runner.engine(args.workers, args.scheduler)
-    try:
+    with runner.engine(args.workers, args.scheduler) as eng:
         files = study.run_study(cfg, out=args.out, cache_dir=args.cache_dir,
                                 progress=not args.quiet, command=command, engine=eng)
-    finally:
-        eng.close()
     prov = files["summary"]["provenance"]
     print(f"wrote {', '.join(study.FILES.values())} to {args.out} in {prov['run_wall_seconds']} s "
           f"({prov['run_cpu_seconds']} CPU s, {prov['engine']})")
@@ -623,26 +614,20 @@ def cmd_dataset_inference(args) -> int:
             if args.workers or args.scheduler:
                 raise ValueError("--walk-seeds runs in this process: drop --workers / --scheduler")
             return _walk_seeds(args, cfg, command)
-        eng = runner.engine(args.workers, args.scheduler)
-        try:
+        with runner.engine(args.workers, args.scheduler) as eng:
             res = D.run_on_paper_study(cfg, D.CONFIGS[args.config], out=args.out,
                                        cache_dir=args.cache_dir, progress=not args.quiet,
                                        command=command, engine=eng)
-        finally:
-            eng.close()
     else:
         if args.walk_seeds is not None:
             raise ValueError("--walk-seeds works with --study paper or paper-tiny")
         cfg = study.CONFIGS[args.study]
         if args.archs:
             cfg = replace(cfg, archs=tuple(args.archs))
-        eng = runner.engine(args.workers, args.scheduler)
-        try:
+        with runner.engine(args.workers, args.scheduler) as eng:
             res = D.run_dataset_inference(cfg, D.CONFIGS[args.config], out=args.out,
                                           cache_dir=args.cache_dir, progress=not args.quiet,
                                           command=command, engine=eng)
-        finally:
-            eng.close()
     print(f"wrote {D.FILE.format(name=args.config)} to {args.out}: {len(res['models'])} models "
           f"in {res['run_wall_seconds']} s")
     return 0

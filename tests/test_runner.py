@@ -72,11 +72,10 @@ def test_in_process_run_gives_the_plan_order_records(tmp_path):
 
 
 def test_process_pool_gives_the_same_records(tmp_path):
-    eng = runner.ProcessPool(2)
-    try:
+    with runner.ProcessPool(2) as eng:
         assert runner.run(toy(tmp_path), engine=eng, progress=False) == expected()
-    finally:
-        eng.close()
+    with pytest.raises(RuntimeError):  # leaving the with-block shut the pool down
+        list(eng.run(toy(tmp_path / "after").stages[0]))
 
 
 def test_local_dask_cluster_gives_the_same_records_and_survives_a_killed_worker(tmp_path,

@@ -91,7 +91,21 @@ class Experiment:
 # --------------------------------------------------------------------------- engines
 
 
-class InProcess:
+class Engine:
+    """What every engine shares: ``with runner.engine(...) as eng:`` closes it (its workers,
+    its cluster) on the way out."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        pass
+
+
+class InProcess(Engine):
     """Run the tasks one after another in this process (the default)."""
 
     name = "in process"
@@ -103,15 +117,12 @@ class InProcess:
             except Exception as exc:  # recorded and reported; the other tasks go on
                 yield task, None, exc
 
-    def close(self):
-        pass
-
 
 def _call(fn, args):
     return fn(*args)
 
 
-class ProcessPool:
+class ProcessPool(Engine):
     """The standard library's process pool (``spawn``): ``workers`` processes on this machine."""
 
     def __init__(self, workers: int):
@@ -134,7 +145,7 @@ class ProcessPool:
         self._pool.shutdown()
 
 
-class DaskEngine:
+class DaskEngine(Engine):
     """Tasks as futures on a Dask cluster: a running scheduler's ``address``, or a
     ``LocalCluster`` of ``workers`` single-threaded processes started (and closed) here.
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import _validate as V
+from ...stats.pvalues import rejects  # the one rejection rule (re-exported by study)
 from .design import NEGATIVES, StudyConfig
 
 # --------------------------------------------------------------------------- addressing results
@@ -132,11 +133,6 @@ def rejection_rate(pvalues, alpha: float) -> float:
     return float(np.mean([rejects(x, alpha) for x in p]))
 
 
-def rejects(pvalue: float, alpha: float) -> bool:
-    """A test at level ``alpha`` rejects (:func:`pmi_tutorial.stats.pvalues.rejects`, the one rule)."""
-    from ...stats import rejects as rule
-
-    return rule(float(pvalue), alpha)
 
 
 def groups(records, arch):
