@@ -58,3 +58,16 @@ def test_dataset_inference_summaries(name):
     res = F.committed_result(name, D.RESULT_FORMAT)
     cfg = D.config_from_dict(res["settings"]["dataset_inference"])
     same(as_json(D.summarize(res["models"], cfg)), res["summary"])
+
+
+@pytest.mark.parametrize("arch", ["mlp", "lenet5"])
+def test_confirmatory_summaries(arch):
+    from pmi_tutorial.experiments import confirmatory as C
+
+    name = f"confirmatory_{arch}"
+    if name not in F.committed_names():
+        pytest.skip(f"{name}.json is not committed yet")
+    res = C.load(arch)
+    cfg = C.config_from_dict(res["settings"])
+    same(as_json(C.summarize_records(res["records"], cfg)), res["summary"])
+    assert res["worlds_done"] == sorted({r["world"] for r in res["records"]})

@@ -223,3 +223,34 @@ def test_the_command_line_refuses_without_a_registration(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "no registration file" in lines[0]
+
+
+def test_report_tables_show_every_kind_and_the_summary_numbers(tiny_run):
+    from pmi_tutorial.experiments import confirmatory_report as R
+
+    res = tiny_run[0]
+    table = R.detection_table(res)
+    kinds = list(res["summary"]["by_kind"])
+    assert [row[0] for row in table.rows] == [R.title(k) for k in kinds]
+    owner = res["summary"]["by_kind"]["owner"][str(C.TINY.revealed[0])]["rank+tail"]
+    assert table.rows[0][1] == R.fmt_rate(owner)
+    inn = R.innocents_table(res)
+    assert [row[0] for row in inn.rows] == [str(k) for k in C.TINY.revealed]
+    pooled = R.pooled_innocents([res, res], "30")
+    one = res["summary"]["innocents"]["30"]["rank+tail"]
+    assert pooled == {"k": 2 * one["k"], "n": 2 * one["n"]}
+    assert R.fmt_rate({"k": 1, "n": 4, "ci": [0.0063, 0.806]}) == "1/4 (1%-81%)"
+    assert "2 of 2 registered worlds measured (complete)" in R.worlds_line(res)
+
+
+def test_independent_ks_takes_one_innocent_per_world(tiny_run):
+    from scipy.stats import kstest
+
+    from pmi_tutorial.experiments import confirmatory_report as R
+
+    res = tiny_run[0]
+    got = R.independent_ks(res, "30")
+    first = [10 ** r["revealed"]["30"]["rank+tail"] for r in res["records"]
+             if r["kind"] == "innocent" and r["index"] == 0]
+    assert got["n"] == C.TINY.worlds == len(first)
+    assert got["pvalue"] == pytest.approx(kstest(first, "uniform").pvalue)

@@ -33,7 +33,7 @@ def _cells(path):
 # Chapters split into one lesson a page: the exercises moved with their lessons, so the three
 # exercises are counted over the pages of the chapter they came from.
 SPLIT = {"reproduce_tables": ("table1_forensics",),
-         "beyond_the_paper": ("calibrated_test", "ownership_study"),
+         "beyond_the_paper": ("calibrated_test", "ownership_study", "confirmatory_study"),
          "dataset_inference": ("di_head_to_head", "di_seed_study")}
 
 
