@@ -244,3 +244,26 @@ def test_label_smoothing_changes_the_fine_tune_and_zero_is_the_plain_loss(mnist_
     assert torch.equal(w[0], w[1]) and not torch.equal(w[0], w[2])
     with pytest.raises(ValueError, match="label_smoothing"):
         A.fine_tune(model, split, epochs=1, fraction=0.05, label_smoothing=1.5)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+#: (id, call on an MLP and a data-free split, words the message must contain: the problem and the fix)
+BAD_INPUTS = [
+    ("rate-1", lambda mlp, split: attacks.prune(mlp, 1.0), ["rate", "[0, 1)"]),
+    ("rate-negative", lambda mlp, split: attacks.prune(mlp, -0.1), ["rate", "[0, 1)"]),
+    ("rate-string", lambda mlp, split: attacks.prune(mlp, "half"), ["rate", "number in [0, 1)"]),
+    ("finetune-fraction", lambda mlp, split: attacks.fine_tune(mlp, split, fraction=1.0),
+     ["fraction", "(0, 1)", "0.2"]),
+    ("finetune-lr-inf", lambda mlp, split: attacks.fine_tune(mlp, split, lr=float("inf")),
+     ["lr", "positive finite"]),
+    ("distill-temperature-0", lambda mlp, split: attacks.distill(mlp, build_model("mlp"), split.train_x[:12],
+                                                                 temperature=0),
+     ["temperature", "positive"]),
+    ("noise-scale-string", lambda mlp, split: attacks.weight_noise(mlp, "big"), ["scale", "non-negative"]),
+]
+
+
+@pytest.mark.parametrize("call, words", [b[1:] for b in BAD_INPUTS], ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_names_the_problem_and_the_fix(call, words, fake_split, refused):
+    refused(lambda: call(build_model("mlp", seed=0), fake_split()), ValueError, words)

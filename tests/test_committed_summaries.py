@@ -71,3 +71,19 @@ def test_confirmatory_summaries(arch):
     cfg = C.config_from_dict(res["settings"])
     same(as_json(C.summarize_records(res["records"], cfg)), res["summary"])
     assert res["worlds_done"] == sorted({r["world"] for r in res["records"]})
+
+
+def test_forensics_search_path_recomputes_from_its_cells():
+    """Every objective on the committed search path is today's objective on the committed cells
+    (the mean over the search seeds, then over the paper's cells), and the winner is the path's end."""
+    from pmi_tutorial.experiments import forensics as FZ
+    from pmi_tutorial.experiments.forensics.search import _objective
+
+    res = FZ.committed("paper")
+    search = res["search"]
+    path = search["path"]
+    for step in path:
+        same(_objective(res, step["variant"], search["model"], search["seeds"]), step["objective"],
+             step["variant"])
+    assert res["best"] == path[-1]["variant"]
+    assert all(a["objective"] > b["objective"] for a, b in zip(path, path[1:]))  # each step improved
