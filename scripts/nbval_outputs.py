@@ -12,8 +12,6 @@ session it
   build then finds every chapter in the cache and executes none of them a second time.
 
 A notebook with a failed cell is written nowhere: the build executes that chapter itself.
-Under pytest-xdist (``-n``, ``--dist loadfile``) each worker writes the notebooks it ran, one
-at a time into the cache (a file lock).
 ``make nbval`` runs it from a fresh environment with the package installed from its wheel, in
 a folder outside the repository (``scripts/wheel_test.py --nbval``); ``$PMI_REPO_ROOT`` then
 names the checkout whose ``_build`` and ``book`` it writes to and reads.
@@ -21,7 +19,6 @@ names the checkout whose ``_build`` and ``book`` it writes to and reads.
 
 from __future__ import annotations
 
-import fcntl
 import os
 from pathlib import Path
 
@@ -85,12 +82,9 @@ def seed_cache(md: Path, executed, cache_dir: Path = CACHE_DIR) -> None:
     for k, (a, b) in enumerate(zip(mine, ran), 1):
         a.outputs = b.outputs
         a.execution_count = k
-    cache_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(cache_dir.parent / f"{cache_dir.name}.lock", "w") as lock:  # nbval's workers write one cache
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        get_cache(str(cache_dir)).cache_notebook_bundle(
-            CacheBundleIn(nb, str(md.resolve()), data={"executed_by": "nbval"}),
-            check_validity=False, overwrite=True)
+    get_cache(str(cache_dir)).cache_notebook_bundle(
+        CacheBundleIn(nb, str(md.resolve()), data={"executed_by": "nbval"}),
+        check_validity=False, overwrite=True)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -146,13 +146,6 @@ def execute_notebooks(py: Path, work: Path, names: list[str], env: dict) -> list
     return problems
 
 
-def parallel(py: Path) -> list[str]:
-    """pytest-xdist's options when the environment has it: the notebooks on every core, each
-    notebook whole on one worker (its cells share one kernel, in order)."""
-    found = subprocess.run([str(py), "-c", "import xdist"], capture_output=True, env=clean_env()).returncode == 0
-    return ["-n", "logical", "--maxprocesses", "4", "--dist", "loadfile"] if found else []
-
-
 def run_nbval(py: Path, work: Path, env: dict) -> list[str]:
     """nbval over every reader notebook, copied into ``work``, on the fresh environment's Python.
 
@@ -169,10 +162,9 @@ def run_nbval(py: Path, work: Path, env: dict) -> list[str]:
         shutil.copy2(src, work / src.name)
         names.append(src.name)
     cmd = [str(py), "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "notebook_timing",
-           "-p", "nbval_outputs", "-q", "-p", "no:cacheprovider", *parallel(py), *names]
+           "-p", "nbval_outputs", "-q", "-p", "no:cacheprovider", *names]
     full = clean_env(**env, PYTHONPATH=str(plugins), PMI_REPO_ROOT=str(ROOT))
-    print(f"wheel_test: nbval on {len(names)} reader notebooks in {work}"
-          f"{' on every core (pytest-xdist)' if parallel(py) else ''}", flush=True)
+    print(f"wheel_test: nbval on {len(names)} reader notebooks in {work}", flush=True)
     rc = subprocess.call(cmd, cwd=work, env=full)
     return [] if rc == 0 else [f"nbval failed (exit status {rc}) on the reader notebooks run from a pip install"]
 
