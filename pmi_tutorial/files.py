@@ -40,6 +40,7 @@ RESULT_FORMATS = {
     # innocent model's own draw is a random split of the images it never saw
     "pmi-tutorial-paper-study": 2,
     "pmi-tutorial-table1-controls": 1,  # Table I: owners beside innocents (``reproduce table1-controls``)
+    "pmi-tutorial-di-control": 1,  # Dataset Inference's positive control on CIFAR-10 (``dataset-inference --control``)
 }
 
 

@@ -134,10 +134,12 @@ def _labels(predict, xb: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-def sample_directions(n: int, shape, norm: str, directions: int, seed: int = 0, start: int = 0):
+def sample_directions(n: int, shape, norm: str, directions: int, seed: int = 0, start: int = 0,
+                      step_scale: float = 1.0):
     """The walk's random directions for samples ``start .. start + n - 1``, in pixel units.
 
-    Returns a float32 tensor ``(n, directions, *shape)``.  The draws of sample i depend only on
+    Returns a float32 tensor ``(n, directions, *shape)``; ``step_scale`` multiplies the step
+    sizes of :data:`STEP` (the authors doubled them, and the steps, for SVHN).  The draws of sample i depend only on
     (seed, norm, i // 64): the same for any batch size, and :func:`blind_walk` uses exactly these.
     """
     _check_norm(norm)
@@ -156,6 +158,9 @@ def sample_directions(n: int, shape, norm: str, directions: int, seed: int = 0, 
             draws = rng.laplace(0.0, STEP[norm], size=shape_blk)
         lo, hi = max(start, blk * _BLOCK), min(start + n, (blk + 1) * _BLOCK)
         out[lo - start:hi - start] = draws[lo - blk * _BLOCK:hi - blk * _BLOCK]
+    if step_scale != 1.0:
+        out *= np.float32(V.check_scalar(step_scale, "step_scale", float, min_val=0.0,
+                                         include_boundaries="neither", hint="1.0, 2.0, 4.0 or 10.0"))
     return torch.from_numpy(out.reshape(n, directions, *shape))
 
 
@@ -233,13 +238,13 @@ def walk_along(predict, x, y, base, norm: str, steps: int = 50, box=None, unit=1
 
 
 def blind_walk(predict, x, y, norms=NORMS, directions: int = 10, steps: int = 50, box=None,
-               unit=1.0, seed: int = 0, batch_size: int = 256) -> Walk:
+               unit=1.0, seed: int = 0, batch_size: int = 256, step_scale: float = 1.0) -> Walk:
     r"""The blind-walk embedding of Dataset Inference for the images ``x`` with labels ``y``.
 
     ``predict``: the suspect, a torch module (inputs are moved to its device) or any callable
     mapping a batch of images to scores (N, c) or labels (N,): label-only access is enough.
     For each norm, ``directions`` random directions from :func:`sample_directions`, walked with
-    :func:`walk_along` for at most ``steps`` steps, inside ``box`` (see :func:`pixel_space`; None:
+    :func:`walk_along` for at most ``steps`` steps (``step_scale`` times :data:`STEP` each), inside ``box`` (see :func:`pixel_space`; None:
     no clipping).  Seeded: the same seed gives the same embedding for any ``batch_size``.
     Raises a ValueError when every query came back with one class: a model that predicts one
     class for everything has no decision boundary to walk to.
@@ -262,7 +267,8 @@ def blind_walk(predict, x, y, norms=NORMS, directions: int = 10, steps: int = 50
     for j, norm in enumerate(norms):
         for start in range(0, N, batch_size):
             xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-            base = sample_directions(len(xb), x.shape[1:], norm, directions, seed=seed, start=start)
+            base = sample_directions(len(xb), x.shape[1:], norm, directions, seed=seed, start=start,
+                                     step_scale=step_scale)
             d, f, q, s = walk_along(predict, xb, yb, base, norm, steps=steps, box=box, unit=unit)
             dist[start:start + len(xb), j], flipped[start:start + len(xb), j] = d, f
             queries += q
