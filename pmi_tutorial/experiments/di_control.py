@@ -58,7 +58,7 @@ class ControlConfig:
     n_innocent: int = 10
     attacks: tuple = ATTACKS
     known: int = 200  # regressor's known members / non-members (the DI paper: 500)
-    revealed: tuple = (10, 30, 100, 150)  # revealed images per side tested (the last: all walked)
+    revealed: tuple = (10, 30, 100, 300)  # revealed images per side tested (the last: all walked)
     directions: int = 10  # the DI paper: 10
     steps: int = 50  # the DI paper: 50
     step_scale: float = 1.0  # the DI paper: 1 (2 for SVHN)
