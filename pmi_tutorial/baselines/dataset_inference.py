@@ -284,6 +284,16 @@ def blind_walk(predict, x, y, norms=NORMS, directions: int = 10, steps: int = 50
     return Walk(dist, flipped, norms, steps, queries)
 
 
+def censored_fraction(walk) -> list:
+    """Per norm, the share of a walk's directions that never reached the boundary (a
+    :class:`Walk`, or its ``flipped`` array (N, norms, directions)): their distance is the
+    walk's last step, a lower bound; a walk censored for most images measures its own length."""
+    f = np.asarray(walk.flipped if isinstance(walk, Walk) else walk, dtype=bool)
+    if f.ndim != 3:
+        raise ValueError(f"flipped must have shape (N, norms, directions), got {f.shape}")
+    return [float(1.0 - f[:, j].mean()) for j in range(f.shape[1])]
+
+
 # --------------------------------------------------------------------------------------------
 # 2. The membership regressor
 # --------------------------------------------------------------------------------------------
@@ -446,6 +456,9 @@ class DIResult:
     queries: int
     forward_equivalents: float  # queries / (members + non-members revealed): cost in forward passes
     mean_difference: float  # mean score of all revealed members minus that of all non-members
+    #: per norm, the share of the revealed members' / non-members' walks that never reached the
+    #: boundary within the walk's steps (their distance is only a lower bound)
+    censored: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -454,6 +467,7 @@ class DIResult:
             "aggregate": self.aggregate, "queries": int(self.queries),
             "forward_equivalents": float(self.forward_equivalents),
             "mean_difference": float(self.mean_difference),
+            "censored": {k: list(map(float, v)) for k, v in self.censored.items()},
         }
 
 
@@ -516,5 +530,60 @@ class DatasetInference:
                 ps.append(welch_test(sm[pos], sn[pos]).pvalue)
             draws[k], pvalues[k] = ps, _aggregate(ps, aggregate)
         q = wm.queries + wn.queries
+        censored = {"members": censored_fraction(wm), "nonmembers": censored_fraction(wn)}
         return DIResult(pvalues, draws, aggregate, q, q / (len(xm) + len(xn)),
-                        float(sm.mean() - sn.mean()))
+                        float(sm.mean() - sn.mean()), censored)
+
+
+# --------------------------------------------------------------------------------------------
+# The authors' aggregation (their CIFAR-10 notebook), beside ours
+# --------------------------------------------------------------------------------------------
+
+
+def authors_rows(distances, mean, std, width: int = 30):
+    r"""The authors' CIFAR-10 notebook's rows: standardize each norm's distances (``mean``,
+    ``std`` per norm), arrange them as the notebook's tensor (N, directions, norms), transpose
+    it whole (norms, directions, N) and cut it into rows of ``width`` consecutive values: each
+    row holds one norm and one direction of ``width`` *different images*."""
+    d = np.asarray(distances, dtype=np.float64)  # ours: (N, norms, directions)
+    z = (d - np.asarray(mean)[None, :, None]) / np.asarray(std)[None, :, None]
+    full = z.transpose(0, 2, 1).T  # (norms, directions, N), as torch's .T of (N, D, norms)
+    if full.size % width:
+        raise ValueError(f"{full.size} distances do not cut into rows of {width}: walk a "
+                         f"number of images that makes N * norms * directions a multiple of {width}")
+    return full.reshape(-1, width)
+
+
+def authors_test(owner_m, owner_n, suspect_m, suspect_n, sizes=(10,), repeats: int = 100,
+                 epochs: int = 1000, seed: int = 0) -> dict:
+    """The authors' aggregation: rows (:func:`authors_rows`) with the owner's member statistics,
+    a regressor trained on the owner's first half of the rows (members to +1, non-members to
+    -1), the one-sided Welch test on the suspect's second half: at each number of rows, the
+    first of ``repeats`` draws and their harmonic mean, and all rows at once."""
+    om = np.asarray(owner_m)
+    mean, std = om.mean(axis=(0, 2)), om.std(axis=(0, 2), ddof=1)
+    rows = [authors_rows(d, mean, std) for d in (owner_m, owner_n, suspect_m, suspect_n)]
+    half = len(rows[0]) // 2
+    z = torch.as_tensor(np.concatenate([rows[0][:half], rows[1][:half]]), dtype=torch.float32)
+    t = torch.cat([torch.ones(half), -torch.ones(half)])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        net = torch.nn.Sequential(torch.nn.Linear(z.shape[1], 100), torch.nn.ReLU(),
+                                  torch.nn.Linear(100, 1), torch.nn.Tanh())
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    for _ in range(int(epochs)):
+        opt.zero_grad()
+        (-(t * net(z)[:, 0]).mean()).backward()
+        opt.step()
+    with torch.no_grad():
+        sm, sn = (net(torch.as_tensor(r[half:], dtype=torch.float32))[:, 0].double().numpy()
+                  for r in rows[2:])
+    rng = np.random.default_rng([int(seed), 4099])
+    out = {"rows_tested": len(sm), "images_per_row": rows[0].shape[1], "first_draw": {}, "hmean": {}}
+    for k in sizes:
+        if k > len(sm):
+            continue
+        ps = [welch_test(sm[p], sn[p]).pvalue for p in (rng.permutation(len(sm))[:k] for _ in range(repeats))]
+        out["first_draw"][str(k)], out["hmean"][str(k)] = float(ps[0]), _aggregate(ps, "hmean")
+    out["log10_pvalue_all"] = welch_test(sm, sn).log10_pvalue
+    return out

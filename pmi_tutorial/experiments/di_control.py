@@ -21,9 +21,10 @@ log-probabilities, with the non-members capped at Dataset Inference's count (equ
 and with all held-out images (PMI's usual Q), and the paper's acc_r
 (:func:`pmi_tutorial.fingerprint.run_on_features`) on the owner's whole pools.
 
-The summary also runs the authors' aggregation (:func:`authors_rows`, :func:`authors_test`) on
+The summary also runs the authors' aggregation
+(:func:`pmi_tutorial.baselines.dataset_inference.authors_test`) on
 the cached walks, and reports the share of walks that never reached the boundary
-(:func:`censored_fraction`).
+(:func:`pmi_tutorial.baselines.dataset_inference.censored_fraction`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import files as F
+from ..baselines.dataset_inference import authors_test, censored_fraction
 from . import runner
 from .runner import Experiment, Task
 
@@ -302,13 +304,6 @@ def _regressor(cfg: ControlConfig, folder: str, key: str):
 # --------------------------------------------------------------------------- stage 3: suspects
 
 
-def censored_fraction(flipped) -> list:
-    """Per norm, the share of walks that never reached the boundary: ``flipped`` (N, norms, D)
-    booleans (True: the label changed within the walk's steps)."""
-    f = np.asarray(flipped, dtype=bool)
-    return [float(1.0 - f[:, j].mean()) for j in range(f.shape[1])]
-
-
 def _welch_sizes(sm, sn, sizes, repeats, seed) -> dict:
     from ..baselines.dataset_inference import _aggregate, welch_test
 
@@ -394,62 +389,6 @@ def suspect_task(cfg: ControlConfig, kind: str, index: int, folder: str, reg_key
                     "seconds_tests": round(pmi_seconds, 3)},
             "forward_seconds": round(forward_seconds, 4),
             "walk": {"members": _walk_record(wm), "nonmembers": _walk_record(wn)}}
-
-
-# --------------------------------------------------------------------------- the authors' aggregation
-
-
-def authors_rows(distances, mean, std, width: int = 30):
-    r"""The authors' CIFAR-10 notebook's rows: standardize each norm's distances (``mean``,
-    ``std`` per norm), arrange them as the notebook's tensor (N, directions, norms), transpose
-    it whole (norms, directions, N) and cut it into rows of ``width`` consecutive values: each
-    row holds one norm and one direction of ``width`` *different images*."""
-    d = np.asarray(distances, dtype=np.float64)  # ours: (N, norms, directions)
-    z = (d - np.asarray(mean)[None, :, None]) / np.asarray(std)[None, :, None]
-    full = z.transpose(0, 2, 1).T  # (norms, directions, N), as torch's .T of (N, D, norms)
-    if full.size % width:
-        raise ValueError(f"{full.size} distances do not cut into rows of {width}: walk a "
-                         f"number of images that makes N * norms * directions a multiple of {width}")
-    return full.reshape(-1, width)
-
-
-def authors_test(owner_m, owner_n, suspect_m, suspect_n, sizes=(10,), repeats: int = 100,
-                 epochs: int = 1000, seed: int = 0) -> dict:
-    """The authors' aggregation: rows (:func:`authors_rows`) with the owner's member statistics,
-    a regressor trained on the owner's first half of the rows (members to +1, non-members to
-    -1), the one-sided Welch test on the suspect's second half: at each number of rows, the
-    first of ``repeats`` draws and their harmonic mean, and all rows at once."""
-    import torch
-
-    from ..baselines.dataset_inference import _aggregate, welch_test
-
-    om = np.asarray(owner_m)
-    mean, std = om.mean(axis=(0, 2)), om.std(axis=(0, 2), ddof=1)
-    rows = [authors_rows(d, mean, std) for d in (owner_m, owner_n, suspect_m, suspect_n)]
-    half = len(rows[0]) // 2
-    z = torch.as_tensor(np.concatenate([rows[0][:half], rows[1][:half]]), dtype=torch.float32)
-    t = torch.cat([torch.ones(half), -torch.ones(half)])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        net = torch.nn.Sequential(torch.nn.Linear(z.shape[1], 100), torch.nn.ReLU(),
-                                  torch.nn.Linear(100, 1), torch.nn.Tanh())
-    opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    for _ in range(int(epochs)):
-        opt.zero_grad()
-        (-(t * net(z)[:, 0]).mean()).backward()
-        opt.step()
-    with torch.no_grad():
-        sm, sn = (net(torch.as_tensor(r[half:], dtype=torch.float32))[:, 0].double().numpy()
-                  for r in rows[2:])
-    rng = np.random.default_rng([int(seed), 4099])
-    out = {"rows_tested": len(sm), "images_per_row": rows[0].shape[1], "first_draw": {}, "hmean": {}}
-    for k in sizes:
-        if k > len(sm):
-            continue
-        ps = [welch_test(sm[p], sn[p]).pvalue for p in (rng.permutation(len(sm))[:k] for _ in range(repeats))]
-        out["first_draw"][str(k)], out["hmean"][str(k)] = float(ps[0]), _aggregate(ps, "hmean")
-    out["log10_pvalue_all"] = welch_test(sm, sn).log10_pvalue
-    return out
 
 
 # --------------------------------------------------------------------------- the run
