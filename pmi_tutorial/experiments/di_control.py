@@ -60,7 +60,7 @@ class ControlConfig:
     n_innocent: int = 10
     attacks: tuple = ATTACKS
     known: int = 200  # regressor's known members / non-members (the DI paper: 500)
-    revealed: tuple = (10, 30, 100, 300)  # revealed images per side tested (the last: all walked)
+    revealed: tuple = (10, 30, 100, 150)  # revealed images per side tested (the last: all walked)
     directions: int = 10  # the DI paper: 10
     steps: int = 50  # the DI paper: 50
     step_scale: float = 1.0  # the DI paper: 1 (2 for SVHN)
@@ -182,12 +182,16 @@ def revealed(cfg: ControlConfig, draw: int, root=None):
 # --------------------------------------------------------------------------- stage 1: models
 
 
+def _train_digest(cfg) -> str:
+    """The key of the settings a trained model depends on (not the tests' settings)."""
+    return F.digest({k: v for k, v in cfg.to_dict().items() if k in
+                     ("dataset", "train_size", "max_epochs", "target_accuracy", "widths", "seed")})
+
+
 def _model_path(cfg, which, cache_dir):
     from ..training import cache_folder
 
-    settings = {k: v for k, v in cfg.to_dict().items() if k in
-                ("dataset", "train_size", "max_epochs", "target_accuracy", "widths", "seed")}
-    return cache_folder(cache_dir) / "di_control" / f"{which}_{F.digest(settings)}.pt"
+    return cache_folder(cache_dir) / "di_control" / f"{which}_{_train_digest(cfg)}.pt"
 
 
 def train_task(cfg: ControlConfig, which: str, root=None, cache_dir=None) -> dict:
@@ -200,6 +204,11 @@ def train_task(cfg: ControlConfig, which: str, root=None, cache_dir=None) -> dic
     from ..training import epoch_generator, evaluate, train_one_epoch
 
     torch.set_num_threads(1)
+    path = _model_path(cfg, which, cache_dir)
+    if path.is_file():  # trained by a run with other test settings
+        from ..checkpoint import read_settings
+
+        return read_settings(path)["record"]
     w = world(cfg, root)
     idx = w["owner"] if which == "owner" else w["innocent"][int(which[len("innocent"):])]
     seed = 0 if which == "owner" else 1 + int(which[len("innocent"):])
@@ -218,7 +227,7 @@ def train_task(cfg: ControlConfig, which: str, root=None, cache_dir=None) -> dic
     rec = {"model": which, "epochs": epochs, "train_accuracy": evaluate(model, x, y),
            "heldout_accuracy": evaluate(model, xh, yh),
            "train_cpu_seconds": round(time.process_time() - t0, 1)}
-    save_checkpoint(_model_path(cfg, which, cache_dir), model, settings={"record": rec})
+    save_checkpoint(path, model, settings={"record": rec})
     return rec
 
 
@@ -411,7 +420,7 @@ def experiment(cfg: ControlConfig, out=None, root=None, cache_dir=None, command=
     dg = _settings_digest(cfg)
     roots, cache = (None if root is None else str(root)), (None if cache_dir is None else str(cache_dir))
     folder = cache_folder(cache_dir) / "runs" / "di_control"
-    train = [Task(f"train_{w}_{dg}", train_task, (cfg, w, roots, cache))
+    train = [Task(f"train_{w}_{_train_digest(cfg)}", train_task, (cfg, w, roots, cache))
              for w in ["owner"] + [f"innocent{i}" for i in range(cfg.n_innocent)]]
     reg_key = f"regressor_{dg}"
     tasks = [Task(f"{kind}{k}_{dg}", suspect_task, (cfg, kind, k, str(folder), reg_key, roots, cache))
