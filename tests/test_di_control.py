@@ -113,3 +113,13 @@ def test_tiny_control_end_to_end_and_resume(tmp_path, monkeypatch):
         monkeypatch.setattr(C, fn, boom)
     again = C.run_control(C.TINY, out=out, cache_dir=cache, progress=False, command="test")
     assert again["records"] == res["records"] and again["complete"]
+
+
+def test_tables_of_the_tiny_control(tmp_path):
+    from pmi_tutorial.experiments import di_control_report as R
+
+    res = C.run_control(C.TINY, out=None, cache_dir=tmp_path, progress=False, command="test")
+    t = R.suspect_table(res)
+    assert t.count("\n") == 1 + len(C.TINY.attacks) + 1  # header, rule, copies, innocents
+    assert "innocent (median of 2)" in t
+    assert "| PMI rank, equal budget | 8 | " in R.innocent_table(res)

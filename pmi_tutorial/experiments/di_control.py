@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import files as F
-from ..baselines.dataset_inference import authors_test, censored_fraction
+from ..baselines.dataset_inference import censored_fraction
 from . import runner
 from .runner import Experiment, Task
 
@@ -433,6 +433,8 @@ def experiment(cfg: ControlConfig, out=None, root=None, cache_dir=None, command=
 
         models = [json.loads(p.read_text()) for p in
                   (folder / f"{t.key}.json" for t in train) if p.is_file()]
+        from .di_control_report import build_result
+
         res = build_result(cfg, {**header, "provenance": {**header["provenance"], **prov}},
                            models, records, complete, time.perf_counter() - t_wall)
         if out is not None:
@@ -459,97 +461,3 @@ def run_control(cfg: ControlConfig = CIFAR10, out=None, root=None, cache_dir=Non
     exp = experiment(cfg, out, root, cache_dir, command)
     runner.run(exp, engine=engine, progress=progress, provenance=F.provenance(command))
     return exp.write.last
-
-
-# --------------------------------------------------------------------------- the summary
-
-
-def _strip(rec: dict) -> dict:
-    return {k: v for k, v in rec.items() if k != "walk"}
-
-
-def _rate(ps, alpha):
-    from ..stats import clopper_pearson
-
-    k = int(np.sum(np.asarray(ps) <= alpha))
-    return [k / len(ps), *clopper_pearson(k, len(ps))] if len(ps) else None
-
-
-def summarize(cfg: ControlConfig, records: list) -> dict:
-    """Per suspect kind and test: the p-values (log10); for the innocent models, the rejection
-    rates at 0.05 and 0.01 with Clopper-Pearson intervals and the KS test of uniformity; for
-    the owner's copies, the share detected; the censored walks; the cost; the authors'
-    aggregation beside ours."""
-    from scipy.stats import kstest
-
-    top = str(max(cfg.revealed))
-    tests = {  # name -> log10 p-value of a record at size k
-        "DI, one draw": lambda r, k: np.log10(max(r["di"]["first_draw"][k], 1e-300)),
-        "DI, harmonic mean": lambda r, k: np.log10(max(r["di"]["hmean"][k], 1e-300)),
-        "PMI rank, equal budget": lambda r, k: r["pmi"]["rank_equal"][k],
-        "PMI tail, equal budget": lambda r, k: r["pmi"]["tail_equal"][k],
-        "PMI rank, all of Q": lambda r, k: r["pmi"]["rank_full_q"][k],
-        "PMI tail, all of Q": lambda r, k: r["pmi"]["tail_full_q"][k],
-    }
-    owner = next((r for r in records if r["kind"] == "owner"), None)
-    authors = {}
-    if owner is not None:
-        om, on = owner["walk"]["members"]["distances"], owner["walk"]["nonmembers"]["distances"]
-        for r in records:
-            authors[f"{r['kind']}{r['index']}"] = authors_test(
-                om, on, r["walk"]["members"]["distances"], r["walk"]["nonmembers"]["distances"],
-                sizes=(10,), repeats=cfg.repeats, epochs=cfg.epochs, seed=cfg.seed)
-    inn = [r for r in records if r["kind"] == "innocent"]
-    out = {"log10_pvalues": {}, "innocent": {}, "detected": {}, "authors_aggregation": authors}
-    for name, f in tests.items():
-        out["log10_pvalues"][name] = {f"{r['kind']}{r['index']}": {k: float(f(r, k)) for k in map(str, cfg.revealed)}
-                                      for r in records}
-        e = {}
-        for k in map(str, cfg.revealed):
-            ps = [10.0 ** f(r, k) for r in inn]
-            e[k] = {"n": len(ps), "rate_0.05": _rate(ps, 0.05), "rate_0.01": _rate(ps, 0.01),
-                    "ks_pvalue": float(kstest(ps, "uniform").pvalue) if len(ps) > 1 else None}
-        out["innocent"][name] = e
-        copies = [r for r in records if r["kind"] != "innocent"]
-        out["detected"][name] = {k: _rate([10.0 ** f(r, k) for r in copies], 0.05)
-                                 for k in map(str, cfg.revealed)} if copies else {}
-    ps_all = [10.0 ** r["di"]["log10_pvalue_all"] for r in inn]
-    out["innocent"]["DI, all revealed at once"] = {top: {
-        "n": len(ps_all), "rate_0.05": _rate(ps_all, 0.05), "rate_0.01": _rate(ps_all, 0.01),
-        "ks_pvalue": float(kstest(ps_all, "uniform").pvalue) if len(ps_all) > 1 else None}}
-    a_inn = [10.0 ** authors[f"innocent{r['index']}"]["log10_pvalue_all"] for r in inn] if authors else []
-    a10 = [authors[f"innocent{r['index']}"]["first_draw"].get("10", np.nan) for r in inn] if authors else []
-    out["innocent"]["DI, authors' rows, all"] = {"n": len(a_inn), "rate_0.05": _rate(a_inn, 0.05),
-                                                 "ks_pvalue": float(kstest(a_inn, "uniform").pvalue) if len(a_inn) > 1 else None}
-    out["innocent"]["DI, authors' rows, 10 rows"] = {"n": len(a10), "rate_0.05": _rate(a10, 0.05),
-                                                     "ks_pvalue": float(kstest(a10, "uniform").pvalue) if len(a10) > 1 else None}
-    out["censored"] = {f"{r['kind']}{r['index']}": {"members": r["di"]["censored_members"],
-                                                    "nonmembers": r["di"]["censored_nonmembers"]}
-                       for r in records}
-    cens = [np.mean(r["di"]["censored_members"] + r["di"]["censored_nonmembers"]) for r in records]
-    out["cost"] = {
-        "di_queries_per_image_median": float(np.median([r["di"]["queries_per_image"] for r in records])) if records else None,
-        "di_seconds_per_forward_median": float(np.median([r["di"]["seconds"] / max(r["forward_seconds"], 1e-9)
-                                                          for r in records])) if records else None,
-        "pmi_queries_per_image": 1,
-        "censored_median": float(np.median(cens)) if cens else None,
-    }
-    if owner is not None:
-        out["owner"] = {"di_log10_pvalue_all": owner["di"]["log10_pvalue_all"],
-                        "di_pvalue_10_first_draw": owner["di"]["first_draw"].get("10"),
-                        "di_pvalue_10_hmean": owner["di"]["hmean"].get("10"),
-                        "authors_pvalue_10_rows_hmean": authors["owner0"]["hmean"].get("10"),
-                        "authors_log10_pvalue_all": authors["owner0"]["log10_pvalue_all"],
-                        "detected_at_1e-6_per_image_10": bool(owner["di"]["hmean"].get("10", 1) <= 1e-6),
-                        "detected_at_1e-6_authors_10_rows": bool(authors["owner0"]["hmean"].get("10", 1) <= 1e-6)}
-    return out
-
-
-def build_result(cfg: ControlConfig, header: dict, models: list, records: list, complete: bool,
-                 wall: float) -> dict:
-    return {**header,
-            "profile": (f"positive control ({cfg.name}), reduced for a 2-core CPU: " + cfg.banner()),
-            "settings": cfg.to_dict(), "complete": bool(complete), "run_wall_seconds": round(wall, 1),
-            "models": [m for m in models if "train_accuracy" in m],
-            "records": [_strip(r) for r in records],
-            "summary": summarize(cfg, records) if records else {}}
