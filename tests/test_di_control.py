@@ -123,3 +123,21 @@ def test_tables_of_the_tiny_control(tmp_path):
     assert t.count("\n") == 1 + len(C.TINY.attacks) + 1  # header, rule, copies, innocents
     assert "innocent (median of 2)" in t
     assert "| PMI rank, equal budget | 8 | " in R.innocent_table(res)
+
+
+def test_walk_scale_settings_and_summary():
+    from pmi_tutorial.experiments import di_walk_scale as W
+    from pmi_tutorial.experiments.dataset_inference import PAPER
+    from pmi_tutorial.stats import clopper_pearson
+
+    cfg = W.di_config(4)
+    assert (cfg.steps, cfg.step_scale) == (4 * PAPER.steps, 4.0)
+    assert "step_scale" not in PAPER.to_dict()  # the paper's walk keeps the keys of earlier runs
+    rec = lambda kind, p, cm: {"scale": 2, "kind": kind, "censored": {"members": cm, "nonmembers": [0.0] * 3},
+                               "forward_equivalents": 10.0, "pvalue_first_draw": {"10": p},
+                               "pvalue_hmean": {"10": p}}
+    s = W.summarize([rec("owner", 1e-4, [0.3] * 3), rec("resplit", 0.01, [0.0] * 3),
+                     rec("resplit", 0.5, [0.0] * 3), rec("resplit", 0.2, [0.6] * 3)])["2"]
+    assert s["censored_members"] == pytest.approx(0.9 / 4)  # (0.3 + 0 + 0 + 0.6) / 4 records
+    assert s["owner_pvalue_first_draw"] == {"10": 1e-4}
+    assert s["innocent"]["10"]["rate_0.05"] == pytest.approx([1 / 3, *clopper_pearson(1, 3)])

@@ -36,6 +36,16 @@ split of one population, the null holds and the test is calibrated; when they ar
 example members chosen from an easier part of the data), every model looks guilty
 (Szyller et al., "On the Robustness of Dataset Inference", TMLR 2023).
 
+**Two aggregations.**  Ours scores one image at a time: its 3 x ``directions`` distances are
+one row of the regressor, the regressor is trained on images other than the revealed ones, and
+"k revealed" means k images per side.  The authors' CIFAR-10 notebook (:func:`authors_rows`,
+:func:`authors_test`) transposes the (images, directions, norms) tensor before cutting it into
+rows of 30: each row holds *one* norm and direction of 30 *different* images, the regressor is
+trained on the first half of the rows (the l-infinity norm and part of the l2 norm) and tested
+on the second (the rest of l2 and the l1 norm) of the same images, and "m revealed" means m
+rows, about 30 m images per side.  A test on 10 of its rows therefore uses about as many
+images as ours on 300.
+
 Shapes: images are the normalized float tensors the models take (N, C, H, W); ``box`` and
 ``unit`` say where the pixel range [0, 1] lies in that space (:func:`pixel_space`), so that the
 walk's step sizes and the reported distances are in pixel units whatever the normalization.
