@@ -143,3 +143,21 @@ def run_scales(cfg: ScaleConfig = MNIST_MLP, out=None, root=None, cache_dir=None
                      folder=cache_folder(cache_dir) / "runs" / "di_walk_scale")
     runner.run(exp, engine=engine, progress=progress, provenance=header["provenance"])
     return last["result"]
+
+
+def scale_table(result: dict, size: str = "1000") -> str:
+    """Markdown: per factor, the share of walks that never reached the boundary, the queries per
+    revealed image, the owner's p-values and the innocent models accused at 0.05 (one draw)."""
+    rows = [f"| steps and step sizes | walks never at the boundary (members / non-members) | "
+            f"queries per revealed image | owner's p, {size} revealed (one draw / harmonic mean) | "
+            f"innocent models accused at 0.05, {size} revealed (95% CI) |", "|---|---|---|---|---|"]
+    for s, e in result["summary"].items():
+        own = e["owner_pvalue_first_draw"] or {}
+        hm = e["owner_pvalue_hmean"] or {}
+        inn = e["innocent"].get(size)
+        cell = "-" if inn is None else (f"{round(inn['rate_0.05'][0] * inn['n'])} of {inn['n']} "
+                                        f"({inn['rate_0.05'][1]:.2f}-{inn['rate_0.05'][2]:.2f})")
+        rows.append(f"| x{float(s):g} | {e['censored_members']:.0%} / {e['censored_nonmembers']:.0%} | "
+                    f"{e['queries_per_image_median']:,.0f} | {own.get(size, float('nan')):.2g} / "
+                    f"{hm.get(size, float('nan')):.2g} | {cell} |")
+    return "\n".join(rows)
