@@ -58,3 +58,10 @@ def test_dataset_inference_summaries(name):
     res = F.committed_result(name, D.RESULT_FORMAT)
     cfg = D.config_from_dict(res["settings"]["dataset_inference"])
     same(as_json(D.summarize(res["models"], cfg)), res["summary"])
+
+
+def test_di_walk_scale_summary():
+    from pmi_tutorial.experiments import di_walk_scale as W
+
+    res = F.committed_result("di_walk_scale_mnist-mlp", W.RESULT_FORMAT)
+    same(as_json(W.summarize(res["records"])), res["summary"])
