@@ -150,8 +150,9 @@ def innocent_table(result: dict) -> str:
     lo = str(min(result["settings"]["revealed"]))
     rows = ["| test | revealed | accused at 0.05 (95% CI) | KS p (uniform) |", "|---|---|---|---|"]
     for name, e in s["innocent"].items():
-        for k, v in (e.items() if "n" not in e else [("10 rows", e)]):
-            if k not in (lo, top, "10 rows") or not v["n"]:
+        rows_label = "10 rows" if name.endswith("10 rows") else "all test rows"
+        for k, v in (e.items() if "n" not in e else [(rows_label, e)]):
+            if k not in (lo, top, rows_label) or not v["n"]:
                 continue
             r = v["rate_0.05"]
             ks = "-" if v["ks_pvalue"] is None else f"{v['ks_pvalue']:.2g}"
