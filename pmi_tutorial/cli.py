@@ -256,6 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --walk-seeds: the first N innocent models, or those with indices A "
                         "to B (default 20)")
     d.add_argument("--quiet", action="store_true", help="no line per model")
+    d.add_argument("--control", default=None, choices=("cifar10", "tiny"),
+                   help="instead of the comparison, the positive control: an overfit CIFAR-10 owner, "
+                        "its copies and innocent models, Dataset Inference beside PMI; writes "
+                        "di_control_CONTROL.json (tiny: its smallest form)")
+    d.add_argument("--walk-scales", default=None, choices=("mnist-mlp",),
+                   help="instead of the comparison, the paper-scale MNIST owner and innocent models "
+                        "with the walk's steps and step sizes scaled 1, 2, 4, 10x; writes "
+                        "di_walk_scale_NAME.json")
     d.add_argument("--summarize-only", action="store_true",
                    help="recompute the summary of --out's dataset_inference_CONFIG.json from its "
                         "per-suspect records (no models, seconds)")
@@ -606,6 +614,25 @@ def cmd_dataset_inference(args) -> int:
                             ("--merge", args.merge is not None)) if on]
     if gone:
         raise ValueError(f"{' and '.join(gone)}: {_GONE}")
+    if args.walk_scales is not None:
+        from .experiments import di_walk_scale as W
+
+        with runner.engine(args.workers, args.scheduler) as eng:
+            res = W.run_scales(W.CONFIGS[args.walk_scales], out=args.out, cache_dir=args.cache_dir,
+                               progress=not args.quiet, command=command, engine=eng)
+        print(f"wrote {W.FILE.format(name=args.walk_scales)} to {args.out}: "
+              f"{len(res['records'])} suspects, complete: {res['complete']}")
+        return 0
+    if args.control is not None:
+        from .experiments import di_control
+
+        with runner.engine(args.workers, args.scheduler) as eng:
+            res = di_control.run_control(di_control.CONFIGS[args.control], out=args.out,
+                                         cache_dir=args.cache_dir, progress=not args.quiet,
+                                         command=command, engine=eng)
+        print(f"wrote {di_control.FILE.format(name=args.control)} to {args.out}: "
+              f"{len(res['records'])} suspects, complete: {res['complete']}")
+        return 0
     if args.summarize_only:
         from pathlib import Path
 

@@ -87,3 +87,10 @@ def test_forensics_search_path_recomputes_from_its_cells():
              step["variant"])
     assert res["best"] == path[-1]["variant"]
     assert all(a["objective"] > b["objective"] for a, b in zip(path, path[1:]))  # each step improved
+
+
+def test_di_walk_scale_summary():
+    from pmi_tutorial.experiments import di_walk_scale as W
+
+    res = F.committed_result("di_walk_scale_mnist-mlp", W.RESULT_FORMAT)
+    same(as_json(W.summarize(res["records"])), res["summary"])

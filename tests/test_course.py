@@ -34,7 +34,7 @@ def _cells(path):
 # exercises are counted over the pages of the chapter they came from.
 SPLIT = {"reproduce_tables": ("table1_forensics",),
          "beyond_the_paper": ("calibrated_test", "ownership_study", "confirmatory_study"),
-         "dataset_inference": ("di_head_to_head", "di_seed_study")}
+         "dataset_inference": ("di_head_to_head", "di_positive_control", "di_seed_study")}
 
 
 def test_every_chapter_has_three_exercises_and_api_pages_none():
