@@ -239,7 +239,10 @@ def test_report_tables_show_every_kind_and_the_summary_numbers(tiny_run):
     pooled = R.pooled_innocents([res, res], "30")
     one = res["summary"]["innocents"]["30"]["rank+tail"]
     assert pooled == {"k": 2 * one["k"], "n": 2 * one["n"]}
-    assert R.fmt_rate({"k": 1, "n": 4, "ci": [0.0063, 0.806]}) == "1/4 (1%-81%)"
+    assert R.fmt_rate({"k": 1, "n": 4, "ci": [0.0063, 0.806]}) == "1/4 (1-81)"
+    rules = R.rule_table(res, "30")
+    assert rules.rows[-1][0] == "innocent models" and len(rules.rows) == len(kinds) + 1
+    assert rules.rows[-1][2] == R.fmt_rate(res["summary"]["innocents"]["30"]["paper_rule"])
     assert "2 of 2 registered worlds measured (complete)" in R.worlds_line(res)
 
 

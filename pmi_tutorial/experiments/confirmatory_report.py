@@ -13,9 +13,9 @@ def title(kind: str) -> str:
 
 
 def fmt_rate(cell: dict) -> str:
-    """``k/n (lo-hi%)``: a rate with its 95% Clopper-Pearson interval."""
+    """``k/n (lo-hi)``: a rate with its 95% Clopper-Pearson interval in percent."""
     lo, hi = cell["ci"]
-    return f"{cell['k']}/{cell['n']} ({lo:.0%}-{hi:.0%})"
+    return f"{cell['k']}/{cell['n']} ({100 * lo:.0f}-{100 * hi:.0f})"
 
 
 def worlds_line(result: dict) -> str:
@@ -27,22 +27,31 @@ def worlds_line(result: dict) -> str:
 
 
 def detection_table(result: dict) -> Table:
-    """Per suspect kind: the primary test's detection rate over worlds at each revealed size,
-    and the paper's rule (Eq. 13-14) and Eq. 15 at 300 per class."""
+    """Per suspect kind: the primary test's detection rate over worlds at each revealed size."""
     s, cfg = result["summary"], result["settings"]
     test, sizes = cfg["test"], [str(k) for k in cfg["revealed"]]
-    at = "300" if "300" in sizes else sizes[-1]
-    rows = []
-    for kind, cells in s["by_kind"].items():
-        rows.append([title(kind)] + [fmt_rate(cells[k][test]) for k in sizes]
-                    + [f"{cells[at][test]['median_log10_p']:.1f}", fmt_rate(cells[at]["paper_rule"]),
-                       fmt_rate(cells[at]["eq15"])])
-    header = ["suspect"] + [f"{k} per class" for k in sizes] + [
-        f"median log10 p at {at}", f"Eq. 13-14 at {at}", f"Eq. 15 at {at}"]
-    return Table(header, rows, caption=f"{cfg['arch']}: detected at alpha = {cfg['alpha']} by "
-                                       f"{test}, worlds detected / worlds (95% interval)",
-                 groups=[("", 1), (f"{test}, alpha = {cfg['alpha']}", len(sizes)),
-                         (f"at {at} per class", 3)])
+    rows = [[title(kind)] + [fmt_rate(cells[k][test]) for k in sizes]
+            for kind, cells in s["by_kind"].items()]
+    return Table(["suspect"] + sizes, rows,
+                 caption=f"{cfg['arch']}: worlds in which {test} detects the suspect at alpha = "
+                         f"{cfg['alpha']}, by revealed images per class (95% interval, %)",
+                 groups=[("", 1), ("revealed per class", len(sizes))])
+
+
+def rule_table(result: dict, at: str = "300") -> Table:
+    """Per suspect kind and for the innocent models: the primary test's median log10 p and the
+    paper's rule (Eq. 13-14) and Eq. 15 at ``at`` revealed per class."""
+    s, cfg = result["summary"], result["settings"]
+    test = cfg["test"]
+    rows = [[title(kind), f"{cells[at][test]['median_log10_p']:.1f}",
+             fmt_rate(cells[at]["paper_rule"]), fmt_rate(cells[at]["eq15"])]
+            for kind, cells in s["by_kind"].items()]
+    inn = s["innocents"].get(at)
+    if inn is not None:
+        rows.append(["innocent models", "", fmt_rate(inn["paper_rule"]), fmt_rate(inn["eq15"])])
+    return Table(["suspect", f"median log10 p ({test})", "Eq. 13-14", "Eq. 15"], rows,
+                 caption=f"{cfg['arch']}, {at} revealed per class: the paper's rule (rho = "
+                         f"{cfg['rho']}) and Eq. 15 claim ownership (95% interval, %)")
 
 
 def innocents_table(result: dict) -> Table:
@@ -54,12 +63,10 @@ def innocents_table(result: dict) -> Table:
         share = cell["rank_z_by_world"]["world_share"]
         rows.append([k, fmt_rate(cell[cfg["test"]]), fmt_rate(cell["rank"]), fmt_rate(cell["tail"]),
                      f"{cell[cfg['test']]['ks']['pvalue_liberal']:.2f}",
-                     "n/a" if share is None else f"{share:.0%}",
-                     fmt_rate(cell["paper_rule"]), fmt_rate(cell["eq15"])])
-    header = ["revealed per class", cfg["test"], "rank", "tail", "KS, one-sided p",
-              "world's share of z", "Eq. 13-14", "Eq. 15"]
+                     "n/a" if share is None else f"{share:.0%}"])
+    header = ["revealed", cfg["test"], "rank", "tail", "KS (one-sided)", "world's share"]
     return Table(header, rows, caption=f"{cfg['arch']}: innocent models accused at alpha = "
-                                       f"{cfg['alpha']}, (world, innocent) pairs (95% interval)")
+                                       f"{cfg['alpha']}, (world, innocent) pairs (95% interval, %)")
 
 
 def pooled_innocents(results, k: str, test: str = "rank+tail") -> dict:
