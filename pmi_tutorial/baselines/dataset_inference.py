@@ -447,7 +447,9 @@ def welch_test(scores_members, scores_nonmembers) -> WelchResult:
     return WelchResult(float(t), float(df), float(math.exp(logp)), logp / math.log(10))
 
 
-def _aggregate(pvalues, how):
+def aggregate_pvalues(pvalues, how):
+    """Several draws' p-values in one number: ``"hmean"`` (their harmonic mean, as the authors
+    report; not itself a p-value), ``"median"`` or else the largest."""
     p = np.asarray(pvalues, dtype=np.float64)
     if how == "hmean":
         return 0.0 if np.any(p == 0) else float(len(p) / np.sum(1.0 / p))
@@ -538,7 +540,7 @@ class DatasetInference:
             for _ in range(V.check_positive_int(repeats, "repeats")):
                 pos = rng.permutation(top)[:k]
                 ps.append(welch_test(sm[pos], sn[pos]).pvalue)
-            draws[k], pvalues[k] = ps, _aggregate(ps, aggregate)
+            draws[k], pvalues[k] = ps, aggregate_pvalues(ps, aggregate)
         q = wm.queries + wn.queries
         censored = {"members": censored_fraction(wm), "nonmembers": censored_fraction(wn)}
         return DIResult(pvalues, draws, aggregate, q, q / (len(xm) + len(xn)),
@@ -594,6 +596,6 @@ def authors_test(owner_m, owner_n, suspect_m, suspect_n, sizes=(10,), repeats: i
         if k > len(sm):
             continue
         ps = [welch_test(sm[p], sn[p]).pvalue for p in (rng.permutation(len(sm))[:k] for _ in range(repeats))]
-        out["first_draw"][str(k)], out["hmean"][str(k)] = float(ps[0]), _aggregate(ps, "hmean")
+        out["first_draw"][str(k)], out["hmean"][str(k)] = float(ps[0]), aggregate_pvalues(ps, "hmean")
     out["log10_pvalue_all"] = welch_test(sm, sn).log10_pvalue
     return out

@@ -268,7 +268,7 @@ def paper_detector(world, owner, cfg: DIConfig, box, unit):
                                 box=box, unit=unit, step_scale=cfg.step_scale)
 
 
-def _paper_test(detector, suspect, draw, cfg: DIConfig, keep_q=None, split=None) -> dict:
+def paper_test(detector, suspect, draw, cfg: DIConfig, keep_q=None, split=None) -> dict:
     """One suspect against a draw ``(P', Q)`` (class -> images): the revealed images are the
     first ``max_revealed / classes`` of each class outside the regressor's images (and, for
     fine-tuning, outside the validation images it used)."""
@@ -395,7 +395,7 @@ def paper_task(paper_cfg, cfg: DIConfig, arch, kind, k, root=None, cache_dir=Non
     detector = _paper_owner_detector(paper_cfg, cfg, arch, owner_k, root, cache_dir)
     draw = PS.own_draw(world, k) if kind == "resplit" else PS.owner_draw(world)
     info = {"arch": arch, "kind": kind, "index": int(k), "owner": None if innocent else int(k)}
-    return {**info, **_paper_test(detector, model, draw, cfg, keep, world.split)}
+    return {**info, **paper_test(detector, model, draw, cfg, keep, world.split)}
 
 
 def paper_key(world, paper_cfg, cfg: DIConfig, arch, kind, k) -> str:
@@ -580,7 +580,7 @@ def seed_study(paper_cfg=None, cfg: DIConfig = PAPER, arch: str = "mlp", models=
                     detector = paper_detector(world, owner, cfg, box, unit)
                 model, _, _ = PS.innocent_model(world, arch, k, cache_dir)
                 rec = {"arch": arch, "kind": "resplit", "index": k, "seed": s,
-                       **_paper_test(detector, model, PS.own_draw(world, k), replace(cfg, seed=s))}
+                       **paper_test(detector, model, PS.own_draw(world, k), replace(cfg, seed=s))}
                 path.parent.mkdir(parents=True, exist_ok=True)
                 F.write_json_atomic(path, rec)
             records.append(rec)

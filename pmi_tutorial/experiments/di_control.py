@@ -318,7 +318,7 @@ def _regressor(cfg: ControlConfig, folder: str, key: str):
 
 
 def _welch_sizes(sm, sn, sizes, repeats, seed) -> dict:
-    from ..baselines.dataset_inference import _aggregate, welch_test
+    from ..baselines.dataset_inference import aggregate_pvalues, welch_test
 
     rng = np.random.default_rng([int(seed), 4099])
     out = {"first_draw": {}, "hmean": {}}
@@ -326,7 +326,7 @@ def _welch_sizes(sm, sn, sizes, repeats, seed) -> dict:
     for k in sizes:
         ps = [welch_test(sm[pos], sn[pos]).pvalue for pos in
               (rng.permutation(top)[:k] for _ in range(repeats))]
-        out["first_draw"][str(k)], out["hmean"][str(k)] = float(ps[0]), _aggregate(ps, "hmean")
+        out["first_draw"][str(k)], out["hmean"][str(k)] = float(ps[0]), aggregate_pvalues(ps, "hmean")
     return out
 
 

@@ -71,7 +71,7 @@ def scale_task(arch, scale, kind, k, root=None, cache_dir=None) -> dict:
     import torch
 
     from . import paper_study as PS
-    from .dataset_inference import _paper_test
+    from .dataset_inference import paper_test
 
     torch.set_num_threads(1)
     world = PS.cached_world(PS.PAPER, root)
@@ -82,7 +82,7 @@ def scale_task(arch, scale, kind, k, root=None, cache_dir=None) -> dict:
     else:
         model, _, _ = PS.innocent_model(world, arch, k, cache_dir)
         draw = PS.own_draw(world, k)
-    rec = _paper_test(det, model, draw, di_config(scale))
+    rec = paper_test(det, model, draw, di_config(scale))
     return {"arch": arch, "scale": scale, "kind": kind, "index": int(k),
             "regressor_fit_seconds": round(fit_seconds, 1), **rec}
 
