@@ -354,12 +354,17 @@ def run(model, pools, m: int, n: int, trials: int = 100, seed: int = 0, **kwargs
     return run_on_features(pool_features(model, pools), m, n, trials=trials, seed=seed, **kwargs)
 
 
-def __getattr__(name):
-    # the owner's calibrated verification, importable from here as before; resolved lazily so
-    # that importing fingerprint never imports verification (which imports stats, which imports
-    # this module): no import cycle
-    if name == "verify_ownership":
-        from .verification import verify_ownership
+#: names that left this module, and where they live now: asking for one here raises an
+#: AttributeError that names its home.  Nothing is imported from there, so this module never
+#: depends on :mod:`pmi_tutorial.verification` (which depends on :mod:`pmi_tutorial.stats`,
+#: which depends on this module): no import cycle, not even a lazy one.
+MOVED = {"verify_ownership": "pmi_tutorial.verification"}
 
-        return verify_ownership
+
+def __getattr__(name):
+    if name in MOVED:
+        raise AttributeError(
+            f"{name} is no longer in pmi_tutorial.fingerprint; import it from {MOVED[name]} "
+            f"(from {MOVED[name]} import {name})"
+        )
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

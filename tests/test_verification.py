@@ -210,7 +210,8 @@ def test_no_import_cycle():
             "assert 'pmi_tutorial.ownership' not in sys.modules; "
             "import pmi_tutorial.stats, pmi_tutorial.ownership as o; "
             "assert 'pmi_tutorial.verification' not in sys.modules; "
-            "assert f.verify_ownership is o.verify_ownership; "
+            "assert o.verify_ownership is __import__('pmi_tutorial.verification', "
+            "fromlist=['x']).verify_ownership; "
             "from pmi_tutorial.ownership import OwnerPools, save_pools, load_pools, verify_ownership")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
