@@ -98,7 +98,8 @@ def _draw_cached(n_P, n_Q, m, n, trials, key) -> Draws:
 
 def _draw(n_P, n_Q, m, n, trials, seed) -> Draws:
     # One rng.choice per pool and trial, in this order: the stream behind every committed
-    # result.  (A vectorized scheme would be faster but would change every number drawn.)
+    # result.  A vectorised replay of the same numbers is no faster (choice runs Floyd's
+    # algorithm and the shuffle in C; benchmarks/draws.py measures both, asserting equality).
     rng = np.random.default_rng(seed)
     member = np.empty((trials, n), dtype=np.int64)
     nonmember = np.empty((trials, m - 1, n), dtype=np.int64)
