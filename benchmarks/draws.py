@@ -26,8 +26,11 @@ one ``rng.integers`` call over the same bounded integers alone costs about a thi
 (printed), and replaying Floyd's duplicates and the shuffle in NumPy costs more than the rest
 of the loop.  Measured on the loaded 2-core machine (CPU seconds, medians of 9 interleaved
 runs) the loop took 30-34 ms for 10 classes of 100 trials and the replay 32-43 ms (loop/replay
-0.72x, 0.77x, 1.04x on the three pool sizes below), so ``fingerprint`` keeps the loop: the
-draws of the paper's rule cost about 3 ms per class of 100 trials either way.
+0.72x, 0.77x, 1.04x on the three pool sizes below); timed as whole processes (30 rounds of the
+10 classes, 7 paired runs, user + system CPU) loop/replay was 0.82x on the quick and 0.89x on
+the full pools' sizes: the replay spends less user time (loop/replay 1.18x, 1.28x) but more in
+the kernel, faulting in its larger arrays.  So ``fingerprint`` keeps the loop: the draws of the
+paper's rule cost about 3 ms per class of 100 trials either way.
 
     python benchmarks/draws.py            # the owner's quick and full pools, the paper's t
     python benchmarks/draws.py --quick    # fewer repeats
