@@ -30,7 +30,8 @@ import numpy as np
 from . import _validate as V
 
 POOLS_FORMAT = "pmi-tutorial-pools"
-POOLS_VERSION = 2
+POOLS_VERSION = 3
+READABLE_VERSIONS = (2, 3)  # version 2: no score setting (log-probabilities), tail share 0.05
 ARRAYS = ("P_x", "P_y", "Q_x", "Q_y", "P_index", "Q_index")
 TESTS = {
     "rank+tail": "Bonferroni over the rank and the tail test",
@@ -40,13 +41,20 @@ TESTS = {
 }
 DEFAULT_TEST = "rank+tail"
 DEFAULT_ALPHA = 0.01
-TAIL = 0.05  # the tail test's pre-registered share of least confident pooled samples
+# The primary test as the confirmatory study registered it (registrations/confirmatory.json):
+# rank and tail test, Bonferroni, on the log-odds of the true class, tail share 2%.
+TAIL = 0.02  # the tail test's share of least confident pooled samples
+SCORES = {
+    "logodds": "log-odds of the true class, z_r - logsumexp of the other logits (float64)",
+    "logprob": "log-probability of the true class (log-softmax; ties once it rounds to 0)",
+}
+DEFAULT_SCORE = "logodds"
 COMBINES = ("stouffer", "fisher")
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
-def check_settings(alpha, test, tail, combine, B) -> dict:
-    """The verification's settings, checked: ``{alpha, test, tail, combine, B}``."""
+def check_settings(alpha, test, tail, combine, B, score=DEFAULT_SCORE) -> dict:
+    """The verification's settings, checked: ``{alpha, test, tail, combine, B, score}``."""
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < float(alpha) < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}; e.g. alpha=0.01")
     if test not in TESTS:
@@ -56,8 +64,10 @@ def check_settings(alpha, test, tail, combine, B) -> dict:
     if combine not in COMBINES:
         raise ValueError(f"unknown combine rule {combine!r}; use one of {', '.join(COMBINES)}")
     V.check_positive_int(B, "B")
+    if score not in SCORES:
+        raise ValueError(f"unknown score {score!r}; use one of {', '.join(SCORES)}")
     return {"alpha": float(alpha), "test": test, "tail": float(tail), "combine": combine,
-            "B": int(B)}
+            "B": int(B), "score": score}
 
 
 def _sha256(a: np.ndarray) -> str:
@@ -73,9 +83,11 @@ class OwnerPools:
     (:func:`pmi_tutorial.data.normalize`); ``P_y`` / ``Q_y``: their labels; ``classes``: the
     class ids; ``dataset``: the data set's name; ``info``: where they come from (``P_index`` /
     ``Q_index``: their positions in the data set, seeds).  ``alpha``, ``test``, ``tail``,
-    ``combine``, ``B``: the verification's settings (:func:`check_settings`), fixed with the
-    pools (``B`` None: 999, or fewer when a class has fewer re-splits).  ``digest`` covers all
-    of it.
+    ``combine``, ``B``, ``score``: the verification's settings (:func:`check_settings`), fixed
+    with the pools (``B`` None: 999, or fewer when a class has fewer re-splits; ``score``: what
+    the tests rank, :data:`SCORES`).  ``digest`` covers all of it.  ``version``: the file
+    format the digest is computed in (2: files written before the score was a setting; they
+    use log-probabilities).
     """
 
     dataset: str
@@ -90,6 +102,8 @@ class OwnerPools:
     tail: float = TAIL
     combine: str = "stouffer"
     B: int | None = None
+    score: str = DEFAULT_SCORE
+    version: int = POOLS_VERSION
 
     def __post_init__(self):
         for name, dtype in (("P_x", np.float32), ("Q_x", np.float32), ("P_y", np.int64),
@@ -109,7 +123,13 @@ class OwnerPools:
         most = self.max_B()
         if self.B is None:
             self.B = min(999, most)
-        check_settings(self.alpha, self.test, self.tail, self.combine, self.B)
+        check_settings(self.alpha, self.test, self.tail, self.combine, self.B, self.score)
+        if self.version not in READABLE_VERSIONS:
+            raise ValueError(f"pools version {self.version!r} is not one of {READABLE_VERSIONS}; "
+                             f"leave version at its default {POOLS_VERSION}")
+        if self.version == 2 and self.score != "logprob":
+            raise ValueError("version-2 pools use log-probabilities; pass score='logprob' with "
+                             "version=2, or drop version")
         if self.B > most:
             raise ValueError(f"B = {self.B} permutations, but a class has {most + 1} pooled "
                              f"samples, {most} distinct re-splits of the permutation test; lower "
@@ -122,8 +142,11 @@ class OwnerPools:
 
     def settings(self) -> dict:
         """What the digest binds besides the arrays: the test, alpha, the sizes, the data set."""
-        return {"dataset": self.dataset, "classes": list(self.classes),
-                **check_settings(self.alpha, self.test, self.tail, self.combine, self.B),
+        checked = check_settings(self.alpha, self.test, self.tail, self.combine, self.B,
+                                 self.score)
+        if self.version == 2:  # written before the score was a setting: the digest as it was
+            del checked["score"]
+        return {"dataset": self.dataset, "classes": list(self.classes), **checked,
                 "sizes": self.sizes(),
                 "source": {k: v for k, v in self.info.items() if k not in ("P_index", "Q_index")}}
 
@@ -149,7 +172,7 @@ class OwnerPools:
                tuple(self.info.get("Q_index") or ()))
         cached = self.__dict__.get("_digest_cache")
         if cached is None or cached[0] != key:
-            cached = (key, _digest(self.settings(), self.checksums()))
+            cached = (key, _digest(self.settings(), self.checksums(), self.version))
             self.__dict__["_digest_cache"] = cached
         return cached[1]
 
@@ -170,8 +193,8 @@ class OwnerPools:
                 for r in self.classes}
 
 
-def _digest(settings: dict, checksums: dict) -> str:
-    text = json.dumps({"format": POOLS_FORMAT, "version": POOLS_VERSION, "settings": settings,
+def _digest(settings: dict, checksums: dict, version: int = POOLS_VERSION) -> str:
+    text = json.dumps({"format": POOLS_FORMAT, "version": version, "settings": settings,
                        "sha256": checksums}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -220,7 +243,7 @@ def save_pools(path, pools: OwnerPools) -> Path:
     from .files import write_bytes_atomic
 
     path = Path(path)
-    head = {"format": POOLS_FORMAT, "version": POOLS_VERSION, "settings": pools.settings(),
+    head = {"format": POOLS_FORMAT, "version": pools.version, "settings": pools.settings(),
             "sha256": pools.checksums(), "digest": pools.digest}
     buf = io.BytesIO()
     np.savez_compressed(buf, header=np.frombuffer(json.dumps(head).encode(), dtype=np.uint8),
@@ -270,11 +293,12 @@ def load_pools(path, dataset: str | None = None, expect_digest: str | None = Non
         raise _not_pools(path, f"unreadable: {type(exc).__name__}") from None
     if head.get("format") != POOLS_FORMAT:
         raise _not_pools(path, "no pmi-tutorial-pools header")
-    if head.get("version") != POOLS_VERSION:
-        raise ValueError(f"{path} is a version-{head.get('version')} pools file; this version "
-                         f"reads version {POOLS_VERSION} (its digest covers the test and alpha): "
-                         "write the pools again with `python -m pmi_tutorial pools` and register "
-                         "the new digest")
+    version = head.get("version")
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"{path} is a version-{version} pools file; this version reads versions "
+                         f"{' and '.join(map(str, READABLE_VERSIONS))} (their digest covers the "
+                         "test and alpha): write the pools again with `python -m pmi_tutorial "
+                         "pools` and register the new digest")
     try:
         s = head["settings"]
         source = dict(s.get("source", {}))
@@ -283,7 +307,8 @@ def load_pools(path, dataset: str | None = None, expect_digest: str | None = Non
                 source[k] = arrays.pop(k).tolist()
         pools = OwnerPools(s["dataset"], tuple(s["classes"]), arrays["P_x"], arrays["P_y"],
                            arrays["Q_x"], arrays["Q_y"], source, alpha=s["alpha"], test=s["test"],
-                           tail=s["tail"], combine=s["combine"], B=s["B"])
+                           tail=s["tail"], combine=s["combine"], B=s["B"],
+                           score=s["score"] if version != 2 else "logprob", version=version)
     except (KeyError, TypeError) as exc:
         raise _not_pools(path, f"the header or the arrays lack {exc}") from None
     sums = pools.checksums()
@@ -316,4 +341,4 @@ def revealed_is_small(pools: OwnerPools, classes=None) -> int | None:
 
 __all__ = ["OwnerPools", "save_pools", "load_pools", "pools_from_split", "check_settings",
            "check_digest", "TESTS", "DEFAULT_TEST", "DEFAULT_ALPHA", "TAIL", "POOLS_FORMAT",
-           "POOLS_VERSION", "revealed_is_small"]
+           "POOLS_VERSION", "READABLE_VERSIONS", "SCORES", "DEFAULT_SCORE", "revealed_is_small"]

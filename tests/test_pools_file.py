@@ -52,6 +52,7 @@ def test_digest_covers_settings_indices_and_images():
     changed = {
         "alpha": make_pools(alpha=0.05), "test": make_pools(test="tail"),
         "tail": make_pools(tail=0.1), "combine": make_pools(combine="fisher"), "B": make_pools(B=50),
+        "score": make_pools(score="logprob"),
     }
     idx = make_pools()
     idx.info["P_index"] = list(idx.info["P_index"])
@@ -143,6 +144,9 @@ def test_files_that_are_not_pools_are_refused_in_one_line(tmp_path):
     (dict(alpha=0.0), "alpha must be in (0, 1)"), (dict(alpha=1.5), "alpha must be in (0, 1)"),
     (dict(test="best"), "unknown test 'best'"), (dict(tail=1.0), "tail share"),
     (dict(combine="mean"), "unknown combine"), (dict(B=0), "B must be a positive integer"),
+    (dict(score="margin"), "unknown score 'margin'"),
+    (dict(version=2), "version-2 pools use log-probabilities"),
+    (dict(version=1, score="logprob"), "pools version 1 is not one of"),
 ])
 def test_bad_settings(bad, words):
     with pytest.raises(ValueError) as info:
@@ -155,3 +159,31 @@ def test_check_digest():
     for bad in ("abc", "g" * 64, "a" * 65):
         with pytest.raises(ValueError, match="64 hexadecimal characters"):
             PF.check_digest(bad)
+
+
+def test_a_version_2_file_still_loads_with_its_registered_digest(tmp_path):
+    """Files written before the score was a setting (version 2: log-probabilities, no "score"
+    in the digest) keep the digest their owner registered."""
+    old = make_pools(score="logprob", tail=0.05)
+    arrays = _arrays(PF.save_pools(tmp_path / "v3.npz", old))
+    head = _header(arrays)
+    head["version"] = 2
+    del head["settings"]["score"]
+    # the version-2 digest, computed here as version 2 computed it
+    text = json.dumps({"format": PF.POOLS_FORMAT, "version": 2, "settings": head["settings"],
+                       "sha256": head["sha256"]}, sort_keys=True, separators=(",", ":"))
+    head["digest"] = hashlib.sha256(text.encode()).hexdigest()
+    arrays["header"] = np.frombuffer(json.dumps(head).encode(), dtype=np.uint8)
+    np.savez_compressed(tmp_path / "v2.npz", **arrays)
+    back = PF.load_pools(tmp_path / "v2.npz", expect_digest=head["digest"])
+    assert (back.version, back.score, back.tail) == (2, "logprob", 0.05)
+    assert back.digest == head["digest"] != old.digest
+    # saved again, it stays a version-2 file with the same digest
+    again = PF.load_pools(PF.save_pools(tmp_path / "again.npz", back))
+    assert (again.version, again.digest) == (2, head["digest"])
+
+
+def test_new_pools_default_to_the_registered_test():
+    pools = make_pools()
+    assert (pools.test, pools.score, pools.tail, pools.alpha, pools.version) == (
+        "rank+tail", "logodds", 0.02, 0.01, PF.POOLS_VERSION)
