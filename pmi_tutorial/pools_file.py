@@ -49,6 +49,11 @@ SCORES = {
     "logprob": "log-probability of the true class (log-softmax; ties once it rounds to 0)",
 }
 DEFAULT_SCORE = "logodds"
+# The paper's rule, printed by verify for comparison: its trials' draws (which members and
+# non-members, where the member block sits, the tie-break) depend only on the pool sizes and
+# these settings, so they are made once with the pools and bound by the digest.
+RULE = {"m": 3, "n": 100, "trials": 100, "seed": 0}
+RULE_ARRAYS = ("rule_member", "rule_nonmember", "rule_s", "rule_u")
 COMBINES = ("stouffer", "fisher")
 _ZIP_MAGIC = b"PK\x03\x04"
 
@@ -104,6 +109,8 @@ class OwnerPools:
     B: int | None = None
     score: str = DEFAULT_SCORE
     version: int = POOLS_VERSION
+    rule: dict | None = field(default_factory=lambda: dict(RULE))
+    rule_arrays: dict | None = None
 
     def __post_init__(self):
         for name, dtype in (("P_x", np.float32), ("Q_x", np.float32), ("P_y", np.int64),
@@ -134,6 +141,71 @@ class OwnerPools:
             raise ValueError(f"B = {self.B} permutations, but a class has {most + 1} pooled "
                              f"samples, {most} distinct re-splits of the permutation test; lower "
                              f"B to <= {most}")
+        self._bind_rule_draws()
+
+    def _bind_rule_draws(self) -> None:
+        """Make (or check) the paper's rule's draws for :data:`RULE`; none for version 2."""
+        if self.version == 2 or self.rule is None:
+            self.rule, self.rule_arrays = None, None
+            return
+        rule = {k: int(self.rule[k]) for k in RULE}
+        n_eff = min(rule["n"], min(int((self.P_y == r).sum()) for r in self.classes))
+        n_Q = min(int((self.Q_y == r).sum()) for r in self.classes)
+        if n_Q < n_eff * (rule["m"] - 1):  # too few non-members for the rule's trials
+            self.rule, self.rule_arrays = None, None
+            return
+        self.rule = dict(rule, n=n_eff)
+        if self.rule_arrays is None:
+            from .fingerprint import class_seed, draw_trials
+
+            d = {r: draw_trials(int((self.P_y == r).sum()), int((self.Q_y == r).sum()),
+                                rule["m"], n_eff, rule["trials"], seed=class_seed(rule["seed"], r))
+                 for r in self.classes}
+            self.rule_arrays = {
+                "rule_member": np.stack([d[r].member for r in self.classes]).astype(np.int32),
+                "rule_nonmember": np.stack([d[r].nonmember for r in self.classes]).astype(np.int32),
+                "rule_s": np.stack([d[r].s for r in self.classes]).astype(np.int32),
+                "rule_u": np.stack([d[r].u for r in self.classes]).astype(np.float64)}
+        self._check_rule_arrays()
+        for a in self.rule_arrays.values():
+            a.flags.writeable = False
+
+    def _check_rule_arrays(self) -> None:
+        """Stored draws are untrusted: shapes, index ranges, distinct indices within a trial."""
+        a, (m, n, t) = self.rule_arrays, (self.rule["m"], self.rule["n"], self.rule["trials"])
+        C = len(self.classes)
+        want = {"rule_member": (C, t, n), "rule_nonmember": (C, t, m - 1, n), "rule_s": (C, t),
+                "rule_u": (C, t)}
+        bad = [k for k in want if k not in a or np.shape(a[k]) != want[k]]
+        if bad:
+            raise ValueError(f"the paper's rule's draws ({', '.join(bad)}) do not have the "
+                             "shapes of the pools' settings; write the pools again with "
+                             "`python -m pmi_tutorial pools`")
+        ok = np.all((a["rule_s"] >= 0) & (a["rule_s"] < m)) and np.all(
+            (a["rule_u"] >= 0) & (a["rule_u"] < 1))
+        for i, r in enumerate(self.classes):
+            nP, nQ = int((self.P_y == r).sum()), int((self.Q_y == r).sum())
+            mem, non = a["rule_member"][i], a["rule_nonmember"][i].reshape(t, -1)
+            for idx, size in ((mem, nP), (non, nQ)):
+                srt = np.sort(idx, axis=1)
+                ok = ok and srt.min() >= 0 and srt.max() < size and not (
+                    np.diff(srt, axis=1) == 0).any()
+        if not ok:
+            raise ValueError("the paper's rule's draws in the pools are out of range or repeat a "
+                             "sample within a trial; write the pools again with "
+                             "`python -m pmi_tutorial pools`")
+
+    def rule_draws(self, m: int, n: int, trials: int, seed: int) -> dict | None:
+        """``{r: fingerprint.Draws}`` bound in the pools when (m, n, trials, seed) are the
+        pools' :data:`RULE` settings, else None (the caller draws them)."""
+        if self.rule is None or (m, n, trials, seed) != tuple(self.rule[k] for k in RULE):
+            return None
+        from .fingerprint import Draws
+
+        a = self.rule_arrays
+        return {r: Draws(a["rule_member"][i].astype(np.int64),
+                         a["rule_nonmember"][i].astype(np.int64), a["rule_s"][i].astype(np.int64),
+                         a["rule_u"][i]) for i, r in enumerate(self.classes)}
 
     def max_B(self, classes=None) -> int:
         """The most re-splits the permutation test can draw: the smallest class's size of P' plus its size of Q, minus 1."""
@@ -146,6 +218,8 @@ class OwnerPools:
                                  self.score)
         if self.version == 2:  # written before the score was a setting: the digest as it was
             del checked["score"]
+        else:
+            checked["rule"] = self.rule
         return {"dataset": self.dataset, "classes": list(self.classes), **checked,
                 "sizes": self.sizes(),
                 "source": {k: v for k, v in self.info.items() if k not in ("P_index", "Q_index")}}
@@ -155,6 +229,8 @@ class OwnerPools:
         for k in ("P_index", "Q_index"):
             if self.info.get(k) is not None:
                 out[k] = np.asarray(self.info[k], dtype=np.int64)
+        if self.rule_arrays is not None:
+            out.update(self.rule_arrays)
         return out
 
     def checksums(self) -> dict:
@@ -305,10 +381,15 @@ def load_pools(path, dataset: str | None = None, expect_digest: str | None = Non
         for k in ("P_index", "Q_index"):
             if k in arrays:
                 source[k] = arrays.pop(k).tolist()
+        rule = s.get("rule") if version != 2 else None
+        rule_arrays = {k: arrays.pop(k) for k in RULE_ARRAYS if k in arrays} if rule else None
+        if rule is not None and (not isinstance(rule, dict) or set(rule) != set(RULE)):
+            raise _not_pools(path, "its paper's-rule settings are not " + ", ".join(RULE))
         pools = OwnerPools(s["dataset"], tuple(s["classes"]), arrays["P_x"], arrays["P_y"],
                            arrays["Q_x"], arrays["Q_y"], source, alpha=s["alpha"], test=s["test"],
                            tail=s["tail"], combine=s["combine"], B=s["B"],
-                           score=s["score"] if version != 2 else "logprob", version=version)
+                           score=s["score"] if version != 2 else "logprob", version=version,
+                           rule=rule, rule_arrays=rule_arrays)
     except (KeyError, TypeError) as exc:
         raise _not_pools(path, f"the header or the arrays lack {exc}") from None
     sums = pools.checksums()
@@ -341,4 +422,4 @@ def revealed_is_small(pools: OwnerPools, classes=None) -> int | None:
 
 __all__ = ["OwnerPools", "save_pools", "load_pools", "pools_from_split", "check_settings",
            "check_digest", "TESTS", "DEFAULT_TEST", "DEFAULT_ALPHA", "TAIL", "POOLS_FORMAT",
-           "POOLS_VERSION", "READABLE_VERSIONS", "SCORES", "DEFAULT_SCORE", "revealed_is_small"]
+           "POOLS_VERSION", "READABLE_VERSIONS", "SCORES", "DEFAULT_SCORE", "RULE", "revealed_is_small"]

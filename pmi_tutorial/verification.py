@@ -278,12 +278,19 @@ def verify_ownership(suspect, pools, *, output: str = "auto", B: int | None = No
         featP, featQ = (outP, outQ) if output == "logits" else (lpP, lpQ)
         feat_pools = {r: (featP[yP == r], featQ[yQ == r]) for r in chosen}
         n_eff = min(n, min(len(v[0]) for v in feat_pools.values()))
-        res = fingerprint.run_on_features(feat_pools, m, n_eff, trials=trials, seed=seed)
+        bound = pools.rule_draws(m, n_eff, trials, seed)
+        if bound is not None:  # the draws made with the pools (the digest covers them)
+            acc = {r: float(np.mean(fingerprint.trial_guesses(fP, fQ, bound[r]) == bound[r].s))
+                   for r, (fP, fQ) in sorted(feat_pools.items())}
+            res = fingerprint.FingerprintResult(acc, m, n_eff, trials, seed)
+        else:
+            res = fingerprint.run_on_features(feat_pools, m, n_eff, trials=trials, seed=seed)
         paper = {"label": COMPARISON, "m": m, "n": n_eff, "trials": trials, "rho": rho,
                  "features": "logits" if output == "logits" else "log-probabilities",
                  "acc_by_class": {str(r): float(a) for r, a in res.acc_by_class.items()},
                  "r_opt": res.r_opt, "acc_opt": float(res.acc_opt),
-                 "mean_acc": float(res.mean_acc), "verdict": bool(res.verdict(rho))}
+                 "mean_acc": float(res.mean_acc), "verdict": bool(res.verdict(rho)),
+                 "draws": "bound in the pools" if bound is not None else f"drawn with seed {seed}"}
     info = {"dataset": pools.dataset, "digest": pools.digest, "classes": list(chosen),
             "n_P": int(len(yP)), "n_Q": int(len(yQ)), "alpha": pools.alpha, "test": pools.test,
             "tail": pools.tail, "combine": pools.combine, "score": pools.score}

@@ -86,6 +86,27 @@ def _tail_pvalue(scores, share):
     return law[:total + 1].sum()
 
 
+def test_the_paper_rule_on_the_draws_bound_in_the_pools(world):
+    """verify's paper's rule on the pools' draws equals fingerprint.run_on_features drawing
+    them itself, on the same features; other settings draw anew."""
+    from pmi_tutorial import fingerprint
+
+    model, pools = world["model"], world["owner"]
+    assert pools.rule == dict(PF.RULE)
+    bound = VF.verify_ownership(model, pools).paper_rule
+    fresh = VF.verify_ownership(model, synthetic_pools(rule=None)).paper_rule
+    with torch.no_grad():
+        feats = {k: model(torch.from_numpy(x)).numpy() for k, x in (("P", pools.P_x), ("Q", pools.Q_x))}
+    want = fingerprint.run_on_features(
+        {r: (feats["P"][pools.P_y == r], feats["Q"][pools.Q_y == r]) for r in pools.classes},
+        3, 100, trials=100, seed=0)
+    assert bound["acc_by_class"] == fresh["acc_by_class"] == {
+        str(r): a for r, a in want.acc_by_class.items()}
+    assert (bound["draws"], fresh["draws"]) == ("bound in the pools", "drawn with seed 0")
+    other = VF.verify_ownership(model, pools, trials=10, seed=1).paper_rule
+    assert other["draws"] == "drawn with seed 1" and other["trials"] == 10
+
+
 def test_the_default_is_the_registered_test():
     """New pools carry the confirmatory study's registered test: rank+tail (Bonferroni) on the
     log-odds, tail share 2%, alpha 0.01 (registrations/confirmatory.json)."""
