@@ -415,7 +415,8 @@ def cmd_pools(args) -> int:
     pools = pools_file.pools_from_split(split, args.revealed, seed=args.seed, **settings)
     path = pools_file.save_pools(args.out, pools)
     print(f"wrote {path}: {pools.dataset}, {len(pools.P_y)} revealed members, {len(pools.Q_y)} "
-          f"non-members; verdict by {pools.test} on the {pools.score} at alpha = {pools.alpha:g}")
+          f"non-members; verdict by {pools.test} at alpha = {pools.alpha:g} (scores: "
+          f"{pools_file.SCORES[pools.score].split(',')[0].split(' (')[0]})")
     print(f"digest {pools.digest}")
     print("register this digest now, before examining any suspect (give it to the other party, or "
           "timestamp it): `verify --expect-digest DIGEST` then refuses any other pools file")
