@@ -126,6 +126,7 @@ screenshots: setup
 benchmarks: setup
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/verify.py
+	$(PY) benchmarks/draws.py
 	$(PY) benchmarks/di_walk.py
 	$(PY) benchmarks/runner.py --quick
 

@@ -17,13 +17,16 @@ Three ratios (time.perf_counter, medians over repeats measured side by side in o
    classes="max")`` on the cached MNIST MLP features (10^6 trials).
 4. The owner's verification end to end, ``verification.verify_ownership`` (the suspect's
    outputs, the closed-form rank and tail tests, their Bonferroni combination, the directional
-   permutation test at B = 999, the paper's rule with t = 100 for comparison, its draws made
-   in the call as in a fresh ``verify`` process), against one batched forward pass over the
-   same pool images, for every architecture, on the quick pools (100 revealed members and 200
-   non-members per class) and on the full pools (1,000 revealed per class and the whole
-   validation split: 30,000 MNIST images); target <= 1.5x.  Beside it the same without the
-   paper's rule, and the directional test through ``stats.permutation_test`` (uniformly random
-   permutations, B x N work per class).  ``--owner-only`` runs this section alone.
+   permutation test at B = 999, the paper's rule with t = 100 for comparison on the draws
+   bound in the pools, as in a fresh ``verify`` process reading a pools file), against one
+   batched forward pass over the same pool images, for every architecture, on the quick pools
+   (100 revealed members and 200 non-members per class) and on the full pools (1,000 revealed
+   per class and the whole validation split: 30,000 MNIST images); target <= 1.5x.  Beside
+   it: the same on pools without bound draws (``rule=None``, a version-2 file: the draws are
+   made in the call, which ``benchmarks/draws.py`` shows no vectorised replay of the same
+   numbers makes cheaper), the same without the paper's rule, and the directional test
+   through ``stats.permutation_test`` (uniformly random permutations, B x N work per class).
+   ``--owner-only`` runs this section alone.
 
 Models are untrained (``build_model(..., seed=0)``): the cost of a forward pass and of a trial
 does not depend on the weights.  MNIST MLP and LeNet-5 at full width; CIFAR-10 ResNet-34 at
@@ -211,6 +214,14 @@ def owner_pools(dataset, size):
     return pools
 
 
+def without_bound_draws(pools):
+    """The same pools without the paper's rule's draws (as a version-2 file): verify draws."""
+    from pmi_tutorial import pools_file
+
+    return pools_file.OwnerPools(pools.dataset, pools.classes, pools.P_x, pools.P_y, pools.Q_x,
+                                 pools.Q_y, pools.info, rule=None)
+
+
 def bench_owner(sizes, archs, repeats):
     """Section 4: ``verification.verify_ownership`` end to end against one batched forward pass
     over the same pool images, interleaved, medians; CPU seconds of the process (steadier than
@@ -224,31 +235,36 @@ def bench_owner(sizes, archs, repeats):
 
     print(f"\n4. the owner's verification, end to end (verify_ownership: the suspect's outputs, "
           f"rank, tail, Bonferroni, directional permutation test B <= 999, the paper's rule t = 100 "
-          f"with its draws made in the call) / one batched forward pass over the same images "
+          f"on the draws bound in the pools) / one batched forward pass over the same images "
           f"(target <= 1.5x); torch threads {torch.get_num_threads()}, medians of {repeats}")
     print(f"{'model':<14} {'pools':<6} {'images':>7} {'forward s':>10} {'verify s':>9} "
-          f"{'ratio':>7} {'no paper s':>11} {'ratio':>7} {'wall ratio':>11} {'verdict':>12}")
+          f"{'ratio':>7} {'unbound s':>9} {'ratio':>7} {'no paper s':>11} {'ratio':>7} "
+          f"{'wall ratio':>11} {'verdict':>12}")
     rows = []
     for size in sizes:
         for name, dataset, width in archs:
             pools = owner_pools(dataset, size)
+            unbound = without_bound_draws(pools)
             model = build_model(name, num_classes=10, width=width, seed=0).eval()
             X = torch.from_numpy(np.concatenate([pools.P_x, pools.Q_x]))
             logits(model, X[:256])  # warm-up
-            fwd, ver, nop, fwd_w, ver_w = [], [], [], [], []
+            fwd, ver, warm, nop, fwd_w, ver_w = [], [], [], [], [], []
             for _ in range(repeats):  # interleaved: load changes hit all alike
                 w, c, _ = clock(lambda: logits(model, X))
                 fwd.append(c), fwd_w.append(w)
                 fingerprint._draw_cached.cache_clear()  # cold: a fresh `verify` process
                 w, c, res = clock(lambda: verification.verify_ownership(model, pools))
                 ver.append(c), ver_w.append(w)
+                fingerprint._draw_cached.cache_clear()
+                warm.append(clock(lambda: verification.verify_ownership(model, unbound))[1])
                 nop.append(clock(lambda: verification.verify_ownership(
                     model, pools, paper_rule=False))[1])
-            f, v, n0 = (statistics.median(x) for x in (fwd, ver, nop))
+            f, v, v1, n0 = (statistics.median(x) for x in (fwd, ver, warm, nop))
             wr = statistics.median(ver_w) / statistics.median(fwd_w)
             rows.append((name, size, v / f))
             print(f"{name + ' w' + format(width, 'g'):<14} {size:<6} {len(X):>7,} {f:10.3f} {v:9.3f} "
-                  f"{v / f:6.2f}x {n0:11.3f} {n0 / f:6.2f}x {wr:10.2f}x {res.verdict:>12}",
+                  f"{v / f:6.2f}x {v1:8.3f} {v1 / f:6.2f}x {n0:11.3f} {n0 / f:6.2f}x {wr:10.2f}x "
+                  f"{res.verdict:>12}",
                   flush=True)
     # the directional test via uniformly random permutations (B x N work per class), on the
     # last MNIST pools' scores, against the cyclic-group version verify_ownership uses
@@ -263,6 +279,9 @@ def bench_owner(sizes, archs, repeats):
     slow = clock(lambda: stats.permutation_test(lpools, "directional", B=pools.B, seed=0))[1]
     print(f"   directional test, B = {pools.B}: cyclic group (verify_ownership) {fast:.3f} CPU s, "
           f"uniform permutations (stats.permutation_test) {slow:.3f} CPU s, {slow / fast:.0f}x")
+    print("   'unbound': the same call on pools without bound draws (a version-2 pools file): "
+          "the paper's rule's draws are made in the call; the difference is the draws' cost, "
+          "paid once by `pools` (benchmarks/draws.py)")
     print("   'no paper': the verdict and the evidence alone (verify_ownership(paper_rule=False)); "
           "the paper's rule for comparison costs its t x m x n trials per class")
     return rows

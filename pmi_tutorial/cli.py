@@ -124,9 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "alpha (default 0.01)")
     pl.add_argument("--test", choices=("rank+tail", "rank", "tail", "permutation"), default="rank+tail",
                     help="the primary test of the verdict (default rank+tail: Bonferroni over the closed-form "
-                         "rank and tail tests)")
-    pl.add_argument("--tail", type=float, default=0.05,
-                    help="the tail test's share of least confident samples (default 0.05)")
+                         "rank and tail tests, as the confirmatory study registered it)")
+    pl.add_argument("--tail", type=float, default=0.02,
+                    help="the tail test's share of least confident samples (default 0.02, registered)")
+    pl.add_argument("--score", choices=("logodds", "logprob"), default="logodds",
+                    help="what the tests rank: the log-odds of the true class (default, registered; "
+                         "never rounds to 0) or its log-probability")
     pl.add_argument("--combine", choices=("stouffer", "fisher"), default="stouffer",
                     help="how the closed-form tests combine classes (default stouffer)")
     pl.add_argument("--B", type=int, default=None,
@@ -404,7 +407,7 @@ def cmd_pools(args) -> int:
 
     V.check_positive_int(args.revealed, "--revealed")
     settings = pools_file.check_settings(args.alpha, args.test, args.tail, args.combine,
-                                         999 if args.B is None else args.B)
+                                         999 if args.B is None else args.B, args.score)
     settings["B"] = args.B  # None: 999, or fewer when a class has fewer re-splits
     profile = get_profile(args.profile)
     split = data.owner_split(args.dataset, seed=args.split_seed,
@@ -412,7 +415,8 @@ def cmd_pools(args) -> int:
     pools = pools_file.pools_from_split(split, args.revealed, seed=args.seed, **settings)
     path = pools_file.save_pools(args.out, pools)
     print(f"wrote {path}: {pools.dataset}, {len(pools.P_y)} revealed members, {len(pools.Q_y)} "
-          f"non-members; verdict by {pools.test} at alpha = {pools.alpha:g}")
+          f"non-members; verdict by {pools.test} at alpha = {pools.alpha:g} (scores: "
+          f"{pools_file.SCORES[pools.score].split(',')[0].split(' (')[0]})")
     print(f"digest {pools.digest}")
     print("register this digest now, before examining any suspect (give it to the other party, or "
           "timestamp it): `verify --expect-digest DIGEST` then refuses any other pools file")

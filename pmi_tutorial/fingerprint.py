@@ -98,7 +98,8 @@ def _draw_cached(n_P, n_Q, m, n, trials, key) -> Draws:
 
 def _draw(n_P, n_Q, m, n, trials, seed) -> Draws:
     # One rng.choice per pool and trial, in this order: the stream behind every committed
-    # result.  (A vectorized scheme would be faster but would change every number drawn.)
+    # result.  A vectorised replay of the same numbers is no faster (choice runs Floyd's
+    # algorithm and the shuffle in C; benchmarks/draws.py measures both, asserting equality).
     rng = np.random.default_rng(seed)
     member = np.empty((trials, n), dtype=np.int64)
     nonmember = np.empty((trials, m - 1, n), dtype=np.int64)
@@ -354,12 +355,17 @@ def run(model, pools, m: int, n: int, trials: int = 100, seed: int = 0, **kwargs
     return run_on_features(pool_features(model, pools), m, n, trials=trials, seed=seed, **kwargs)
 
 
-def __getattr__(name):
-    # the owner's calibrated verification, importable from here as before; resolved lazily so
-    # that importing fingerprint never imports verification (which imports stats, which imports
-    # this module): no import cycle
-    if name == "verify_ownership":
-        from .verification import verify_ownership
+#: names that left this module, and where they live now: asking for one here raises an
+#: AttributeError that names its home.  Nothing is imported from there, so this module never
+#: depends on :mod:`pmi_tutorial.verification` (which depends on :mod:`pmi_tutorial.stats`,
+#: which depends on this module): no import cycle, not even a lazy one.
+MOVED = {"verify_ownership": "pmi_tutorial.verification"}
 
-        return verify_ownership
+
+def __getattr__(name):
+    if name in MOVED:
+        raise AttributeError(
+            f"{name} is no longer in pmi_tutorial.fingerprint; import it from {MOVED[name]} "
+            f"(from {MOVED[name]} import {name})"
+        )
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

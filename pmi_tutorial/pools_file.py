@@ -30,7 +30,8 @@ import numpy as np
 from . import _validate as V
 
 POOLS_FORMAT = "pmi-tutorial-pools"
-POOLS_VERSION = 2
+POOLS_VERSION = 3
+READABLE_VERSIONS = (2, 3)  # version 2: no score setting (log-probabilities), tail share 0.05
 ARRAYS = ("P_x", "P_y", "Q_x", "Q_y", "P_index", "Q_index")
 TESTS = {
     "rank+tail": "Bonferroni over the rank and the tail test",
@@ -40,13 +41,25 @@ TESTS = {
 }
 DEFAULT_TEST = "rank+tail"
 DEFAULT_ALPHA = 0.01
-TAIL = 0.05  # the tail test's pre-registered share of least confident pooled samples
+# The primary test as the confirmatory study registered it (registrations/confirmatory.json):
+# rank and tail test, Bonferroni, on the log-odds of the true class, tail share 2%.
+TAIL = 0.02  # the tail test's share of least confident pooled samples
+SCORES = {
+    "logodds": "log-odds of the true class, z_r - logsumexp of the other logits (float64)",
+    "logprob": "log-probability of the true class (log-softmax; ties once it rounds to 0)",
+}
+DEFAULT_SCORE = "logodds"
+# The paper's rule, printed by verify for comparison: its trials' draws (which members and
+# non-members, where the member block sits, the tie-break) depend only on the pool sizes and
+# these settings, so they are made once with the pools and bound by the digest.
+RULE = {"m": 3, "n": 100, "trials": 100, "seed": 0}
+RULE_ARRAYS = ("rule_member", "rule_nonmember", "rule_s", "rule_u")
 COMBINES = ("stouffer", "fisher")
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
-def check_settings(alpha, test, tail, combine, B) -> dict:
-    """The verification's settings, checked: ``{alpha, test, tail, combine, B}``."""
+def check_settings(alpha, test, tail, combine, B, score=DEFAULT_SCORE) -> dict:
+    """The verification's settings, checked: ``{alpha, test, tail, combine, B, score}``."""
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < float(alpha) < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}; e.g. alpha=0.01")
     if test not in TESTS:
@@ -56,8 +69,10 @@ def check_settings(alpha, test, tail, combine, B) -> dict:
     if combine not in COMBINES:
         raise ValueError(f"unknown combine rule {combine!r}; use one of {', '.join(COMBINES)}")
     V.check_positive_int(B, "B")
+    if score not in SCORES:
+        raise ValueError(f"unknown score {score!r}; use one of {', '.join(SCORES)}")
     return {"alpha": float(alpha), "test": test, "tail": float(tail), "combine": combine,
-            "B": int(B)}
+            "B": int(B), "score": score}
 
 
 def _sha256(a: np.ndarray) -> str:
@@ -73,9 +88,11 @@ class OwnerPools:
     (:func:`pmi_tutorial.data.normalize`); ``P_y`` / ``Q_y``: their labels; ``classes``: the
     class ids; ``dataset``: the data set's name; ``info``: where they come from (``P_index`` /
     ``Q_index``: their positions in the data set, seeds).  ``alpha``, ``test``, ``tail``,
-    ``combine``, ``B``: the verification's settings (:func:`check_settings`), fixed with the
-    pools (``B`` None: 999, or fewer when a class has fewer re-splits).  ``digest`` covers all
-    of it.
+    ``combine``, ``B``, ``score``: the verification's settings (:func:`check_settings`), fixed
+    with the pools (``B`` None: 999, or fewer when a class has fewer re-splits; ``score``: what
+    the tests rank, :data:`SCORES`).  ``digest`` covers all of it.  ``version``: the file
+    format the digest is computed in (2: files written before the score was a setting; they
+    use log-probabilities).
     """
 
     dataset: str
@@ -90,6 +107,10 @@ class OwnerPools:
     tail: float = TAIL
     combine: str = "stouffer"
     B: int | None = None
+    score: str = DEFAULT_SCORE
+    version: int = POOLS_VERSION
+    rule: dict | None = field(default_factory=lambda: dict(RULE))
+    rule_arrays: dict | None = None
 
     def __post_init__(self):
         for name, dtype in (("P_x", np.float32), ("Q_x", np.float32), ("P_y", np.int64),
@@ -109,11 +130,82 @@ class OwnerPools:
         most = self.max_B()
         if self.B is None:
             self.B = min(999, most)
-        check_settings(self.alpha, self.test, self.tail, self.combine, self.B)
+        check_settings(self.alpha, self.test, self.tail, self.combine, self.B, self.score)
+        if self.version not in READABLE_VERSIONS:
+            raise ValueError(f"pools version {self.version!r} is not one of {READABLE_VERSIONS}; "
+                             f"leave version at its default {POOLS_VERSION}")
+        if self.version == 2 and self.score != "logprob":
+            raise ValueError("version-2 pools use log-probabilities; pass score='logprob' with "
+                             "version=2, or drop version")
         if self.B > most:
             raise ValueError(f"B = {self.B} permutations, but a class has {most + 1} pooled "
                              f"samples, {most} distinct re-splits of the permutation test; lower "
                              f"B to <= {most}")
+        self._bind_rule_draws()
+
+    def _bind_rule_draws(self) -> None:
+        """Make (or check) the paper's rule's draws for :data:`RULE`; none for version 2."""
+        if self.version == 2 or self.rule is None:
+            self.rule, self.rule_arrays = None, None
+            return
+        rule = {k: int(self.rule[k]) for k in RULE}
+        n_eff = min(rule["n"], min(int((self.P_y == r).sum()) for r in self.classes))
+        n_Q = min(int((self.Q_y == r).sum()) for r in self.classes)
+        if n_Q < n_eff * (rule["m"] - 1):  # too few non-members for the rule's trials
+            self.rule, self.rule_arrays = None, None
+            return
+        self.rule = dict(rule, n=n_eff)
+        if self.rule_arrays is None:
+            from .fingerprint import class_seed, draw_trials
+
+            d = {r: draw_trials(int((self.P_y == r).sum()), int((self.Q_y == r).sum()),
+                                rule["m"], n_eff, rule["trials"], seed=class_seed(rule["seed"], r))
+                 for r in self.classes}
+            self.rule_arrays = {
+                "rule_member": np.stack([d[r].member for r in self.classes]).astype(np.int32),
+                "rule_nonmember": np.stack([d[r].nonmember for r in self.classes]).astype(np.int32),
+                "rule_s": np.stack([d[r].s for r in self.classes]).astype(np.int32),
+                "rule_u": np.stack([d[r].u for r in self.classes]).astype(np.float64)}
+        self._check_rule_arrays()
+        for a in self.rule_arrays.values():
+            a.flags.writeable = False
+
+    def _check_rule_arrays(self) -> None:
+        """Stored draws are untrusted: shapes, index ranges, distinct indices within a trial."""
+        a, (m, n, t) = self.rule_arrays, (self.rule["m"], self.rule["n"], self.rule["trials"])
+        C = len(self.classes)
+        want = {"rule_member": (C, t, n), "rule_nonmember": (C, t, m - 1, n), "rule_s": (C, t),
+                "rule_u": (C, t)}
+        bad = [k for k in want if k not in a or np.shape(a[k]) != want[k]]
+        if bad:
+            raise ValueError(f"the paper's rule's draws ({', '.join(bad)}) do not have the "
+                             "shapes of the pools' settings; write the pools again with "
+                             "`python -m pmi_tutorial pools`")
+        ok = np.all((a["rule_s"] >= 0) & (a["rule_s"] < m)) and np.all(
+            (a["rule_u"] >= 0) & (a["rule_u"] < 1))
+        for i, r in enumerate(self.classes):
+            nP, nQ = int((self.P_y == r).sum()), int((self.Q_y == r).sum())
+            mem, non = a["rule_member"][i], a["rule_nonmember"][i].reshape(t, -1)
+            for idx, size in ((mem, nP), (non, nQ)):
+                srt = np.sort(idx, axis=1)
+                ok = ok and srt.min() >= 0 and srt.max() < size and not (
+                    np.diff(srt, axis=1) == 0).any()
+        if not ok:
+            raise ValueError("the paper's rule's draws in the pools are out of range or repeat a "
+                             "sample within a trial; write the pools again with "
+                             "`python -m pmi_tutorial pools`")
+
+    def rule_draws(self, m: int, n: int, trials: int, seed: int) -> dict | None:
+        """``{r: fingerprint.Draws}`` bound in the pools when (m, n, trials, seed) are the
+        pools' :data:`RULE` settings, else None (the caller draws them)."""
+        if self.rule is None or (m, n, trials, seed) != tuple(self.rule[k] for k in RULE):
+            return None
+        from .fingerprint import Draws
+
+        a = self.rule_arrays
+        return {r: Draws(a["rule_member"][i].astype(np.int64),
+                         a["rule_nonmember"][i].astype(np.int64), a["rule_s"][i].astype(np.int64),
+                         a["rule_u"][i]) for i, r in enumerate(self.classes)}
 
     def max_B(self, classes=None) -> int:
         """The most re-splits the permutation test can draw: the smallest class's size of P' plus its size of Q, minus 1."""
@@ -122,8 +214,13 @@ class OwnerPools:
 
     def settings(self) -> dict:
         """What the digest binds besides the arrays: the test, alpha, the sizes, the data set."""
-        return {"dataset": self.dataset, "classes": list(self.classes),
-                **check_settings(self.alpha, self.test, self.tail, self.combine, self.B),
+        checked = check_settings(self.alpha, self.test, self.tail, self.combine, self.B,
+                                 self.score)
+        if self.version == 2:  # written before the score was a setting: the digest as it was
+            del checked["score"]
+        else:
+            checked["rule"] = self.rule
+        return {"dataset": self.dataset, "classes": list(self.classes), **checked,
                 "sizes": self.sizes(),
                 "source": {k: v for k, v in self.info.items() if k not in ("P_index", "Q_index")}}
 
@@ -132,6 +229,8 @@ class OwnerPools:
         for k in ("P_index", "Q_index"):
             if self.info.get(k) is not None:
                 out[k] = np.asarray(self.info[k], dtype=np.int64)
+        if self.rule_arrays is not None:
+            out.update(self.rule_arrays)
         return out
 
     def checksums(self) -> dict:
@@ -149,7 +248,7 @@ class OwnerPools:
                tuple(self.info.get("Q_index") or ()))
         cached = self.__dict__.get("_digest_cache")
         if cached is None or cached[0] != key:
-            cached = (key, _digest(self.settings(), self.checksums()))
+            cached = (key, _digest(self.settings(), self.checksums(), self.version))
             self.__dict__["_digest_cache"] = cached
         return cached[1]
 
@@ -170,8 +269,8 @@ class OwnerPools:
                 for r in self.classes}
 
 
-def _digest(settings: dict, checksums: dict) -> str:
-    text = json.dumps({"format": POOLS_FORMAT, "version": POOLS_VERSION, "settings": settings,
+def _digest(settings: dict, checksums: dict, version: int = POOLS_VERSION) -> str:
+    text = json.dumps({"format": POOLS_FORMAT, "version": version, "settings": settings,
                        "sha256": checksums}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -220,7 +319,7 @@ def save_pools(path, pools: OwnerPools) -> Path:
     from .files import write_bytes_atomic
 
     path = Path(path)
-    head = {"format": POOLS_FORMAT, "version": POOLS_VERSION, "settings": pools.settings(),
+    head = {"format": POOLS_FORMAT, "version": pools.version, "settings": pools.settings(),
             "sha256": pools.checksums(), "digest": pools.digest}
     buf = io.BytesIO()
     np.savez_compressed(buf, header=np.frombuffer(json.dumps(head).encode(), dtype=np.uint8),
@@ -270,20 +369,27 @@ def load_pools(path, dataset: str | None = None, expect_digest: str | None = Non
         raise _not_pools(path, f"unreadable: {type(exc).__name__}") from None
     if head.get("format") != POOLS_FORMAT:
         raise _not_pools(path, "no pmi-tutorial-pools header")
-    if head.get("version") != POOLS_VERSION:
-        raise ValueError(f"{path} is a version-{head.get('version')} pools file; this version "
-                         f"reads version {POOLS_VERSION} (its digest covers the test and alpha): "
-                         "write the pools again with `python -m pmi_tutorial pools` and register "
-                         "the new digest")
+    version = head.get("version")
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"{path} is a version-{version} pools file; this version reads versions "
+                         f"{' and '.join(map(str, READABLE_VERSIONS))} (their digest covers the "
+                         "test and alpha): write the pools again with `python -m pmi_tutorial "
+                         "pools` and register the new digest")
     try:
         s = head["settings"]
         source = dict(s.get("source", {}))
         for k in ("P_index", "Q_index"):
             if k in arrays:
                 source[k] = arrays.pop(k).tolist()
+        rule = s.get("rule") if version != 2 else None
+        rule_arrays = {k: arrays.pop(k) for k in RULE_ARRAYS if k in arrays} if rule else None
+        if rule is not None and (not isinstance(rule, dict) or set(rule) != set(RULE)):
+            raise _not_pools(path, "its paper's-rule settings are not " + ", ".join(RULE))
         pools = OwnerPools(s["dataset"], tuple(s["classes"]), arrays["P_x"], arrays["P_y"],
                            arrays["Q_x"], arrays["Q_y"], source, alpha=s["alpha"], test=s["test"],
-                           tail=s["tail"], combine=s["combine"], B=s["B"])
+                           tail=s["tail"], combine=s["combine"], B=s["B"],
+                           score=s["score"] if version != 2 else "logprob", version=version,
+                           rule=rule, rule_arrays=rule_arrays)
     except (KeyError, TypeError) as exc:
         raise _not_pools(path, f"the header or the arrays lack {exc}") from None
     sums = pools.checksums()
@@ -316,4 +422,4 @@ def revealed_is_small(pools: OwnerPools, classes=None) -> int | None:
 
 __all__ = ["OwnerPools", "save_pools", "load_pools", "pools_from_split", "check_settings",
            "check_digest", "TESTS", "DEFAULT_TEST", "DEFAULT_ALPHA", "TAIL", "POOLS_FORMAT",
-           "POOLS_VERSION", "revealed_is_small"]
+           "POOLS_VERSION", "READABLE_VERSIONS", "SCORES", "DEFAULT_SCORE", "RULE", "revealed_is_small"]

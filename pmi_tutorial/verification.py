@@ -5,8 +5,9 @@ runs a suspect (:mod:`pmi_tutorial.suspects`) once over the owner's pools
 (:mod:`pmi_tutorial.pools_file`) and reports, in this order:
 
 1. **the verdict**: "accused" or "not accused" at the level alpha by the primary test, both
-   fixed in the pools file before any suspect was examined (default: the Bonferroni
-   combination of the rank and the tail test, alpha = 0.01).  Its false-positive rate is at
+   fixed in the pools file before any suspect was examined (default: the test the confirmatory
+   study registered, the Bonferroni combination of the rank and the tail test (2%) on the
+   log-odds of the true class, alpha = 0.01).  Its false-positive rate is at
    most alpha over the random draw of the pools, for every innocent suspect;
 2. **the evidence**: each calibrated p-value (rank, tail, their Bonferroni combination, the
    directional permutation test) with one line on what it measures;
@@ -28,6 +29,7 @@ from .pools_file import TESTS, OwnerPools, load_pools, revealed_is_small
 from .suspects import is_one_hot, looks_like_probabilities, open_suspect, scores_of
 
 OUTPUTS = ("auto", "logits", "probabilities")
+SCORE_WORDS = {"logodds": "log-odds", "logprob": "log-probability"}
 COMPARISON = "for comparison, no false-positive guarantee"
 EVIDENCE = {
     "rank": "members rank above non-members in confidence at their class, over all samples",
@@ -148,7 +150,8 @@ class OwnershipResult:
             f"suspect: {self.suspect} (outputs read as {self.output}); pools: {self.pools['dataset']}, "
             f"{self.pools['n_P']} revealed members, {self.pools['n_Q']} non-members",
             "evidence, calibrated (null: P' and Q exchangeable for the suspect; valid over the "
-            "draw of the pools):",
+            f"draw of the pools; score: the {SCORE_WORDS.get(self.pools.get('score'), 'log-probability')} "
+            "of the true class):",
             f"  rank, closed form (one-sided Mann-Whitney U per class, {cf.combine}): "
             f"p = {_fmt_p(cf.log10_pvalue)} (log10 p = {cf.log10_pvalue:.2f}): {EVIDENCE['rank']}",
         ]
@@ -259,7 +262,13 @@ def verify_ownership(suspect, pools, *, output: str = "auto", B: int | None = No
                                  "image (a label-only API cannot be verified with them)")
             output = "probabilities" if looks_like_probabilities(both) else "logits"
     lpP, lpQ = to_log_probabilities(outP, output), to_log_probabilities(outQ, output)
-    scores = {r: (lpP[yP == r, r], lpQ[yQ == r, r]) for r in chosen}
+    if pools.score == "logodds":  # z_r - logsumexp_{j != r} z_j in float64 (log-probabilities
+        # give the same numbers): no rounding to 0 however confident the suspect is
+        srcP, srcQ = (outP, outQ) if output == "logits" else (lpP, lpQ)
+        scores = {r: (stats.log_odds(srcP[yP == r], r), stats.log_odds(srcQ[yQ == r], r))
+                  for r in chosen}
+    else:
+        scores = {r: (lpP[yP == r, r], lpQ[yQ == r, r]) for r in chosen}
     cf = stats.closed_form_from_scores(scores, combine=pools.combine)
     cf_tail = stats.closed_form_from_scores(scores, combine=pools.combine, test="tail",
                                         fraction=pools.tail)
@@ -269,15 +278,22 @@ def verify_ownership(suspect, pools, *, output: str = "auto", B: int | None = No
         featP, featQ = (outP, outQ) if output == "logits" else (lpP, lpQ)
         feat_pools = {r: (featP[yP == r], featQ[yQ == r]) for r in chosen}
         n_eff = min(n, min(len(v[0]) for v in feat_pools.values()))
-        res = fingerprint.run_on_features(feat_pools, m, n_eff, trials=trials, seed=seed)
+        bound = pools.rule_draws(m, n_eff, trials, seed)
+        if bound is not None:  # the draws made with the pools (the digest covers them)
+            acc = {r: float(np.mean(fingerprint.trial_guesses(fP, fQ, bound[r]) == bound[r].s))
+                   for r, (fP, fQ) in sorted(feat_pools.items())}
+            res = fingerprint.FingerprintResult(acc, m, n_eff, trials, seed)
+        else:
+            res = fingerprint.run_on_features(feat_pools, m, n_eff, trials=trials, seed=seed)
         paper = {"label": COMPARISON, "m": m, "n": n_eff, "trials": trials, "rho": rho,
                  "features": "logits" if output == "logits" else "log-probabilities",
                  "acc_by_class": {str(r): float(a) for r, a in res.acc_by_class.items()},
                  "r_opt": res.r_opt, "acc_opt": float(res.acc_opt),
-                 "mean_acc": float(res.mean_acc), "verdict": bool(res.verdict(rho))}
+                 "mean_acc": float(res.mean_acc), "verdict": bool(res.verdict(rho)),
+                 "draws": "bound in the pools" if bound is not None else f"drawn with seed {seed}"}
     info = {"dataset": pools.dataset, "digest": pools.digest, "classes": list(chosen),
             "n_P": int(len(yP)), "n_Q": int(len(yQ)), "alpha": pools.alpha, "test": pools.test,
-            "tail": pools.tail, "combine": pools.combine}
+            "tail": pools.tail, "combine": pools.combine, "score": pools.score}
     return OwnershipResult(cf, permutation, paper, sus.name, output, info, cf_tail,
                            alpha=pools.alpha, test=pools.test,
                            small_revealed=revealed_is_small(pools, chosen))

@@ -257,3 +257,19 @@ def test_independent_ks_takes_one_innocent_per_world(tiny_run):
              if r["kind"] == "innocent" and r["index"] == 0]
     assert got["n"] == C.TINY.worlds == len(first)
     assert got["pvalue"] == pytest.approx(kstest(first, "uniform").pvalue)
+
+
+def test_accused_by_world_counts_the_innocents_each_world_accuses():
+    from pmi_tutorial.experiments import confirmatory_report as R
+
+    def rec(world, index, log10_p, kind="innocent"):
+        return {"world": world, "index": index, "kind": kind,
+                "revealed": {"10": {"rank+tail": log10_p}}}
+
+    res = {"settings": {"test": "rank+tail", "alpha": 0.01},
+           "records": [rec(1, 0, -2.5), rec(1, 1, -1.9), rec(2, 0, -0.3), rec(3, 0, -2.0),
+                       rec(3, 1, -3.0), rec(3, 2, -5.0, kind="owner"), rec(4, 0, -1.99)]}
+    # p <= 0.01 is log10 p <= -2: world 1 once, world 3 twice (the owner does not count)
+    assert R.accused_by_world(res, "10") == {1: 1, 3: 2}
+    res["settings"]["alpha"] = 0.001
+    assert R.accused_by_world(res, "10") == {3: 1}

@@ -52,6 +52,7 @@ def test_digest_covers_settings_indices_and_images():
     changed = {
         "alpha": make_pools(alpha=0.05), "test": make_pools(test="tail"),
         "tail": make_pools(tail=0.1), "combine": make_pools(combine="fisher"), "B": make_pools(B=50),
+        "score": make_pools(score="logprob"),
     }
     idx = make_pools()
     idx.info["P_index"] = list(idx.info["P_index"])
@@ -143,6 +144,9 @@ def test_files_that_are_not_pools_are_refused_in_one_line(tmp_path):
     (dict(alpha=0.0), "alpha must be in (0, 1)"), (dict(alpha=1.5), "alpha must be in (0, 1)"),
     (dict(test="best"), "unknown test 'best'"), (dict(tail=1.0), "tail share"),
     (dict(combine="mean"), "unknown combine"), (dict(B=0), "B must be a positive integer"),
+    (dict(score="margin"), "unknown score 'margin'"),
+    (dict(version=2), "version-2 pools use log-probabilities"),
+    (dict(version=1, score="logprob"), "pools version 1 is not one of"),
 ])
 def test_bad_settings(bad, words):
     with pytest.raises(ValueError) as info:
@@ -155,3 +159,85 @@ def test_check_digest():
     for bad in ("abc", "g" * 64, "a" * 65):
         with pytest.raises(ValueError, match="64 hexadecimal characters"):
             PF.check_digest(bad)
+
+
+def test_a_version_2_file_still_loads_with_its_registered_digest(tmp_path):
+    """Files written before the score was a setting (version 2: log-probabilities, no "score"
+    in the digest) keep the digest their owner registered."""
+    old = make_pools(score="logprob", tail=0.05)
+    arrays = _arrays(PF.save_pools(tmp_path / "v3.npz", old))
+    head = _header(arrays)
+    head["version"] = 2
+    del head["settings"]["score"], head["settings"]["rule"]  # version 2 had neither
+    for k in PF.RULE_ARRAYS:
+        arrays.pop(k, None), head["sha256"].pop(k, None)
+    # the version-2 digest, computed here as version 2 computed it
+    text = json.dumps({"format": PF.POOLS_FORMAT, "version": 2, "settings": head["settings"],
+                       "sha256": head["sha256"]}, sort_keys=True, separators=(",", ":"))
+    head["digest"] = hashlib.sha256(text.encode()).hexdigest()
+    arrays["header"] = np.frombuffer(json.dumps(head).encode(), dtype=np.uint8)
+    np.savez_compressed(tmp_path / "v2.npz", **arrays)
+    back = PF.load_pools(tmp_path / "v2.npz", expect_digest=head["digest"])
+    assert (back.version, back.score, back.tail) == (2, "logprob", 0.05)
+    assert back.digest == head["digest"] != old.digest
+    # saved again, it stays a version-2 file with the same digest
+    again = PF.load_pools(PF.save_pools(tmp_path / "again.npz", back))
+    assert (again.version, again.digest) == (2, head["digest"])
+
+
+def test_new_pools_default_to_the_registered_test():
+    pools = make_pools()
+    assert (pools.test, pools.score, pools.tail, pools.alpha, pools.version) == (
+        "rank+tail", "logodds", 0.02, 0.01, PF.POOLS_VERSION)
+
+
+def test_the_paper_rules_draws_are_made_with_the_pools_and_bound_by_the_digest(tmp_path):
+    from pmi_tutorial import fingerprint
+
+    pools = make_pools(n_Q=100)  # 40 members, 100 non-members per class: n = 40 of RULE's 100
+    assert pools.rule == dict(PF.RULE, n=40)
+    bound = pools.rule_draws(3, 40, 100, 0)
+    for r in pools.classes:  # the draws fingerprint.run would make, computed here anew
+        want = fingerprint.draw_trials(40, 100, 3, 40, 100, fingerprint.class_seed(0, r))
+        for k in ("member", "nonmember", "s", "u"):
+            assert np.array_equal(getattr(bound[r], k), getattr(want, k))
+    assert pools.rule_draws(3, 40, 100, 1) is None and pools.rule_draws(3, 30, 100, 0) is None
+    assert make_pools(n_Q=100, rule=None).digest != pools.digest  # the digest covers the draws
+    # too few non-members for the rule's trials (2 x 40 > 60): no draws stored, pools still work
+    assert make_pools().rule is None and make_pools().rule_arrays is None
+    path = PF.save_pools(tmp_path / "p.npz", pools)
+    back = PF.load_pools(path, expect_digest=pools.digest)
+    assert np.array_equal(back.rule_arrays["rule_member"], pools.rule_arrays["rule_member"])
+    # edited draws: the checksum catches it; rewritten with fresh checksums and a fresh digest,
+    # out-of-range or repeated indices are refused, and the registered digest refuses the rest
+    arrays = _arrays(path)
+    arrays["rule_u"] = arrays["rule_u"].copy()
+    arrays["rule_u"][0, 0] = 0.5
+    head = _header(arrays)
+    arrays["header"] = np.frombuffer(json.dumps(head).encode(), dtype=np.uint8)
+    np.savez_compressed(tmp_path / "edited.npz", **arrays)
+    with pytest.raises(ValueError, match="checksum mismatch .* rule_u"):
+        PF.load_pools(tmp_path / "edited.npz")
+    for k, value, words in (("rule_member", 40, "out of range or repeat"),
+                            ("rule_nonmember", None, "out of range or repeat"),
+                            ("rule_s", 3, "out of range"), ("rule_u", 0.5, None)):
+        arrays = _arrays(path)
+        a = arrays[k].copy()
+        if value is None:  # a repeated non-member within one trial
+            a[0, 0, 0, 1] = a[0, 0, 0, 0]
+        else:
+            a.flat[0] = value
+        arrays[k] = a
+        head = _header(arrays)
+        head["sha256"][k] = hashlib.sha256(str(a.dtype).encode() + str(a.shape).encode()
+                                           + np.ascontiguousarray(a).tobytes()).hexdigest()
+        head["digest"] = PF._digest(dict(head["settings"]), head["sha256"])
+        arrays["header"] = np.frombuffer(json.dumps(head).encode(), dtype=np.uint8)
+        np.savez_compressed(tmp_path / "forged.npz", **arrays)
+        if words is not None:
+            with pytest.raises(ValueError, match=words):
+                PF.load_pools(tmp_path / "forged.npz")
+        else:  # self-consistent: only the registered digest tells it apart
+            assert PF.load_pools(tmp_path / "forged.npz").digest != pools.digest
+        with pytest.raises(ValueError, match=words or "not the registered"):
+            PF.load_pools(tmp_path / "forged.npz", expect_digest=pools.digest)

@@ -58,26 +58,93 @@ def _logprob_scores(model, pools):
     return {r: (lp["P"][pools.P_y == r, r], lp["Q"][pools.Q_y == r, r]) for r in pools.classes}
 
 
+def _logodds_scores(model, pools):
+    """log p_r - log(1 - p_r), here as z_r - log sum_{j != r} exp z_j by masking in torch."""
+    out = {}
+    with torch.no_grad():
+        for k, x, y in (("P", pools.P_x, pools.P_y), ("Q", pools.Q_x, pools.Q_y)):
+            z = model(torch.from_numpy(x)).double()
+            mask = torch.nn.functional.one_hot(torch.from_numpy(y), z.shape[1]).bool()
+            zr = z[mask]
+            rest = torch.logsumexp(z.masked_fill(mask, float("-inf")), 1)
+            out[k] = ((zr - rest).numpy(), y)
+    return {r: (out["P"][0][out["P"][1] == r], out["Q"][0][out["Q"][1] == r])
+            for r in pools.classes}
+
+
+def _tail_pvalue(scores, share):
+    """The total count of members among each class's least confident share, its exact law the
+    convolution of SciPy's hypergeometric laws."""
+    law, total = np.ones(1), 0
+    for sP, sQ in scores.values():
+        s = np.concatenate([sP, sQ])
+        k = math.ceil(share * len(s))
+        low = s <= np.sort(s)[k - 1]
+        total += int(low[:len(sP)].sum())
+        law = np.convolve(law, sps.hypergeom(len(s), int(low.sum()), len(sP)).pmf(
+            np.arange(len(sP) + 1)))
+    return law[:total + 1].sum()
+
+
+def test_the_paper_rule_on_the_draws_bound_in_the_pools(world):
+    """verify's paper's rule on the pools' draws equals fingerprint.run_on_features drawing
+    them itself, on the same features; other settings draw anew."""
+    from pmi_tutorial import fingerprint
+
+    model, pools = world["model"], world["owner"]
+    assert pools.rule == dict(PF.RULE)
+    bound = VF.verify_ownership(model, pools).paper_rule
+    fresh = VF.verify_ownership(model, synthetic_pools(rule=None)).paper_rule
+    with torch.no_grad():
+        feats = {k: model(torch.from_numpy(x)).numpy() for k, x in (("P", pools.P_x), ("Q", pools.Q_x))}
+    want = fingerprint.run_on_features(
+        {r: (feats["P"][pools.P_y == r], feats["Q"][pools.Q_y == r]) for r in pools.classes},
+        3, 100, trials=100, seed=0)
+    assert bound["acc_by_class"] == fresh["acc_by_class"] == {
+        str(r): a for r, a in want.acc_by_class.items()}
+    assert (bound["draws"], fresh["draws"]) == ("bound in the pools", "drawn with seed 0")
+    other = VF.verify_ownership(model, pools, trials=10, seed=1).paper_rule
+    assert other["draws"] == "drawn with seed 1" and other["trials"] == 10
+
+
+def test_the_default_is_the_registered_test():
+    """New pools carry the confirmatory study's registered test: rank+tail (Bonferroni) on the
+    log-odds, tail share 2%, alpha 0.01 (registrations/confirmatory.json)."""
+    import json
+    from pathlib import Path
+
+    reg = json.loads((Path(__file__).parents[1] / "registrations" / "confirmatory.json").read_text())
+    for cfg in reg["configs"].values():
+        pools = synthetic_pools()
+        assert (pools.test, pools.score, pools.combine) == (cfg["test"], cfg["confidence"],
+                                                            cfg["combine"])
+        assert (pools.tail, pools.alpha) == (cfg["tail"], cfg["alpha"]) == (0.02, reg["alpha"])
+
+
+def test_logprob_pools_rank_log_probabilities(world):
+    model = world["model"]
+    pools = synthetic_pools(score="logprob", tail=0.05)
+    res = VF.verify_ownership(model, pools, paper_rule=False)
+    scores = _logprob_scores(model, pools)
+    p_cls = [sps.mannwhitneyu(sP, sQ, alternative="greater", method="asymptotic").pvalue
+             for sP, sQ in scores.values()]
+    assert res.closed_form.pvalue == pytest.approx(
+        sps.combine_pvalues(p_cls, method="stouffer").pvalue, rel=1e-6)
+    assert res.closed_form_tail.pvalue == pytest.approx(_tail_pvalue(scores, 0.05), rel=1e-6)
+    assert res.pools["score"] == "logprob" and "log-probability of the true class" in res.report()
+
+
 def test_verdict_and_evidence_against_scipy(world):
     model, pools = world["model"], world["owner"]
     res = VF.verify_ownership(model, pools, trials=10)
-    scores = _logprob_scores(model, pools)
+    scores = _logodds_scores(model, pools)
     # rank: SciPy's one-sided Mann-Whitney U per class, Stouffer's combination
     p_cls = [sps.mannwhitneyu(sP, sQ, alternative="greater", method="asymptotic").pvalue
              for sP, sQ in scores.values()]
     want_rank = sps.combine_pvalues(p_cls, method="stouffer").pvalue
     assert res.closed_form.pvalue == pytest.approx(want_rank, rel=1e-6)
-    # tail: the total count of members among each class's 5% least confident, its exact law
-    # the convolution of SciPy's hypergeometric laws
-    law, total = np.ones(1), 0
-    for sP, sQ in scores.values():
-        s = np.concatenate([sP, sQ])
-        k = math.ceil(0.05 * len(s))
-        low = s <= np.sort(s)[k - 1]
-        total += int(low[:len(sP)].sum())
-        law = np.convolve(law, sps.hypergeom(len(s), int(low.sum()), len(sP)).pmf(
-            np.arange(len(sP) + 1)))
-    want_tail = law[:total + 1].sum()
+    # tail: the total count of members among each class's 2% least confident
+    want_tail = _tail_pvalue(scores, 0.02)
     assert res.closed_form_tail.pvalue == pytest.approx(want_tail, rel=1e-6)
     # the verdict: rank+tail (Bonferroni) at alpha = 0.01, the pools' defaults
     want = min(1.0, 2 * min(want_rank, want_tail))
@@ -210,7 +277,8 @@ def test_no_import_cycle():
             "assert 'pmi_tutorial.ownership' not in sys.modules; "
             "import pmi_tutorial.stats, pmi_tutorial.ownership as o; "
             "assert 'pmi_tutorial.verification' not in sys.modules; "
-            "assert f.verify_ownership is o.verify_ownership; "
+            "assert o.verify_ownership is __import__('pmi_tutorial.verification', "
+            "fromlist=['x']).verify_ownership; "
             "from pmi_tutorial.ownership import OwnerPools, save_pools, load_pools, verify_ownership")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -76,6 +76,21 @@ def pooled_innocents(results, k: str, test: str = "rank+tail") -> dict:
     return {"k": sum(c["k"] for c in cells), "n": sum(c["n"] for c in cells)}
 
 
+def accused_by_world(result: dict, k: str, test: str = None) -> dict:
+    """``{world: number of its innocent models accused at alpha}`` at revealed size ``k``, for
+    the worlds with at least one: the innocents of a world share its draw, so the world, not
+    the pair, is the independent unit."""
+    from ..stats import rejects_log10
+
+    test = test or result["settings"]["test"]
+    alpha = result["settings"]["alpha"]
+    out = {}
+    for r in result["records"]:
+        if r["kind"] == "innocent" and rejects_log10(r["revealed"][k][test], alpha):
+            out[r["world"]] = out.get(r["world"], 0) + 1
+    return dict(sorted(out.items()))
+
+
 def independent_ks(result: dict, k: str, test: str = None) -> dict:
     """The KS tests (:func:`.paper_summary.ks_uniform`) of the primary p-values of one innocent
     model per world (the first): the innocents of one world share its draw, so only one per
