@@ -43,8 +43,12 @@ book: setup build-book
 test: setup unit unit-pythons check-code check-notebooks check-assignments nbval check-outputs build-book \
 	publish-assignments check-html check-browser lint-workflows
 
+# the unit tests on every core (pytest-xdist; each test file on one worker, so a file's module
+# fixtures are built once); plain `pytest tests` runs them in one process
+XDIST   := -n logical --maxprocesses 4 --dist loadfile
+
 unit:
-	$(TIMED) "unit tests" $(PYTEST) tests -q
+	$(TIMED) "unit tests" $(PYTEST) tests -q $(XDIST)
 
 unit-pythons:
 	$(TIMED) "unit tests on other Pythons" bash scripts/unit_pythons.sh

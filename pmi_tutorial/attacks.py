@@ -127,8 +127,10 @@ def finetune_split(split, fraction: float = 0.2, seed: int = 0):
 
 
 def fine_tune(model: nn.Module, split, epochs: int = 10, lr: float = 1e-4, fraction: float = 0.2,
-              seed: int = 0, batch_size: int = 64, device=None, progress: bool = False) -> FineTuneResult:
-    """Fine-tune a copy of ``model`` with Adam on a random ``fraction`` of the validation set.
+              seed: int = 0, batch_size: int = 64, device=None, progress: bool = False,
+              label_smoothing: float = 0.0) -> FineTuneResult:
+    """Fine-tune a copy of ``model`` with Adam on a random ``fraction`` of the validation set
+    (with ``label_smoothing`` in the cross-entropy, 0 by default as in the paper).
 
     Returns the tuned model, the split without those samples (P unchanged, Q smaller), their
     positions, and the accuracy on the remaining validation samples.
@@ -145,8 +147,12 @@ def fine_tune(model: nn.Module, split, epochs: int = 10, lr: float = 1e-4, fract
     idx = torch.as_tensor(tuned_index)
     x, y = split.val_x[idx], split.val_y[idx]
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    smoothing = V.check_scalar(label_smoothing, "label_smoothing", float, min_val=0.0, max_val=1.0,
+                               include_boundaries="left", hint="0 (none) or e.g. 0.1")
     for e in range(epochs):
-        loss, acc = train_one_epoch(model, optimizer, x, y, batch_size, epoch_generator(seed + 7919, e), device)
+        loss, acc = train_one_epoch(model, optimizer, x, y, batch_size,
+                                    epoch_generator(seed + 7919, e), device,
+                                    label_smoothing=smoothing)
         if progress:
             print(f"fine-tune epoch {e + 1}/{epochs}: loss {loss:.4f}, accuracy {acc:.4f}")
     model.eval()
@@ -191,3 +197,107 @@ def distill(teacher: nn.Module, student: nn.Module, x, epochs: int = 10, lr: flo
         if progress:
             print(f"distillation epoch {e + 1}/{epochs}: KL {total / n:.4f}")
     return student.eval()
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+@dataclass(frozen=True)
+class AttackContext:
+    """What an attack may use besides the model: the owner's split (fine-tuning draws from its
+    validation part, whose images then leave Q), the model's architecture, a seed, and the
+    extractor's query images (distillation; never P' or Q)."""
+
+    split: object = None
+    arch: str = None
+    seed: int = 0
+    query_images: torch.Tensor = None
+    num_classes: int = 10
+
+
+@dataclass
+class Attacked:
+    """An attacked copy: the model, what it returns (``"logits"`` or ``"probabilities"``), and
+    the validation positions that stay in Q (``None``: all of them)."""
+
+    model: nn.Module
+    output: str = "logits"
+    keep_q: np.ndarray = None
+
+
+@dataclass(frozen=True)
+class Attack:
+    """One entry of :data:`ATTACKS`: ``apply(model, context, **settings) -> Attacked``; ``trains``
+    says whether it trains (its result is worth caching); ``weights`` whether the copy keeps the
+    owner's weights (fine-tuned, pruned, rounded or perturbed), as opposed to a new model that
+    only learned from the owner's outputs."""
+
+    name: str
+    title: str
+    apply: object
+    settings: dict
+    trains: bool = False
+    weights: bool = True
+
+    def __call__(self, model, context: AttackContext, **overrides) -> Attacked:
+        unknown = set(overrides) - set(self.settings)
+        if unknown:
+            raise ValueError(f"attack {self.name!r} has no setting {sorted(unknown)[0]!r}; its "
+                             f"settings are {sorted(self.settings)}")
+        return self.apply(model, context, **{**self.settings, **overrides})
+
+
+def _finetune(model, ctx, fraction, epochs, lr, label_smoothing=0.0):
+    res = fine_tune(model, ctx.split, epochs=epochs, lr=lr, fraction=fraction, seed=ctx.seed,
+                    device="cpu", label_smoothing=label_smoothing)
+    keep = np.setdiff1d(np.arange(len(ctx.split.val_y)), res.tuned_index)
+    return Attacked(res.model, "logits", keep)
+
+
+def _distill(model, ctx, student, epochs):
+    from .models import build_model
+
+    other = {"mlp": "lenet5", "lenet5": "mlp"}
+    arch = ctx.arch if student == "same" else other[ctx.arch]
+    if ctx.query_images is None:
+        raise ValueError("distillation needs the extractor's query images; pass "
+                         "AttackContext(query_images=...) (images outside P' and Q)")
+    fresh = build_model(arch, num_classes=ctx.num_classes, seed=ctx.seed)
+    return Attacked(distill(model, fresh, ctx.query_images, epochs=epochs, seed=ctx.seed,
+                            device="cpu"))
+
+
+def _fp16(model, ctx):
+    return Attacked(copy.deepcopy(model).half().float().eval())
+
+
+#: Every attack the studies, Dataset Inference, the command line and the chapters know, by name.
+#: Adding one: its function above, its entry here, its test in tests/test_attacks.py.
+ATTACKS = {a.name: a for a in (
+    Attack("finetune", "fine-tuning (paper)", _finetune,
+           {"fraction": 0.2, "epochs": 10, "lr": 1e-4}, trains=True),
+    Attack("finetune_light", "thief's fine-tuning, light", _finetune,
+           {"fraction": 0.1, "epochs": 5, "lr": 1e-3}, trains=True),
+    Attack("finetune_heavy", "thief's fine-tuning, heavy", _finetune,
+           {"fraction": 0.5, "epochs": 10, "lr": 1e-3}, trains=True),
+    Attack("finetune_smooth", "fine-tuning with label smoothing", _finetune,
+           {"fraction": 0.2, "epochs": 10, "lr": 1e-4, "label_smoothing": 0.1}, trains=True),
+    Attack("prune50", "pruning 50%", lambda m, ctx, rate: Attacked(prune(m, rate)), {"rate": 0.5}),
+    Attack("prune90", "pruning 90%", lambda m, ctx, rate: Attacked(prune(m, rate)), {"rate": 0.9}),
+    Attack("int8", "int8 weights", lambda m, ctx, bits: Attacked(quantize(m, bits)), {"bits": 8}),
+    Attack("fp16", "fp16 weights", _fp16, {}),
+    Attack("noise", "weight noise",
+           lambda m, ctx, scale: Attacked(weight_noise(m, scale, seed=ctx.seed)), {"scale": 0.1}),
+    Attack("distill_same", "distillation, same architecture", _distill,
+           {"student": "same", "epochs": 10}, trains=True, weights=False),
+    Attack("distill_other", "distillation, other architecture", _distill,
+           {"student": "other", "epochs": 10}, trains=True, weights=False),
+    Attack("probabilities", "probabilities only", lambda m, ctx: Attacked(m, "probabilities"), {}),
+)}
+
+
+def get(name: str) -> Attack:
+    """The registry entry ``name``, or one line naming the known attacks."""
+    if name not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; use one of {', '.join(ATTACKS)}")
+    return ATTACKS[name]

@@ -206,6 +206,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recompute the summary file in --out from the records of the run's result "
                         "files (no models, seconds)")
 
+    c = sub.add_parser("confirm", help="the confirmatory study: the registered test on fresh worlds",
+                       description="Train and measure the registered worlds (owner, attacked copies, "
+                                   "innocent models, each world its own split and draw) and write "
+                                   "confirmatory_ARCH.json. Refuses to start unless the registration "
+                                   "is committed and matches the configuration; resumes.")
+    c.add_argument("--arch", default="mlp", choices=("mlp", "lenet5"))
+    c.add_argument("--out", default="results", help="folder for the result file (default ./results)")
+    c.add_argument("--registration", default="registrations/confirmatory.json",
+                   help="the committed registration (default registrations/confirmatory.json)")
+    c.add_argument("--write-registration", action="store_true",
+                   help="write the registration of both architectures' configurations (with the "
+                        "current commit as the analysis commit), to be committed before any run")
+    c.add_argument("--cache-dir", default=None, help="model cache (default $PMI_CACHE_DIR or ~/.cache)")
+    c.add_argument("--quiet", action="store_true", help="no line per world")
+    c.add_argument("--summarize-only", action="store_true",
+                   help="recompute the summary in --out from its records (seconds)")
+    _engine_args(c)
+
     d = sub.add_parser("dataset-inference", help="Dataset Inference (the peer method) on the study's models",
                        description="Run black-box Dataset Inference on the false-positive study's "
                                    "models (owners, attacked copies, independent models) and write "
@@ -238,6 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --walk-seeds: the first N innocent models, or those with indices A "
                         "to B (default 20)")
     d.add_argument("--quiet", action="store_true", help="no line per model")
+    d.add_argument("--control", default=None, choices=("cifar10", "tiny"),
+                   help="instead of the comparison, the positive control: an overfit CIFAR-10 owner, "
+                        "its copies and innocent models, Dataset Inference beside PMI; writes "
+                        "di_control_CONTROL.json (tiny: its smallest form)")
+    d.add_argument("--walk-scales", default=None, choices=("mnist-mlp",),
+                   help="instead of the comparison, the paper-scale MNIST owner and innocent models "
+                        "with the walk's steps and step sizes scaled 1, 2, 4, 10x; writes "
+                        "di_walk_scale_NAME.json")
     d.add_argument("--summarize-only", action="store_true",
                    help="recompute the summary of --out's dataset_inference_CONFIG.json from its "
                         "per-suspect records (no models, seconds)")
@@ -588,6 +614,25 @@ def cmd_dataset_inference(args) -> int:
                             ("--merge", args.merge is not None)) if on]
     if gone:
         raise ValueError(f"{' and '.join(gone)}: {_GONE}")
+    if args.walk_scales is not None:
+        from .experiments import di_walk_scale as W
+
+        with runner.engine(args.workers, args.scheduler) as eng:
+            res = W.run_scales(W.CONFIGS[args.walk_scales], out=args.out, cache_dir=args.cache_dir,
+                               progress=not args.quiet, command=command, engine=eng)
+        print(f"wrote {W.FILE.format(name=args.walk_scales)} to {args.out}: "
+              f"{len(res['records'])} suspects, complete: {res['complete']}")
+        return 0
+    if args.control is not None:
+        from .experiments import di_control
+
+        with runner.engine(args.workers, args.scheduler) as eng:
+            res = di_control.run_control(di_control.CONFIGS[args.control], out=args.out,
+                                         cache_dir=args.cache_dir, progress=not args.quiet,
+                                         command=command, engine=eng)
+        print(f"wrote {di_control.FILE.format(name=args.control)} to {args.out}: "
+              f"{len(res['records'])} suspects, complete: {res['complete']}")
+        return 0
     if args.summarize_only:
         from pathlib import Path
 
@@ -633,8 +678,45 @@ def cmd_dataset_inference(args) -> int:
     return 0
 
 
+def cmd_confirm(args) -> int:
+    """``confirm``: the confirmatory study (:mod:`.experiments.confirmatory`)."""
+    import json
+    from pathlib import Path
+
+    from .experiments import confirmatory as C
+    from .experiments import runner
+    from .files import git_commit, write_json_atomic
+
+    if args.write_registration:
+        path = Path(args.registration)
+        if path.exists():
+            raise ValueError(f"{path} exists; a registration is written once (edit it only with a "
+                             "departure noted), or pass another --registration")
+        reg = C.registration_for([C.CONFIGS[a] for a in ("mlp", "lenet5")], git_commit())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, reg)
+        print(f"wrote {path}; commit it before the run (analysis commit {reg['analysis_commit']})")
+        return 0
+    if args.summarize_only:
+        path = Path(args.out) / C.FILE.format(arch=args.arch)
+        res = C.load(args.arch, args.out)
+        res["summary"] = C.summarize_records(res["records"], C.config_from_dict(res["settings"]))
+        write_json_atomic(path, res)
+        print(f"recomputed the summary of {path} from {len(res['records'])} records")
+        return 0
+    command = "python -m pmi_tutorial " + " ".join(args.argv)
+    with runner.engine(args.workers, args.scheduler) as eng:
+        res = C.run(C.CONFIGS[args.arch], out=args.out, cache_dir=args.cache_dir,
+                    registration=args.registration, progress=not args.quiet, command=command,
+                    engine=eng)
+    print(f"wrote {C.FILE.format(arch=args.arch)} to {args.out}: worlds {res['worlds_done']}; "
+          f"targets {json.dumps(res['summary']['targets'])}")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "verify": cmd_verify, "pools": cmd_pools, "attack": cmd_attack,
-            "reproduce": cmd_reproduce, "study": cmd_study, "dataset-inference": cmd_dataset_inference}
+            "reproduce": cmd_reproduce, "study": cmd_study, "dataset-inference": cmd_dataset_inference,
+            "confirm": cmd_confirm}
 
 
 def _one_line(exc: BaseException) -> str:

@@ -40,6 +40,10 @@ RESULT_FORMATS = {
     # innocent model's own draw is a random split of the images it never saw
     "pmi-tutorial-paper-study": 2,
     "pmi-tutorial-table1-controls": 1,  # Table I: owners beside innocents (``reproduce table1-controls``)
+    "pmi-tutorial-confirmatory": 1,  # the confirmatory study (``confirm``)
+    # Dataset Inference's positive control on CIFAR-10 (``dataset-inference --control``)
+    "pmi-tutorial-di-control": 1,
+    "pmi-tutorial-di-walk-scale": 1,  # MNIST walks scaled until they reach the boundary (``--walk-scales``)
 }
 
 

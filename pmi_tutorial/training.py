@@ -89,9 +89,10 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 def train_one_epoch(model, optimizer, x, y, batch_size, generator, device, scaler=None,
-                    amp=False, bar=None, max_steps=None):
+                    amp=False, bar=None, max_steps=None, label_smoothing=0.0):
     """One pass over ``(x, y)`` in the order ``randperm(len(x), generator)``; returns
-    ``(mean loss, accuracy)`` over the samples seen.  ``max_steps`` stops early (benchmarks)."""
+    ``(mean loss, accuracy)`` over the samples seen.  ``max_steps`` stops early (benchmarks);
+    ``label_smoothing`` is passed to the cross-entropy (0: none)."""
     model.train()
     n = len(x)
     perm = torch.randperm(n, generator=generator)
@@ -105,7 +106,7 @@ def train_one_epoch(model, optimizer, x, y, batch_size, generator, device, scale
         idx = perm[step * batch_size:(step + 1) * batch_size]
         xb = x[idx].to(device, non_blocking=True)
         yb = y[idx].to(device, non_blocking=True)
-        loss, out = train_step(model, optimizer, xb, yb, device, scaler, amp)
+        loss, out = train_step(model, optimizer, xb, yb, device, scaler, amp, label_smoothing)
         loss_sum += loss.detach() * len(yb)
         correct += (out.detach().argmax(1) == yb).sum()
         seen += len(yb)
@@ -116,11 +117,11 @@ def train_one_epoch(model, optimizer, x, y, batch_size, generator, device, scale
     return loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1)
 
 
-def train_step(model, optimizer, xb, yb, device, scaler=None, amp=False):
+def train_step(model, optimizer, xb, yb, device, scaler=None, amp=False, label_smoothing=0.0):
     """One Adam step on a batch: ``(loss, logits)``.  Mixed precision when ``amp`` (CUDA)."""
     with _autocast(device, amp):
         out = model(xb)
-        loss = F.cross_entropy(out, yb)
+        loss = F.cross_entropy(out, yb, label_smoothing=float(label_smoothing))
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None and scaler.is_enabled():
         scaler.scale(loss).backward()

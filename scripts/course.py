@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import os
 import re
 import subprocess
@@ -203,7 +204,9 @@ def master_notebook(md: Path, rewriter: mk.Rewriter, colab: bool = False,
                               f"Save the notebook, then rename the file to `STUDENT_{name}.ipynb` "
                               "(STUDENT: your student id) and hand it in; the zip this cell makes "
                               "holds the same notebook."},
-              "run_tests": True, "solutions_pdf": False, "template_pdf": False,
+              # the Colab edition's checks are the same cells: otter runs them against the
+              # solution once, when it builds the main edition
+              "run_tests": not colab, "solutions_pdf": False, "template_pdf": False,
               "generate": {"pdf": False}, "tests": {"files": colab}}
     if requirements is not None:
         config["requirements"] = str(requirements)
@@ -320,31 +323,59 @@ def _otter() -> str:
     return str(exe) if exe.exists() else "otter"
 
 
-def assign(out: Path, names: list[str] | None = None, book: Path = ROOT / "book") -> list[str]:
-    """Build the assignments; returns the chapter names built."""
-    rewriter = mk.Rewriter(book, ROOT / "references.bib")
-    built = []
-    for md in mk.chapters(book):
-        if names and md.stem not in names:
-            continue
-        if not autograded(md):
-            continue
-        src = out / "src" / f"{md.stem}.ipynb"
-        src.parent.mkdir(parents=True, exist_ok=True)
-        requirements = out / "src" / "requirements.txt"
-        requirements.write_text(autograder_requirements())
-        nbformat.write(master_notebook(md, rewriter, requirements=requirements), src)
-        dist = out / md.stem
-        subprocess.run(["rm", "-rf", str(dist)], check=True)
-        _otter_assign(src, dist)
-        _write_parts(md, dist / "autograder" / PARTS_FILE)
-        _colab_edition(md, rewriter, out)
-        built.append(md.stem)
-        print(f"course: assignment {md.stem}: {len(autograded(md))} autograded exercise(s) in {dist}")
-    if names and set(names) - set(built):
-        raise ValueError(f"no autograded exercise in chapter(s) {sorted(set(names) - set(built))}; "
+def jobs_default() -> int:
+    """Assignments built and graded at once: one per CPU core, at least two (most of a build is
+    waiting for a kernel to start and for otter's subprocesses)."""
+    return max(2, os.cpu_count() or 1)
+
+
+def _build(md: Path, out: Path, book: Path) -> str:
+    """Build the assignment of one chapter into ``out/NAME`` (main and Colab editions)."""
+    rewriter = mk.Rewriter(book, ROOT / "references.bib")  # one per chapter: it keeps state
+    src = out / "src" / f"{md.stem}.ipynb"
+    nbformat.write(master_notebook(md, rewriter, requirements=out / "src" / "requirements.txt"), src)
+    dist = out / md.stem
+    subprocess.run(["rm", "-rf", str(dist)], check=True)
+    _otter_assign(src, dist)
+    _write_parts(md, dist / "autograder" / PARTS_FILE)
+    _colab_edition(md, rewriter, out)
+    print(f"course: assignment {md.stem}: {len(autograded(md))} autograded exercise(s) in {dist}", flush=True)
+    return md.stem
+
+
+def _chapters(names: list[str] | None, book: Path) -> list[Path]:
+    """The chapters with autograded exercises (those in ``names`` when given)."""
+    found = [md for md in mk.chapters(book) if (not names or md.stem in names) and autograded(md)]
+    if names and set(names) - {md.stem for md in found}:
+        raise ValueError(f"no autograded exercise in chapter(s) {sorted(set(names) - {md.stem for md in found})}; "
                          "tag a check cell in their gated solutions")
-    return built
+    return found
+
+
+def _prepare(out: Path) -> None:
+    (out / "src").mkdir(parents=True, exist_ok=True)
+    (out / "src" / "requirements.txt").write_text(autograder_requirements())
+
+
+def _parallel(fn, items: list, jobs: int) -> list:
+    """``[fn(x) for x in items]``, ``jobs`` at a time, each in a process of its own (spawned:
+    the grader starts sandboxed subprocesses, which threads would make unsafe)."""
+    if jobs <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=min(jobs, len(items)),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(fn, items))
+
+
+def assign(out: Path, names: list[str] | None = None, book: Path = ROOT / "book",
+           jobs: int = 1) -> list[str]:
+    """Build the assignments (``jobs`` at a time); returns the chapter names built."""
+    chapters = _chapters(names, book)
+    _prepare(out)
+    return _parallel(functools.partial(_build, out=out, book=book), chapters, jobs)
 
 
 PARTS_FILE = "hidden_parts.json"
@@ -414,23 +445,32 @@ def leaked_lines(assignments: Path, name: str, book: Path = ROOT / "book") -> li
                   if x in student)
 
 
-def check(assignments: Path, book: Path = ROOT / "book") -> list[str]:
-    """Build every assignment, check that its student notebook holds no line of solution
-    code, grade its solution (full marks expected) and its untouched student notebook (zero
-    expected, except BLANK_MAY_PASS); returns the problems."""
-    problems = []
-    for name in assign(assignments, book=book):
-        problems += [f"{name}: the student notebook holds the solution line {x!r}"
-                     for x in leaked_lines(assignments, name, book)]
-        for kind, expect_full in (("autograder", True), ("student", False)):
-            scores = grade_one(assignments / name / kind / f"{name}.ipynb", assignments, name)
-            for q, (got, most) in scores.items():
-                if expect_full and got != most:
-                    problems.append(f"{name}: the solution scores {got} of {most} on {q}")
-                if not expect_full and got > 0 and q not in BLANK_MAY_PASS:
-                    problems.append(f"{name}: the untouched student notebook scores {got} on {q}")
-        print(f"course: {name}: graded the solution and the blank student notebook")
+def check_one(md: Path, assignments: Path, book: Path = ROOT / "book") -> list[str]:
+    """Build one chapter's assignment, check that its student notebook holds no line of
+    solution code, grade its solution (full marks expected) and its untouched student notebook
+    (zero expected, except BLANK_MAY_PASS); returns the problems."""
+    name = _build(md, assignments, book)
+    problems = [f"{name}: the student notebook holds the solution line {x!r}"
+                for x in leaked_lines(assignments, name, book)]
+    for kind, expect_full in (("autograder", True), ("student", False)):
+        scores = grade_one(assignments / name / kind / f"{name}.ipynb", assignments, name)
+        for q, (got, most) in scores.items():
+            if expect_full and got != most:
+                problems.append(f"{name}: the solution scores {got} of {most} on {q}")
+            if not expect_full and got > 0 and q not in BLANK_MAY_PASS:
+                problems.append(f"{name}: the untouched student notebook scores {got} on {q}")
+    print(f"course: {name}: graded the solution and the blank student notebook", flush=True)
     return problems
+
+
+def check(assignments: Path, book: Path = ROOT / "book", jobs: int = 1) -> list[str]:
+    """:func:`check_one` for every assignment, ``jobs`` at a time; returns the problems, in
+    the chapters' order."""
+    chapters = _chapters(None, book)
+    _prepare(assignments)
+    return [p for found in _parallel(functools.partial(check_one, assignments=assignments, book=book),
+                                     chapters, jobs)
+            for p in found]
 
 
 def main(argv: list[str]) -> int:
@@ -439,6 +479,8 @@ def main(argv: list[str]) -> int:
     a = sub.add_parser("assign", help="build the assignments")
     a.add_argument("--out", type=Path, default=ROOT / "_build" / "assignments")
     a.add_argument("names", nargs="*", help="chapters (default: every chapter with autograded exercises)")
+    a.add_argument("--jobs", type=int, default=jobs_default(), help="assignments built at once "
+                                                                    "(default: the CPU cores, at least 2)")
     g = sub.add_parser("grade", help="grade a folder of submissions STUDENT_ASSIGNMENT.ipynb")
     g.add_argument("submissions", type=Path)
     g.add_argument("--assignments", type=Path, default=ROOT / "_build" / "assignments")
@@ -451,6 +493,8 @@ def main(argv: list[str]) -> int:
     g.add_argument("--timeout", type=float, default=workflow.TIMEOUT, help="seconds per notebook")
     c = sub.add_parser("check", help="build, then grade every solution and blank student notebook")
     c.add_argument("--out", type=Path, default=ROOT / "_build" / "assignments")
+    c.add_argument("--jobs", type=int, default=jobs_default(), help="assignments built and graded at "
+                                                                    "once (default: the CPU cores, at least 2)")
     sb = sub.add_parser("student-book", help="build the student edition of the book (no solutions)")
     sb.add_argument("--publish", type=Path, help="also copy the built edition there (the Pages "
                                                  "workflow: _build/html/student)")
@@ -460,6 +504,8 @@ def main(argv: list[str]) -> int:
     pub.add_argument("--assignments", type=Path, default=ROOT / "_build" / "assignments")
     args = ap.parse_args(argv)
     try:
+        if getattr(args, "jobs", 1) < 1:
+            raise ValueError(f"--jobs must be a positive integer, got {args.jobs}")
         if args.cmd == "student-book":
             html = student_book()
             print(f"course: student edition in {html}; its notebooks (for the branch "
@@ -472,12 +518,12 @@ def main(argv: list[str]) -> int:
                 print(f"course: copied to {args.publish}")
             return 0
         if args.cmd == "check":
-            problems = check(args.out)
+            problems = check(args.out, jobs=args.jobs)
             for p in problems:
                 print(f"course: {p}", file=sys.stderr)
             return 1 if problems else 0
         if args.cmd == "assign":
-            assign(args.out, args.names)
+            assign(args.out, args.names, jobs=args.jobs)
             return 0
         if args.cmd == "publish":
             files = publish(args.assignments, args.html)

@@ -10,6 +10,12 @@
 * ``one_thread`` (automatic): every test runs torch on one thread (the machines that run the
   suite are small and shared; two threads can be far slower), restored afterwards.
 * ``tiny_profile(**changes)``: a :class:`pmi_tutorial.profiles.Profile` that trains in seconds.
+* ``fake_split(...)``: a data-free split of random 'MNIST' images, for checks that fail before
+  any data is used.
+* ``refused(call, exc, words)``: ``call()`` raises ``exc`` whose one message names the problem
+  and the fix (holds every one of ``words``).
+* ``evil_checkpoint(folder)``: a file that looks like a checkpoint but carries pickled code.
+* ``kill_when_ready(proc, ready)``: SIGKILL a run once it has saved some work.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +146,91 @@ def dask_engine():
     eng = runner.engine(workers=2)
     yield eng
     eng.close()
+
+
+def _fake_split(n_train=40, n_val=40, classes=3):
+    from pmi_tutorial import data
+
+    g = torch.Generator().manual_seed(0)
+    return data.Split(
+        name="mnist", seed=0,
+        train_x=torch.randn(n_train, 1, 28, 28, generator=g), train_y=torch.arange(n_train) % classes,
+        val_x=torch.randn(n_val, 1, 28, 28, generator=g), val_y=torch.arange(n_val) % classes,
+        train_index=np.arange(n_train), val_index=np.arange(n_train, n_train + n_val),
+        num_classes=classes, input_shape=(1, 28, 28),
+    )
+
+
+@pytest.fixture(scope="session")
+def fake_split():
+    """``fake_split(n_train=40, n_val=40, classes=3)``: a :class:`pmi_tutorial.data.Split` of
+    random 'MNIST' images, enough for checks that fail before the data is used."""
+    return _fake_split
+
+
+def _refused(call, exc, words) -> str:
+    with pytest.raises(exc) as info:
+        call()
+    msg = str(info.value)
+    for w in words:
+        assert w in msg, f"{w!r} missing from the message: {msg}"
+    assert "Traceback" not in msg and len(msg) < 700
+    return msg
+
+
+@pytest.fixture(scope="session")
+def refused():
+    """``refused(call, exc, words)``: ``call()`` raises ``exc`` with one short message (no
+    traceback) that holds every one of ``words`` (the problem and the fix); returns it."""
+    return _refused
+
+
+class Evil:
+    """Unpickling this without weights_only would create the marker file (code execution)."""
+
+    marker = ""
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _evil_checkpoint(folder: Path) -> tuple[Path, Path]:
+    from pmi_tutorial.checkpoint import save_checkpoint, sidecar_path
+    from pmi_tutorial.models import build_model
+
+    marker = folder / "PWNED"
+    Evil.marker = str(marker)
+    path = folder / "suspect.pt"
+    good = save_checkpoint(folder / "good.pt", build_model("mlp"))
+    torch.save({"format": "pmi_tutorial.checkpoint", "format_version": 1,
+                "model": {"net.1.weight": Evil()}, "state": None}, path)
+    sidecar_path(path).write_text(sidecar_path(good).read_text())
+    return path, marker
+
+
+@pytest.fixture(scope="session")
+def evil_checkpoint():
+    """``evil_checkpoint(folder) -> (path, marker)``: a file that looks like a checkpoint (a
+    valid sidecar, the format marker) but carries code that, unpickled, creates ``marker``."""
+    return _evil_checkpoint
+
+
+def _kill_when_ready(proc, ready, timeout=90.0):
+    t0 = time.monotonic()
+    while not ready():
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before it could be killed: {proc.communicate()[1][-2000:]}")
+        if time.monotonic() - t0 > timeout:
+            proc.kill()
+            pytest.fail("the run never reached its first checkpoint")
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+
+@pytest.fixture(scope="session")
+def kill_when_ready():
+    """``kill_when_ready(proc, ready, timeout=90)``: wait until ``ready()`` (the subprocess
+    ``proc`` has saved some work), then SIGKILL it; fails the test when it ends first."""
+    return _kill_when_ready

@@ -191,3 +191,79 @@ def test_distill_bad_arguments():
         attacks.distill(t, s, x, temperature=-1)
     with pytest.raises(ValueError, match="lr"):
         attacks.distill(t, s, x, lr=0)
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+def test_registry_entries_apply_to_a_model_and_leave_it_unchanged(mnist_root):
+    import copy as _copy
+
+    import torch
+
+    from pmi_tutorial import attacks as A
+    from pmi_tutorial.data import owner_split
+    from pmi_tutorial.models import build_model
+
+    split = owner_split("mnist", seed=0, root=mnist_root, train_per_class=20)
+    model = build_model("mlp", num_classes=10, seed=0).eval()
+    before = _copy.deepcopy(model.state_dict())
+    ctx = A.AttackContext(split=split, arch="mlp", seed=3, query_images=split.train_x[:50])
+    fast = {"epochs": 1}
+    for name, attack in A.ATTACKS.items():
+        over = {k: v for k, v in fast.items() if k in attack.settings}
+        if "fraction" in attack.settings:
+            over["fraction"] = 0.01
+        out = attack(model, ctx, **over)
+        assert isinstance(out, A.Attacked) and out.output in ("logits", "probabilities"), name
+        assert (out.keep_q is not None) == name.startswith("finetune"), name
+        if out.keep_q is not None:
+            assert len(out.keep_q) == len(split.val_y) - max(1, round(0.01 * len(split.val_y)))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+    with pytest.raises(ValueError, match="no setting 'rate'"):
+        A.ATTACKS["int8"](model, ctx, rate=0.5)
+    with pytest.raises(ValueError, match="unknown attack 'quantize'"):
+        A.get("quantize")
+
+
+def test_label_smoothing_changes_the_fine_tune_and_zero_is_the_plain_loss(mnist_root):
+    import torch
+
+    from pmi_tutorial import attacks as A
+    from pmi_tutorial.data import owner_split
+    from pmi_tutorial.models import build_model
+
+    split = owner_split("mnist", seed=0, root=mnist_root, train_per_class=20)
+    model = build_model("mlp", num_classes=10, seed=0)
+    plain = A.fine_tune(model, split, epochs=1, fraction=0.05, seed=1, lr=1e-2).model
+    zero = A.fine_tune(model, split, epochs=1, fraction=0.05, seed=1, lr=1e-2, label_smoothing=0.0).model
+    smooth = A.fine_tune(model, split, epochs=1, fraction=0.05, seed=1, lr=1e-2, label_smoothing=0.3).model
+    w = [dict(m.named_parameters())["net.1.weight"] if "net.1.weight" in dict(m.named_parameters())
+         else next(m.parameters()) for m in (plain, zero, smooth)]
+    assert torch.equal(w[0], w[1]) and not torch.equal(w[0], w[2])
+    with pytest.raises(ValueError, match="label_smoothing"):
+        A.fine_tune(model, split, epochs=1, fraction=0.05, label_smoothing=1.5)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+#: (id, call on an MLP and a data-free split, words the message must contain: the problem and the fix)
+BAD_INPUTS = [
+    ("rate-1", lambda mlp, split: attacks.prune(mlp, 1.0), ["rate", "[0, 1)"]),
+    ("rate-negative", lambda mlp, split: attacks.prune(mlp, -0.1), ["rate", "[0, 1)"]),
+    ("rate-string", lambda mlp, split: attacks.prune(mlp, "half"), ["rate", "number in [0, 1)"]),
+    ("finetune-fraction", lambda mlp, split: attacks.fine_tune(mlp, split, fraction=1.0),
+     ["fraction", "(0, 1)", "0.2"]),
+    ("finetune-lr-inf", lambda mlp, split: attacks.fine_tune(mlp, split, lr=float("inf")),
+     ["lr", "positive finite"]),
+    ("distill-temperature-0", lambda mlp, split: attacks.distill(mlp, build_model("mlp"), split.train_x[:12],
+                                                                 temperature=0),
+     ["temperature", "positive"]),
+    ("noise-scale-string", lambda mlp, split: attacks.weight_noise(mlp, "big"), ["scale", "non-negative"]),
+]
+
+
+@pytest.mark.parametrize("call, words", [b[1:] for b in BAD_INPUTS], ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_names_the_problem_and_the_fix(call, words, fake_split, refused):
+    refused(lambda: call(build_model("mlp", seed=0), fake_split()), ValueError, words)

@@ -14,11 +14,14 @@ from scripts import check_outputs as co  # noqa: E402
 
 
 def _png(dpi):
-    fig, ax = plt.subplots(figsize=(2, 1), dpi=dpi)
-    ax.plot([0, 1])
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
+    # matplotlib's defaults, whatever style an earlier test in this process set (a tight bbox
+    # would change the size)
+    with plt.rc_context(rc=plt.rcParamsDefault):
+        fig, ax = plt.subplots(figsize=(2, 1), dpi=dpi)
+        ax.plot([0, 1])
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches=None)
+        plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ import torch
 from pmi_tutorial.checkpoint import (
     FORMAT_VERSION,
     load_checkpoint,
+    read_payload,
     save_checkpoint,
     sidecar_path,
 )
@@ -190,3 +192,37 @@ def test_failed_save_keeps_previous(tmp_path, monkeypatch):
     loaded, _, _ = load_checkpoint(path)
     assert _same_weights(loaded, first)
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+
+
+# ----------------------------------------------------------------------------- refusals
+
+
+def test_truncated_checkpoint_is_refused(tmp_path, refused):
+    path = save_checkpoint(tmp_path / "m.pt", build_model("mlp", seed=0))
+    path.write_bytes(path.read_bytes()[:1000])
+    refused(lambda: load_checkpoint(path), ValueError, ["truncated or corrupt", "re-create"])
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_other_architecture_is_refused(tmp_path, refused):
+    path = save_checkpoint(tmp_path / "m.pt", build_model("lenet5"))
+    refused(lambda: load_checkpoint(path, model=build_model("mlp")), ValueError,
+            ["another architecture", "model='lenet5'", "without a model"])
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_pickled_code_in_checkpoint_is_refused(tmp_path, evil_checkpoint, fake_split):
+    from pmi_tutorial import training
+
+    path, marker = evil_checkpoint(tmp_path)
+    for load in (load_checkpoint, read_payload):
+        with pytest.raises(ValueError, match="refusing to unpickle") as info:
+            load(path)
+        # the global is io.open up to Python 3.11 and _io.open from 3.12 on
+        assert re.search(r"it needs _?io\.open\b", str(info.value)) and "weights_only=False" in str(info.value)
+    assert not marker.exists()
+    # the same file as a training run's resume checkpoint
+    with pytest.raises(ValueError, match="refusing to unpickle"):
+        training.train(build_model("mlp"), fake_split(), epochs=1, checkpoint_path=path,
+                       progress=False, device="cpu")
+    assert not marker.exists()

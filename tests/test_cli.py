@@ -8,15 +8,20 @@ tests/test_reliability.py.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 import torch
 
 from pmi_tutorial import attacks, cli, files, profiles
-from pmi_tutorial.checkpoint import load_checkpoint, sidecar_path
+from pmi_tutorial.checkpoint import load_checkpoint, save_checkpoint, sidecar_path
+from pmi_tutorial.experiments import tables
+from pmi_tutorial.models import build_model
 
 
 @pytest.fixture
@@ -223,3 +228,130 @@ def test_pools_registers_a_digest_and_verify_holds_the_owner_to_it(env, capsys):
             assert w in lines[0], (name, w, lines[0])
         for w in absent:
             assert w not in lines[0], (name, w, lines[0])
+
+
+# ----------------------------------------------------------------------------- errors: one line, no traceback
+
+
+def _run_cli(args, cwd, env_extra=None, code=None):
+    env = dict(os.environ, OMP_NUM_THREADS="1", **(env_extra or {}))
+    cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "pmi_tutorial", *args]
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+OFFLINE = textwrap.dedent("""
+    import sys, torchvision.datasets as tvd
+    class Offline:
+        def __init__(self, *a, **kw):
+            raise OSError("<urlopen error [Errno -3] Temporary failure\\n in name resolution>")
+    tvd.MNIST = Offline
+    from pmi_tutorial import cli
+    sys.exit(cli.main(sys.argv[1:]))
+""")
+
+
+def _cli_files(folder: Path, evil_checkpoint) -> dict:
+    ok = save_checkpoint(folder / "mlp.pt", build_model("mlp", seed=0))
+    trunc = folder / "trunc.pt"
+    trunc.write_bytes(ok.read_bytes()[:5000])
+    sidecar_path(trunc).write_text(sidecar_path(ok).read_text())
+    other = save_checkpoint(folder / "other.pt", build_model("lenet5"), {"model": "mlp"})
+    evil, marker = evil_checkpoint(folder)
+    old = folder / "old"
+    old.mkdir()
+    (old / "table1_quick.json").write_text(
+        json.dumps({"format": tables.RESULT_FORMAT, "version": 0, "cells": []}))
+    return {"ok": str(ok), "trunc": str(trunc), "other": str(other), "evil": str(evil),
+            "old": str(old), "marker": marker}
+
+
+#: (name, arguments, words the one line on stderr must contain); {ok} etc. are the files above
+CLI_CASES = [
+    ("missing-checkpoint", ["verify", "--checkpoint", "absent.pt"], ["no checkpoint at absent.pt", "check the path"]),
+    ("truncated-checkpoint", ["verify", "--checkpoint", "{trunc}"], ["truncated or corrupt", "re-create it"]),
+    ("pickled-code", ["verify", "--checkpoint", "{evil}"], ["refusing to unpickle", "may be malicious"]),
+    ("other-architecture", ["verify", "--checkpoint", "{other}"], ["another architecture", "model='mlp'"]),
+    ("m-1", ["verify", "--checkpoint", "{ok}", "--m", "1"], ["m must be an integer >= 2", "got m=1"]),
+    ("n-negative", ["verify", "--checkpoint", "{ok}", "--n", "-3"], ["n must be an integer >= 2", "got n=-3"]),
+    ("trials-0", ["verify", "--checkpoint", "{ok}", "--trials", "0"], ["--trials must be a positive integer"]),
+    ("rho-outside", ["verify", "--checkpoint", "{ok}", "--rho", "0.9"], ["rho must be in (0, 1 - 1/m]", "got 0.9"]),
+    ("rate-outside", ["attack", "prune", "--checkpoint", "{ok}", "--rate", "1.5", "--out", "x.pt"],
+     ["--rate must be a number in [0, 1)", "got --rate=1.5"]),
+    ("old-result-file", ["reproduce", "table1", "--out", "{old}", "--no-progress"],
+     ["format version 0", "rerun the experiment"]),
+    ("unknown-profile", ["reproduce", "table1", "--profile", "fast"], ["unknown profile 'fast'", "PMI_PROFILE=quick"]),
+    ("bad-ms", ["reproduce", "table1", "--ms", "3,x"], ["--ms must be comma-separated integers"]),
+    ("bad-classes", ["verify", "--checkpoint", "{ok}", "--classes", "0,a"], ["--classes must be comma-separated"]),
+]
+#: the cases also run as ``python -m pmi_tutorial`` in a subprocess (the others: cli.main in-process)
+SUBPROCESS = ("missing-checkpoint", "pickled-code", "rho-outside")
+
+
+@pytest.fixture(scope="module")
+def cli_files(tmp_path_factory, evil_checkpoint):
+    return _cli_files(tmp_path_factory.mktemp("cli"), evil_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def cli_subprocesses(cli_files, mnist_root):
+    """A few cases through the real entry point, started in parallel: {name: (status, stderr)}."""
+    folder = Path(cli_files["ok"]).parent
+    env = {"PMI_DATA_DIR": str(mnist_root), "PMI_CACHE_DIR": str(folder / "cache")}
+    procs = {name: _run_cli([a.format(**cli_files) for a in args], folder, env)
+             for name, args, _ in CLI_CASES if name in SUBPROCESS}
+    verify = ["verify", "--checkpoint", cli_files["ok"], "--n", "5", "--trials", "1"]
+    procs["data-missing-offline"] = _run_cli(
+        None, folder, dict(env, PMI_DATA_DIR=str(folder / "no_data_here")),
+        code=OFFLINE.replace("sys.argv[1:]", repr(verify)))
+    out = {}
+    for name, p in procs.items():
+        err = p.communicate(timeout=180)[1]
+        out[name] = (p.returncode, err)
+    return out
+
+
+def _check_one_line(code, err, words):
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for w in words:
+        assert w in lines[0], f"{w!r} missing from: {lines[0]}"
+
+
+@pytest.mark.parametrize("name, args, words", CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_cli_error(cli_files, name, args, words, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    code = cli.main([a.format(**cli_files) for a in args])
+    _check_one_line(code, capsys.readouterr().err, words)
+    assert not cli_files["marker"].exists()
+
+
+@pytest.mark.parametrize("name", SUBPROCESS)
+def test_cli_error_subprocess(cli_files, cli_subprocesses, name):
+    words = next(w for n, _, w in CLI_CASES if n == name)
+    _check_one_line(*cli_subprocesses[name], words)
+    assert not cli_files["marker"].exists()  # the pickled code never ran
+
+
+def test_cli_data_missing_offline(cli_subprocesses):
+    code, err = cli_subprocesses["data-missing-offline"]
+    _check_one_line(code, err, ["mnist data file", "no_data_here", "connect to the internet", "PMI_DATA_DIR"])
+
+
+def test_cli_argparse_error_is_clear(cli_files, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["verify", "--checkpoint", cli_files["ok"], "--m", "three"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "Traceback" not in err
+    assert err.startswith("usage: python -m pmi_tutorial verify")
+    assert "argument --m: invalid int value: 'three'" in err.splitlines()[-1]
+
+
+def test_cli_os_error_is_one_line(tmp_path):
+    """An error from the operating system (no permission, a full disk) is one line too."""
+    err = cli._one_line(PermissionError(13, "Permission denied", str(tmp_path / "x.pt")))
+    assert err.startswith("Permission denied: ") and "\n" not in err and "permissions" in err
+    err = cli._one_line(FileNotFoundError("the file\n spans\n\tlines"))
+    assert err == "the file spans lines"

@@ -154,3 +154,8 @@ def test_agglomerative_bad_input(D, kwargs, match):
 def test_final_clusters_bad_input(Z):
     with pytest.raises(ValueError, match="linkage matrix of shape"):
         clustering.final_clusters(Z)
+
+
+def test_unknown_linkage_names_the_known_ones(refused):
+    refused(lambda: clustering.agglomerative(np.ones((3, 3)) - np.eye(3), linkage="ward"),
+            ValueError, ["unknown linkage 'ward'", "'single'"])

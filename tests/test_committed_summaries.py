@@ -58,3 +58,39 @@ def test_dataset_inference_summaries(name):
     res = F.committed_result(name, D.RESULT_FORMAT)
     cfg = D.config_from_dict(res["settings"]["dataset_inference"])
     same(as_json(D.summarize(res["models"], cfg)), res["summary"])
+
+
+@pytest.mark.parametrize("arch", ["mlp", "lenet5"])
+def test_confirmatory_summaries(arch):
+    from pmi_tutorial.experiments import confirmatory as C
+
+    name = f"confirmatory_{arch}"
+    if name not in F.committed_names():
+        pytest.skip(f"{name}.json is not committed yet")
+    res = C.load(arch)
+    cfg = C.config_from_dict(res["settings"])
+    same(as_json(C.summarize_records(res["records"], cfg)), res["summary"])
+    assert res["worlds_done"] == sorted({r["world"] for r in res["records"]})
+
+
+def test_forensics_search_path_recomputes_from_its_cells():
+    """Every objective on the committed search path is today's objective on the committed cells
+    (the mean over the search seeds, then over the paper's cells), and the winner is the path's end."""
+    from pmi_tutorial.experiments import forensics as FZ
+    from pmi_tutorial.experiments.forensics.search import _objective
+
+    res = FZ.committed("paper")
+    search = res["search"]
+    path = search["path"]
+    for step in path:
+        same(_objective(res, step["variant"], search["model"], search["seeds"]), step["objective"],
+             step["variant"])
+    assert res["best"] == path[-1]["variant"]
+    assert all(a["objective"] > b["objective"] for a, b in zip(path, path[1:]))  # each step improved
+
+
+def test_di_walk_scale_summary():
+    from pmi_tutorial.experiments import di_walk_scale as W
+
+    res = F.committed_result("di_walk_scale_mnist-mlp", W.RESULT_FORMAT)
+    same(as_json(W.summarize(res["records"])), res["summary"])

@@ -33,8 +33,8 @@ def _cells(path):
 # Chapters split into one lesson a page: the exercises moved with their lessons, so the three
 # exercises are counted over the pages of the chapter they came from.
 SPLIT = {"reproduce_tables": ("table1_forensics",),
-         "beyond_the_paper": ("calibrated_test", "ownership_study"),
-         "dataset_inference": ("di_head_to_head", "di_seed_study")}
+         "beyond_the_paper": ("calibrated_test", "ownership_study", "confirmatory_study"),
+         "dataset_inference": ("di_head_to_head", "di_positive_control", "di_seed_study")}
 
 
 def test_every_chapter_has_three_exercises_and_api_pages_none():
@@ -298,7 +298,7 @@ PLANTED = {
 @pytest.fixture(scope="module")
 def built_planted(tmp_path_factory):
     out = tmp_path_factory.mktemp("assignments_planted")
-    assert course.assign(out, sorted(PLANTED)) == sorted(PLANTED)
+    assert course.assign(out, sorted(PLANTED), jobs=2) == sorted(PLANTED)  # two processes, in order
     return out
 
 
@@ -425,3 +425,19 @@ def test_colab_assignments_hold_no_solution_line(built):
         text = "\n".join(z.read(n).decode() for n in z.namelist())
     assert not [x for x in lines if x in text] and "part_" not in text
     assert "part_eq11" in parts  # the comparison can fail: the parts exist
+
+
+def _pid_and_square(x):
+    return os.getpid(), x * x
+
+
+def test_parallel_keeps_the_order_in_processes_of_their_own():
+    got = course._parallel(_pid_and_square, [3, 1, 2, 5], jobs=2)
+    assert [sq for _, sq in got] == [9, 1, 4, 25]
+    assert os.getpid() not in {pid for pid, _ in got}
+    assert course._parallel(_pid_and_square, [4], jobs=2) == [(os.getpid(), 16)]  # one item: here
+
+
+def test_jobs_must_be_positive(capsys):
+    assert course.main(["check", "--jobs", "0", "--out", "unused"]) == 2
+    assert "--jobs must be a positive integer, got 0" in capsys.readouterr().err

@@ -280,3 +280,31 @@ def test_cifar10_split(real_cifar_root):
     pools = data.all_class_pools(s)
     assert [len(p.P) for p in pools.values()] == [500] * 10
     assert sum(len(p.Q) for p in pools.values()) == 15000
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("r, words", [(3, ["class r", "[0, 3)", "got 3"]), (-1, ["[0, 3)", "got -1"])],
+                         ids=["r-too-large", "r-negative"])
+def test_class_pools_refuses_a_class_outside_the_split(r, words, fake_split, refused):
+    refused(lambda: data.class_pools(fake_split(), r), ValueError, words)
+
+
+def test_unknown_dataset_names_the_known_ones(refused):
+    refused(lambda: data.owner_split("imagenet"), ValueError, ["unknown dataset", "'mnist'"])
+
+
+def test_data_missing_offline_says_where_to_put_it(tmp_path, monkeypatch, refused):
+    import torchvision.datasets as tvd
+
+    class Offline:
+        def __init__(self, *a, **kw):
+            raise OSError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(tvd, "MNIST", Offline)
+    monkeypatch.setenv("PMI_DATA_DIR", str(tmp_path / "no_such_folder"))
+    refused(lambda: data.load_dataset("mnist"), FileNotFoundError,
+            ["mnist data file", "no_such_folder", "downloading it through torchvision failed",
+             "connect to the internet", "PMI_DATA_DIR"])
+    assert not list(tmp_path.rglob("*.tmp"))

@@ -5,6 +5,10 @@ two classes, n = 20, t = 5 trials), cached once for the module in a temporary fo
 """
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from dataclasses import replace
 
 import pytest
@@ -232,3 +236,77 @@ def test_sweep_on_a_dask_cluster_equals_the_in_process_sweep(table1, tmp_path, d
     strip = lambda cells: [{k: v for k, v in c.items() if k != "seconds"} for c in cells]  # noqa: E731
     assert strip(res["cells"]) == strip(table1[0]["cells"])
     assert E.load_result(res["path"])["runs"][0]["cells_done"] == 2
+
+
+# ----------------------------------------------------------------------------- bad input, no lost work
+
+
+def test_unknown_experiment_names_the_known_ones(refused):
+    refused(lambda: E.reproduce("table9"), ValueError, ["unknown experiment", "table1"])
+
+
+def test_old_result_file_is_refused(tmp_path, refused):
+    path = tmp_path / "table1_quick.json"
+    path.write_text(json.dumps({"format": E.RESULT_FORMAT, "version": 0, "cells": []}))
+    refused(lambda: E.load_result(path), ValueError, ["format version 0", "rerun the experiment"])
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+SWEEP_PROFILE = profiles.Profile(
+    name="tiny", description="tests", epochs={"mlp": 2, "lenet5": 1, "vgg19": 1, "resnet34": 1},
+    train_per_class={"mnist": 30, "cifar10": 30},
+    width={"mlp": 1.0, "lenet5": 1.0, "vgg19": 0.125, "resnet34": 0.125}, trials=15)
+SWEEP = dict(models=["mlp"], ms=[2, 3], ns=[5, 10], classes=[0, 1], progress=False)
+
+SWEEP_CHILD = textwrap.dedent("""
+    import time, torch
+    torch.set_num_threads({threads})
+    from pmi_tutorial import experiments, fingerprint
+    from pmi_tutorial.profiles import Profile
+    slow = fingerprint.run_on_features
+    def run_on_features(*a, **kw):  # a slower cell, so the kill lands mid-sweep
+        time.sleep(0.5)
+        return slow(*a, **kw)
+    fingerprint.run_on_features = run_on_features
+    experiments.reproduce("table1", Profile(**{profile!r}), out_dir={out!r}, cache_dir={cache!r},
+                          log=lambda *a: None, **{sweep!r})
+""")
+
+
+def _cells(result):
+    return {(c['model'], c.get('rate'), c['m'], c['n']): {k: v for k, v in c.items() if k != "seconds"}
+            for c in result["cells"]}
+
+
+def test_sweep_resumes_after_sigkill_and_is_deterministic(tmp_path, mnist_root, kill_when_ready):
+    out, cache = tmp_path / "killed", tmp_path / "cache"
+    path = E.result_path(out, "table1", SWEEP_PROFILE)
+    profile = {k: v for k, v in SWEEP_PROFILE.to_dict().items()}
+    code = SWEEP_CHILD.format(threads=1, profile=profile, out=str(out),
+                              cache=str(cache), sweep=SWEEP)
+    env = dict(os.environ, PMI_DATA_DIR=str(mnist_root))
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+
+    def one_cell_done():
+        try:
+            return len(json.loads(path.read_text())["cells"]) >= 1
+        except (OSError, ValueError):  # not there yet; never half-written (os.replace)
+            return False
+
+    kill_when_ready(proc, one_cell_done)
+    partial = E.load_result(path)  # the file the kill left loads
+    assert 1 <= len(partial["cells"]) < 4, "killed too late to test anything"
+    (out / f".{path.name}.k1ll3d.tmp").write_text('{"cells": [')  # as a kill mid-write leaves
+
+    resumed = E.reproduce("table1", SWEEP_PROFILE, out_dir=out, cache_dir=cache, log=lambda *a: None,
+                          **SWEEP)
+    assert resumed["runs"][0]["cells_done"] == len(partial["cells"])
+    full = E.reproduce("table1", SWEEP_PROFILE, out_dir=tmp_path / "full", cache_dir=tmp_path / "cache2",
+                       log=lambda *a: None, **SWEEP)
+    assert len(_cells(full)) == 4 and _cells(resumed) == _cells(full)
+    assert _cells(E.load_result(path)) == _cells(full)
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+    # determinism: the same seed, a second time from scratch (the cached model, new result file)
+    again = E.reproduce("table1", SWEEP_PROFILE, out_dir=tmp_path / "again", cache_dir=tmp_path / "cache2",
+                        log=lambda *a: None, **SWEEP)
+    assert _cells(again) == _cells(full)

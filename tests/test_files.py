@@ -92,3 +92,11 @@ def test_every_committed_result_loads():
         assert res["provenance"]["command"].startswith("python -m pmi_tutorial")
     with pytest.raises(ValueError, match="use one of .*table1_paper"):
         files.committed_result("table9_paper")
+
+
+def test_unwritable_output_folder_is_refused_and_leaves_nothing(tmp_path, refused):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    refused(lambda: files.write_json_atomic(blocker / "results" / "table1_quick.json", {"cells": []}),
+            ValueError, ["cannot write", "a_file", "folder"])
+    assert not list(tmp_path.rglob("*.tmp"))

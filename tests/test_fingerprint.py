@@ -9,6 +9,8 @@ from scipy.cluster.hierarchy import fcluster, linkage as scipy_linkage
 from scipy.spatial.distance import pdist, squareform
 
 from pmi_tutorial import batched, fingerprint
+from pmi_tutorial import data
+from pmi_tutorial.models import build_model
 
 
 def pools(seed, n_P=600, n_Q=1500, c=5, shift=0.0):
@@ -336,3 +338,68 @@ def test_fast_and_reference_differ_on_discrete_features_only_at_exact_ties():
         D = pairwise_mmd(normalize_features(feats[idx[k]]))
         upper = np.sort(D[np.triu_indices(5, 1)])
         assert np.any(np.diff(upper) < 1e-7), f"trial {k} differs without a tie"
+
+
+# ----------------------------------------------------------------------------- bad input
+
+_rng = np.random.default_rng(0)
+P30, Q60 = _rng.normal(size=(30, 10)), _rng.normal(size=(60, 10))
+MLP = build_model("mlp", seed=0)
+IMGS = torch.randn(12, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+
+
+def _with(arr, index, value):
+    arr = arr.copy()
+    arr[index] = value
+    return arr
+
+
+#: (id, call, exception type, words the message must contain: the problem and the fix)
+BAD_INPUTS = [
+    ("features-1d", lambda: fingerprint.class_accuracy(P30[:, 0], Q60, 3, 5),
+     ValueError, ["features_P", "2 dimensions", "(n, d)"]),
+    ("features-strings", lambda: fingerprint.class_accuracy([["a", "b"]] * 30, Q60[:, :2], 3, 5),
+     ValueError, ["features_P", "numeric"]),
+    ("features-complex", lambda: fingerprint.class_accuracy(P30 + 1j, Q60, 3, 5),
+     ValueError, ["complex", "real-valued"]),
+    ("features-nan", lambda: fingerprint.class_accuracy(_with(P30, (3, 4), np.nan), Q60, 3, 5),
+     ValueError, ["features_P", "NaN", "finite", "diverged"]),
+    ("features-widths-differ", lambda: fingerprint.class_accuracy(P30, Q60[:, :9], 3, 5),
+     ValueError, ["same width", "same model"]),
+    ("images-uint8", lambda: fingerprint.run(MLP, {0: (IMGS.to(torch.uint8), IMGS)}, m=2, n=2, trials=1),
+     ValueError, ["dtype", "uint8", "normalize"]),
+    ("images-wrong-shape", lambda: fingerprint.run(MLP, {0: (torch.randn(6, 3, 32, 32),) * 2}, m=2, n=2),
+     ValueError, ["shape (3, 32, 32)", "mlp takes (N, 1, 28, 28)", "data set the model was trained on"]),
+    ("n-larger-than-P", lambda: fingerprint.class_accuracy(P30, Q60, 3, 31),
+     ValueError, ["n=31", "member pool P (30", "n <= 30"]),
+    ("n-times-m-larger-than-Q", lambda: fingerprint.class_accuracy(P30, Q60, 5, 20),
+     ValueError, ["non-member pool Q has 60", "lower n to <= 15"]),
+    ("m-1", lambda: fingerprint.class_accuracy(P30, Q60, 1, 5), ValueError, ["m must be an integer >= 2", "got m=1"]),
+    ("m-float", lambda: fingerprint.class_accuracy(P30, Q60, 3.0, 5), ValueError, ["m must be an integer"]),
+    ("n-1", lambda: fingerprint.class_accuracy(P30, Q60, 3, 1), ValueError, ["n must be an integer >= 2", "got n=1", "pairs"]),
+    ("trials-0", lambda: fingerprint.class_accuracy(P30, Q60, 3, 5, trials=0),
+     ValueError, ["trials", "positive integer"]),
+    ("rho-outside", lambda: fingerprint.verify(0.9, 3, 0.9), ValueError, ["rho", "(0, 0.667]"]),
+    ("empty-pool-P", lambda: fingerprint.run(MLP, {4: (IMGS[:0], IMGS)}, m=2, n=2),
+     ValueError, ["member pool P of class 4 is empty"]),
+    ("empty-pool-Q-features", lambda: fingerprint.class_accuracy(P30, Q60[:0], 2, 2),
+     ValueError, ["Q", "empty"]),
+    ("pools-not-pairs", lambda: fingerprint.run(MLP, [IMGS], m=2, n=2),
+     ValueError, ["pools[0] must be a pair (P, Q)", "class_pools"]),
+]
+
+
+@pytest.mark.parametrize("call, exc, words", [b[1:] for b in BAD_INPUTS], ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_names_the_problem_and_the_fix(call, exc, words, refused):
+    refused(call, exc, words)
+
+
+def test_fingerprint_run_is_deterministic(mnist_root):
+    split = data.subset(data.owner_split("mnist", seed=0, root=mnist_root), 30, seed=1, val_per_class=60)
+    model = build_model("mlp", seed=0)  # an untrained model: acc_r near 1/m, many near-ties
+    pools = {r: data.class_pools(split, r) for r in range(4)}
+    a = fingerprint.run(model, pools, m=3, n=10, trials=40, seed=5)
+    b = fingerprint.run(model, pools, m=3, n=10, trials=40, seed=5)
+    assert a.acc_by_class == b.acc_by_class and a.r_opt == b.r_opt
+    c = fingerprint.run(model, pools, m=3, n=10, trials=40, seed=6)
+    assert c.acc_by_class != a.acc_by_class  # the seed matters

@@ -278,3 +278,18 @@ F_NAN[1, 1, 1] = np.nan
 def test_pairwise_mmd_bad_input(F, kwargs, match):
     with pytest.raises(ValueError, match=match):
         mmd.pairwise_mmd(F, **kwargs)
+
+
+def _with_inf(shape, seed=0):
+    F = np.random.default_rng(seed).normal(size=shape)
+    F[(0,) * len(shape)] = np.inf
+    return F
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda: mmd.pairwise_mmd(_with_inf((3, 5, 4))), ["F", "infinite"]),
+    (lambda: mmd.mmd2_unbiased(*rand_pair(0, 5, 10), kernel="poly"),
+     ["unknown kernel 'poly'", "'linear'", "'rbf'"]),
+], ids=["features-inf-F", "unknown-kernel"])
+def test_bad_input_names_the_problem_and_the_fix(call, words, refused):
+    refused(call, ValueError, words)

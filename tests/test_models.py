@@ -111,3 +111,7 @@ def test_mlp_flattens_inside():
     m = models.MLP()
     assert m(torch.randn(4, 1, 28, 28)).shape == (4, 10)
     assert m(torch.randn(4, 784)).shape == (4, 10)
+
+
+def test_unknown_model_names_the_known_ones(refused):
+    refused(lambda: build_model("resnet50"), ValueError, ["unknown model", "'resnet34'"])

@@ -155,3 +155,8 @@ def test_smaller_cluster_with_two_members_picks_inside_it():
 def test_identify_member_bad_input(F, kwargs, match):
     with pytest.raises(ValueError, match=match):
         pmi.identify_member(F, **kwargs)
+
+
+def test_identify_member_needs_three_dimensions(refused):
+    F = np.random.default_rng(0).normal(size=(3, 5))
+    refused(lambda: pmi.identify_member(F), ValueError, ["3 dimensions", "(m, n, d)"])

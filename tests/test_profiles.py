@@ -86,3 +86,7 @@ def test_to_dict_round_trip():
     d = profiles.get_profile("quick").to_dict()
     assert d["name"] == "quick"
     assert profiles.Profile(**d) == profiles.get_profile("quick")
+
+
+def test_unknown_profile_names_the_setting(refused):
+    refused(lambda: profiles.get_profile("fast"), ValueError, ["unknown profile 'fast'", "PMI_PROFILE"])

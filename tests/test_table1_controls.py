@@ -236,7 +236,7 @@ def test_resume_runs_nothing_cached_and_only_what_is_missing(tiny_run, monkeypat
         calls.append(1)
         return real(*a, **k)
 
-    monkeypatch.setattr(T.FZ, "cell", counting)
+    monkeypatch.setattr(FZ, "cell", counting)  # the measuring task calls forensics.cell
     out = folder / "again"
     again = T.run_controls(T.TINY, out=out, cache_dir=folder / "cache", progress=False,
                            command="test tiny run")
@@ -255,7 +255,7 @@ def test_partial_result_is_marked_incomplete(tmp_path, monkeypatch):
             raise RuntimeError("stopped")
         return real(*a, **k)
 
-    monkeypatch.setattr(T, "measure_task", second_fails)
+    monkeypatch.setattr(T.tasks, "measure_task", second_fails)  # where the plan takes it from
     from pmi_tutorial.experiments.runner import TasksFailed
 
     with pytest.raises(TasksFailed):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 
 from pmi_tutorial import data, training
-from pmi_tutorial.checkpoint import load_checkpoint, sidecar_path
+from pmi_tutorial.checkpoint import load_checkpoint, read_payload, sidecar_path
 from pmi_tutorial.models import build_model
 from pmi_tutorial.profiles import Profile
 
@@ -196,3 +200,51 @@ def test_load_or_train_makes_once_and_handles_the_epoch_checkpoint(tmp_path):
     training.load_or_train(kept, make, keep_last=True)
     assert training.last_epoch_path(kept).is_file()
     assert not training.partial_path(kept).exists()
+
+
+def test_zero_epochs_is_refused(fake_split, refused):
+    refused(lambda: training.train(build_model("mlp"), fake_split(), epochs=0),
+            ValueError, ["epochs", "positive integer"])
+
+
+# ----------------------------------------------------------------------------- no lost work
+
+TRAIN_CHILD = textwrap.dedent("""
+    import sys, time, torch
+    torch.set_num_threads({threads})
+    from pmi_tutorial import data, training
+    from pmi_tutorial.models import build_model
+    split = data.subset(data.owner_split("mnist", seed=0), 40, seed=0, val_per_class=40)
+    slow = training.evaluate
+    def evaluate(*a, **kw):  # a slower epoch, so the kill lands mid-run
+        time.sleep(0.4)
+        return slow(*a, **kw)
+    training.evaluate = evaluate
+    training.train(build_model("mlp", seed=0), split, epochs={epochs}, batch_size=16, seed=3,
+                   checkpoint_path={path!r}, progress=False, device="cpu")
+""")
+
+
+def test_training_resumes_after_sigkill(tmp_path, mnist_root, kill_when_ready):
+    epochs = 6
+    ckpt = tmp_path / "run.pt"
+    env = dict(os.environ, PMI_DATA_DIR=str(mnist_root), PMI_CACHE_DIR=str(tmp_path / "cache"))
+    code = TRAIN_CHILD.format(threads=1, epochs=epochs, path=str(ckpt))
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+    kill_when_ready(proc, ckpt.is_file)
+
+    # what the kill left: the weights file is complete and loads, with its sidecar
+    assert sidecar_path(ckpt).is_file()
+    done = read_payload(ckpt)["state"]["epoch"]
+    assert 1 <= done < epochs, "killed too late to test anything"
+    (tmp_path / f".{ckpt.name}.k1ll3d.tmp").write_bytes(b"half a save")  # as a kill mid-save leaves
+
+    split = data.subset(data.owner_split("mnist", seed=0, root=mnist_root), 40, seed=0, val_per_class=40)
+    kw = dict(epochs=epochs, batch_size=16, seed=3, progress=False, device="cpu")
+    resumed = training.train(build_model("mlp", seed=99), split, checkpoint_path=ckpt, **kw)
+    full = training.train(build_model("mlp", seed=0), split, **kw)
+    assert [h["epoch"] for h in resumed.history] == list(range(1, epochs + 1))
+    assert [h["val_acc"] for h in resumed.history] == [h["val_acc"] for h in full.history]
+    assert resumed.best_epoch == full.best_epoch
+    assert _weights_equal(resumed.model, full.model)
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))

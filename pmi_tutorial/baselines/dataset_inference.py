@@ -36,6 +36,16 @@ split of one population, the null holds and the test is calibrated; when they ar
 example members chosen from an easier part of the data), every model looks guilty
 (Szyller et al., "On the Robustness of Dataset Inference", TMLR 2023).
 
+**Two aggregations.**  Ours scores one image at a time: its 3 x ``directions`` distances are
+one row of the regressor, the regressor is trained on images other than the revealed ones, and
+"k revealed" means k images per side.  The authors' CIFAR-10 notebook (:func:`authors_rows`,
+:func:`authors_test`) transposes the (images, directions, norms) tensor before cutting it into
+rows of 30: each row holds *one* norm and direction of 30 *different* images, the regressor is
+trained on the first half of the rows (the l-infinity norm and part of the l2 norm) and tested
+on the second (the rest of l2 and the l1 norm) of the same images, and "m revealed" means m
+rows, about 30 m images per side.  A test on 10 of its rows therefore uses about as many
+images as ours on 300.
+
 Shapes: images are the normalized float tensors the models take (N, C, H, W); ``box`` and
 ``unit`` say where the pixel range [0, 1] lies in that space (:func:`pixel_space`), so that the
 walk's step sizes and the reported distances are in pixel units whatever the normalization.
@@ -134,10 +144,12 @@ def _labels(predict, xb: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-def sample_directions(n: int, shape, norm: str, directions: int, seed: int = 0, start: int = 0):
+def sample_directions(n: int, shape, norm: str, directions: int, seed: int = 0, start: int = 0,
+                      step_scale: float = 1.0):
     """The walk's random directions for samples ``start .. start + n - 1``, in pixel units.
 
-    Returns a float32 tensor ``(n, directions, *shape)``.  The draws of sample i depend only on
+    Returns a float32 tensor ``(n, directions, *shape)``; ``step_scale`` multiplies the step
+    sizes of :data:`STEP` (the authors doubled them, and the steps, for SVHN).  The draws of sample i depend only on
     (seed, norm, i // 64): the same for any batch size, and :func:`blind_walk` uses exactly these.
     """
     _check_norm(norm)
@@ -156,6 +168,9 @@ def sample_directions(n: int, shape, norm: str, directions: int, seed: int = 0, 
             draws = rng.laplace(0.0, STEP[norm], size=shape_blk)
         lo, hi = max(start, blk * _BLOCK), min(start + n, (blk + 1) * _BLOCK)
         out[lo - start:hi - start] = draws[lo - blk * _BLOCK:hi - blk * _BLOCK]
+    if step_scale != 1.0:
+        out *= np.float32(V.check_scalar(step_scale, "step_scale", float, min_val=0.0,
+                                         include_boundaries="neither", hint="1.0, 2.0, 4.0 or 10.0"))
     return torch.from_numpy(out.reshape(n, directions, *shape))
 
 
@@ -233,13 +248,13 @@ def walk_along(predict, x, y, base, norm: str, steps: int = 50, box=None, unit=1
 
 
 def blind_walk(predict, x, y, norms=NORMS, directions: int = 10, steps: int = 50, box=None,
-               unit=1.0, seed: int = 0, batch_size: int = 256) -> Walk:
+               unit=1.0, seed: int = 0, batch_size: int = 256, step_scale: float = 1.0) -> Walk:
     r"""The blind-walk embedding of Dataset Inference for the images ``x`` with labels ``y``.
 
     ``predict``: the suspect, a torch module (inputs are moved to its device) or any callable
     mapping a batch of images to scores (N, c) or labels (N,): label-only access is enough.
     For each norm, ``directions`` random directions from :func:`sample_directions`, walked with
-    :func:`walk_along` for at most ``steps`` steps, inside ``box`` (see :func:`pixel_space`; None:
+    :func:`walk_along` for at most ``steps`` steps (``step_scale`` times :data:`STEP` each), inside ``box`` (see :func:`pixel_space`; None:
     no clipping).  Seeded: the same seed gives the same embedding for any ``batch_size``.
     Raises a ValueError when every query came back with one class: a model that predicts one
     class for everything has no decision boundary to walk to.
@@ -262,7 +277,8 @@ def blind_walk(predict, x, y, norms=NORMS, directions: int = 10, steps: int = 50
     for j, norm in enumerate(norms):
         for start in range(0, N, batch_size):
             xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-            base = sample_directions(len(xb), x.shape[1:], norm, directions, seed=seed, start=start)
+            base = sample_directions(len(xb), x.shape[1:], norm, directions, seed=seed, start=start,
+                                     step_scale=step_scale)
             d, f, q, s = walk_along(predict, xb, yb, base, norm, steps=steps, box=box, unit=unit)
             dist[start:start + len(xb), j], flipped[start:start + len(xb), j] = d, f
             queries += q
@@ -276,6 +292,16 @@ def blind_walk(predict, x, y, norms=NORMS, directions: int = 10, steps: int = 50
             "and that the images are normalized as it expects)"
         )
     return Walk(dist, flipped, norms, steps, queries)
+
+
+def censored_fraction(walk) -> list:
+    """Per norm, the share of a walk's directions that never reached the boundary (a
+    :class:`Walk`, or its ``flipped`` array (N, norms, directions)): their distance is the
+    walk's last step, a lower bound; a walk censored for most images measures its own length."""
+    f = np.asarray(walk.flipped if isinstance(walk, Walk) else walk, dtype=bool)
+    if f.ndim != 3:
+        raise ValueError(f"flipped must have shape (N, norms, directions), got {f.shape}")
+    return [float(1.0 - f[:, j].mean()) for j in range(f.shape[1])]
 
 
 # --------------------------------------------------------------------------------------------
@@ -421,7 +447,9 @@ def welch_test(scores_members, scores_nonmembers) -> WelchResult:
     return WelchResult(float(t), float(df), float(math.exp(logp)), logp / math.log(10))
 
 
-def _aggregate(pvalues, how):
+def aggregate_pvalues(pvalues, how):
+    """Several draws' p-values in one number: ``"hmean"`` (their harmonic mean, as the authors
+    report; not itself a p-value), ``"median"`` or else the largest."""
     p = np.asarray(pvalues, dtype=np.float64)
     if how == "hmean":
         return 0.0 if np.any(p == 0) else float(len(p) / np.sum(1.0 / p))
@@ -440,6 +468,9 @@ class DIResult:
     queries: int
     forward_equivalents: float  # queries / (members + non-members revealed): cost in forward passes
     mean_difference: float  # mean score of all revealed members minus that of all non-members
+    #: per norm, the share of the revealed members' / non-members' walks that never reached the
+    #: boundary within the walk's steps (their distance is only a lower bound)
+    censored: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -448,6 +479,7 @@ class DIResult:
             "aggregate": self.aggregate, "queries": int(self.queries),
             "forward_equivalents": float(self.forward_equivalents),
             "mean_difference": float(self.mean_difference),
+            "censored": {k: list(map(float, v)) for k, v in self.censored.items()},
         }
 
 
@@ -508,7 +540,62 @@ class DatasetInference:
             for _ in range(V.check_positive_int(repeats, "repeats")):
                 pos = rng.permutation(top)[:k]
                 ps.append(welch_test(sm[pos], sn[pos]).pvalue)
-            draws[k], pvalues[k] = ps, _aggregate(ps, aggregate)
+            draws[k], pvalues[k] = ps, aggregate_pvalues(ps, aggregate)
         q = wm.queries + wn.queries
+        censored = {"members": censored_fraction(wm), "nonmembers": censored_fraction(wn)}
         return DIResult(pvalues, draws, aggregate, q, q / (len(xm) + len(xn)),
-                        float(sm.mean() - sn.mean()))
+                        float(sm.mean() - sn.mean()), censored)
+
+
+# --------------------------------------------------------------------------------------------
+# The authors' aggregation (their CIFAR-10 notebook), beside ours
+# --------------------------------------------------------------------------------------------
+
+
+def authors_rows(distances, mean, std, width: int = 30):
+    r"""The authors' CIFAR-10 notebook's rows: standardize each norm's distances (``mean``,
+    ``std`` per norm), arrange them as the notebook's tensor (N, directions, norms), transpose
+    it whole (norms, directions, N) and cut it into rows of ``width`` consecutive values: each
+    row holds one norm and one direction of ``width`` *different images*."""
+    d = np.asarray(distances, dtype=np.float64)  # ours: (N, norms, directions)
+    z = (d - np.asarray(mean)[None, :, None]) / np.asarray(std)[None, :, None]
+    full = z.transpose(0, 2, 1).T  # (norms, directions, N), as torch's .T of (N, D, norms)
+    if full.size % width:
+        raise ValueError(f"{full.size} distances do not cut into rows of {width}: walk a "
+                         f"number of images that makes N * norms * directions a multiple of {width}")
+    return full.reshape(-1, width)
+
+
+def authors_test(owner_m, owner_n, suspect_m, suspect_n, sizes=(10,), repeats: int = 100,
+                 epochs: int = 1000, seed: int = 0) -> dict:
+    """The authors' aggregation: rows (:func:`authors_rows`) with the owner's member statistics,
+    a regressor trained on the owner's first half of the rows (members to +1, non-members to
+    -1), the one-sided Welch test on the suspect's second half: at each number of rows, the
+    first of ``repeats`` draws and their harmonic mean, and all rows at once."""
+    om = np.asarray(owner_m)
+    mean, std = om.mean(axis=(0, 2)), om.std(axis=(0, 2), ddof=1)
+    rows = [authors_rows(d, mean, std) for d in (owner_m, owner_n, suspect_m, suspect_n)]
+    half = len(rows[0]) // 2
+    z = torch.as_tensor(np.concatenate([rows[0][:half], rows[1][:half]]), dtype=torch.float32)
+    t = torch.cat([torch.ones(half), -torch.ones(half)])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        net = torch.nn.Sequential(torch.nn.Linear(z.shape[1], 100), torch.nn.ReLU(),
+                                  torch.nn.Linear(100, 1), torch.nn.Tanh())
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    for _ in range(int(epochs)):
+        opt.zero_grad()
+        (-(t * net(z)[:, 0]).mean()).backward()
+        opt.step()
+    with torch.no_grad():
+        sm, sn = (net(torch.as_tensor(r[half:], dtype=torch.float32))[:, 0].double().numpy()
+                  for r in rows[2:])
+    rng = np.random.default_rng([int(seed), 4099])
+    out = {"rows_tested": len(sm), "images_per_row": rows[0].shape[1], "first_draw": {}, "hmean": {}}
+    for k in sizes:
+        if k > len(sm):
+            continue
+        ps = [welch_test(sm[p], sn[p]).pvalue for p in (rng.permutation(len(sm))[:k] for _ in range(repeats))]
+        out["first_draw"][str(k)], out["hmean"][str(k)] = float(ps[0]), aggregate_pvalues(ps, "hmean")
+    out["log10_pvalue_all"] = welch_test(sm, sn).log10_pvalue
+    return out

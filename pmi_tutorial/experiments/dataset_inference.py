@@ -44,6 +44,7 @@ class DIConfig:
     max_revealed: int = 500  # images walked per pool on each suspect
     directions: int = 10  # random directions per norm (the paper: 10)
     steps: int = 50  # walk steps (the paper: 50)
+    step_scale: float = 1.0  # multiplies the walk's step sizes (the paper: 1; 2 for SVHN)
     repeats: int = 100  # draws per size, aggregated by the harmonic mean (the paper: 100)
     epochs: int = 1000  # regressor training epochs (the paper: 1000)
     kinds: tuple = ("independent", "resplit", "owner", "finetune", "prune", "quantize", "noise",
@@ -51,7 +52,10 @@ class DIConfig:
     seed: int = 0
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if d["step_scale"] == 1.0:  # the paper's steps: the settings (and keys) of earlier runs
+            del d["step_scale"]
+        return d
 
 
 #: the whole comparison on the study's CPU models
@@ -103,7 +107,8 @@ def owner_detector(owner, pools_split, cfg: DIConfig, box, unit):
     km = _take(members, cfg.known, [cfg.seed, 1])
     kn = _take(nonmembers, cfg.known, [cfg.seed, 2])
     return DatasetInference.fit(owner, km, kn, seed=cfg.seed, epochs=cfg.epochs,
-                                directions=cfg.directions, steps=cfg.steps, box=box, unit=unit)
+                                directions=cfg.directions, steps=cfg.steps, box=box, unit=unit,
+                                step_scale=cfg.step_scale)
 
 
 def test_suspect(detector, suspect, pools_split, cfg: DIConfig, draw: int = 0) -> dict:
@@ -260,10 +265,10 @@ def paper_detector(world, owner, cfg: DIConfig, box, unit):
     return DatasetInference.fit(owner, (split.train_x[km], split.train_y[km]),
                                 (split.val_x[kn], split.val_y[kn]), seed=cfg.seed,
                                 epochs=cfg.epochs, directions=cfg.directions, steps=cfg.steps,
-                                box=box, unit=unit)
+                                box=box, unit=unit, step_scale=cfg.step_scale)
 
 
-def _paper_test(detector, suspect, draw, cfg: DIConfig, keep_q=None, split=None) -> dict:
+def paper_test(detector, suspect, draw, cfg: DIConfig, keep_q=None, split=None) -> dict:
     """One suspect against a draw ``(P', Q)`` (class -> images): the revealed images are the
     first ``max_revealed / classes`` of each class outside the regressor's images (and, for
     fine-tuning, outside the validation images it used)."""
@@ -292,7 +297,7 @@ def _paper_test(detector, suspect, draw, cfg: DIConfig, keep_q=None, split=None)
             "mean_difference": res.mean_difference, "queries": int(res.queries),
             "forward_equivalents": round(res.forward_equivalents, 2),
             "seconds": round(walk_seconds, 2), "forward_seconds": round(forward_seconds, 4),
-            "revealed_available": [len(rm[0]), len(rn[0])]}
+            "revealed_available": [len(rm[0]), len(rn[0])], "censored": res.censored}
 
 
 def paper_plan(paper_cfg, cfg: DIConfig) -> list:
@@ -390,7 +395,7 @@ def paper_task(paper_cfg, cfg: DIConfig, arch, kind, k, root=None, cache_dir=Non
     detector = _paper_owner_detector(paper_cfg, cfg, arch, owner_k, root, cache_dir)
     draw = PS.own_draw(world, k) if kind == "resplit" else PS.owner_draw(world)
     info = {"arch": arch, "kind": kind, "index": int(k), "owner": None if innocent else int(k)}
-    return {**info, **_paper_test(detector, model, draw, cfg, keep, world.split)}
+    return {**info, **paper_test(detector, model, draw, cfg, keep, world.split)}
 
 
 def paper_key(world, paper_cfg, cfg: DIConfig, arch, kind, k) -> str:
@@ -575,7 +580,7 @@ def seed_study(paper_cfg=None, cfg: DIConfig = PAPER, arch: str = "mlp", models=
                     detector = paper_detector(world, owner, cfg, box, unit)
                 model, _, _ = PS.innocent_model(world, arch, k, cache_dir)
                 rec = {"arch": arch, "kind": "resplit", "index": k, "seed": s,
-                       **_paper_test(detector, model, PS.own_draw(world, k), replace(cfg, seed=s))}
+                       **paper_test(detector, model, PS.own_draw(world, k), replace(cfg, seed=s))}
                 path.parent.mkdir(parents=True, exist_ok=True)
                 F.write_json_atomic(path, rec)
             records.append(rec)

@@ -36,7 +36,6 @@ cached (``training.cache_folder() / "paper_study"``), each written atomically, s
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import time
@@ -45,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import attacks as attacks_registry
 from .. import files as _files
 from . import runner
 from .runner import Experiment, Task
@@ -60,12 +60,8 @@ ATTACKS = ("finetune", "prune50", "prune90", "int8", "fp16", "noise", "distill_s
            "distill_other", "probabilities")
 FEATURES = ("logits", "logprob", "prob")
 NEGATIVE = "innocent"
-ATTACK_TITLES = {
-    "owner": "owner (no attack)", "finetune": "fine-tuning (paper)", "prune50": "pruning 50%",
-    "prune90": "pruning 90%", "int8": "int8 weights", "fp16": "fp16 weights",
-    "noise": "weight noise", "distill_same": "distillation, same architecture",
-    "distill_other": "distillation, other architecture", "probabilities": "probabilities only",
-}
+ATTACK_TITLES = {"owner": "owner (no attack)",
+                 **{name: attacks_registry.ATTACKS[name].title for name in ATTACKS}}
 OTHER = {"mlp": "lenet5", "lenet5": "mlp"}
 
 
@@ -330,57 +326,44 @@ def innocent_model(world, arch, k, cache_dir=None):
     return _train_model(world, arch, "innocent", k, ts, cache_dir)
 
 
-def _fp16(model):
-    return copy.deepcopy(model).half().float().eval()
-
-
 def attacked(world, owner, owner_key, arch, attack, k, cache_dir=None):
-    """The attacked copy: ``(model, output kind, validation positions kept in Q or None)``."""
+    """The attacked copy (:data:`pmi_tutorial.attacks.ATTACKS`, with this configuration's
+    settings): ``(model, output kind, validation positions kept in Q or None)``."""
     from .. import attacks
-    from ..models import build_model
 
     cfg = world.cfg
-    if attack in ("prune50", "prune90"):
-        return attacks.prune(owner, int(attack[5:]) / 100), "logits", None
-    if attack == "int8":
-        return attacks.quantize(owner, 8), "logits", None
-    if attack == "fp16":
-        return _fp16(owner), "logits", None
-    if attack == "noise":
-        return attacks.weight_noise(owner, cfg.noise_scale, seed=k), "logits", None
-    if attack == "probabilities":
-        return owner, "probabilities", None
-    if attack == "finetune":
+    entry = attacks.get(attack)
+    if attack not in cfg.attacks and attack not in ATTACKS:
+        raise ValueError(f"unknown attack {attack!r}; use one of {', '.join(ATTACKS)}")
+    over = {"finetune": {"epochs": cfg.finetune_epochs, "lr": cfg.finetune_lr,
+                         "fraction": cfg.finetune_fraction},
+            "noise": {"scale": cfg.noise_scale}}.get(attack, {})
+    distilling = attack.startswith("distill")
+    if distilling:
+        over = {"epochs": cfg.distill_epochs}
+    ctx = attacks.AttackContext(split=world.split, arch=arch, seed=500 + k if distilling else k,
+                                query_images=world.split.train_x[as_index(distill_part(world))]
+                                if distilling else None, num_classes=world.split.num_classes)
+    if not entry.trains:
+        out = entry(owner, ctx, **over)
+        return out.model, out.output, out.keep_q
+    if attack == "finetune":  # the cache keys of the committed run
         settings = {"base": owner_key, "attack": attack, "epochs": cfg.finetune_epochs,
                     "lr": cfg.finetune_lr, "fraction": cfg.finetune_fraction, "seed": k}
-        tuned, _ = attacks.finetune_split(world.split, cfg.finetune_fraction, seed=k)
-
-        def make(_):
-            res = attacks.fine_tune(owner, world.split, epochs=cfg.finetune_epochs,
-                                    lr=cfg.finetune_lr, fraction=cfg.finetune_fraction, seed=k,
-                                    device="cpu")
-            return res.model, {}
-
-        model, _ = train_cached(model_folder(cache_dir), f"{owner_key}_ft_{digest(settings)}",
-                                 settings, make)
-        keep = np.setdiff1d(np.arange(len(world.split.val_y)), tuned)
-        return model, "logits", keep
-    if attack in ("distill_same", "distill_other"):
-        student_arch = arch if attack == "distill_same" else OTHER[arch]
-        settings = {"base": owner_key, "attack": attack, "student": student_arch,
+        key = f"{owner_key}_ft_{digest(settings)}"
+    else:
+        settings = {"base": owner_key, "attack": attack,
+                    "student": arch if attack == "distill_same" else OTHER[arch],
                     "epochs": cfg.distill_epochs, "seed": 500 + k, "images": "distill part",
                     "design": asdict(cfg.design)}
-        x = world.split.train_x[as_index(distill_part(world))]
-
-        def make(_):
-            student = build_model(student_arch, num_classes=world.split.num_classes, seed=500 + k)
-            return attacks.distill(owner, student, x, epochs=cfg.distill_epochs, seed=500 + k,
-                                   device="cpu"), {}
-
-        model, _ = train_cached(model_folder(cache_dir), f"{owner_key}_{attack}_{digest(settings)}",
-                                 settings, make)
-        return model, "logits", None
-    raise ValueError(f"unknown attack {attack!r}; use one of {', '.join(ATTACKS)}")
+        key = f"{owner_key}_{attack}_{digest(settings)}"
+    model, _ = train_cached(model_folder(cache_dir), key, settings,
+                            lambda _: (entry(owner, ctx, **over).model, {}))
+    keep = None
+    if attack == "finetune":
+        tuned, _ = attacks.finetune_split(world.split, cfg.finetune_fraction, seed=k)
+        keep = np.setdiff1d(np.arange(len(world.split.val_y)), tuned)
+    return model, "logits", keep
 
 
 # --------------------------------------------------------------------------- measurements

@@ -20,7 +20,7 @@ from .closed_form import (COMBINES, TAIL, ClosedFormResult, RankSumResult, class
                           rank_sum_test, tail_count_test, tail_sum_log10)
 from .directional import DirectionalResult, cyclic_subset_sums, directional_from_scores, directional_test
 from .permutation import (CONFIDENCES, STATISTICS, PermutationResult, Statistic, confidence_scores,
-                          permutation_test)
+                          log_odds, permutation_test, tie_share)
 from .pvalues import (REJECT_SLACK, TIES_RTOL, binomial_pvalue, bonferroni, clopper_pearson,
                       permutation_pvalue, rejects, rejects_log10)
 from .roc import auc, roc_curve, tpr_at_fpr
@@ -30,7 +30,7 @@ __all__ = [
     "closed_form_from_scores", "closed_form_test", "combine_log10", "midranks", "rank_sum_test",
     "tail_count_test", "tail_sum_log10", "DirectionalResult", "cyclic_subset_sums",
     "directional_from_scores", "directional_test", "CONFIDENCES", "STATISTICS",
-    "PermutationResult", "Statistic", "confidence_scores", "permutation_test", "REJECT_SLACK",
+    "PermutationResult", "Statistic", "confidence_scores", "log_odds", "tie_share", "permutation_test", "REJECT_SLACK",
     "TIES_RTOL", "binomial_pvalue", "bonferroni", "clopper_pearson", "permutation_pvalue",
     "rejects", "rejects_log10", "auc", "roc_curve", "tpr_at_fpr",
 ]

@@ -42,7 +42,7 @@ _PERM_TAG = 7919
 # Permutations are drawn in blocks of this many, each block from its own seeded stream, so the
 # permutations do not depend on how the computation is chunked.
 _PERM_BLOCK = 128
-CONFIDENCES = ("logprob", "maxprob", "margin")
+CONFIDENCES = ("logprob", "maxprob", "margin", "logodds")
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,13 +187,46 @@ def _evaluate_mmd(ctx, perms):
     return out
 
 
+def log_odds(features, r) -> np.ndarray:
+    r"""Log-odds of the true class r, :math:`\log p_r - \log(1 - p_r)`, in float64.
+
+    From logits (rows that are not log-probabilities):
+    :math:`z_r - \operatorname{logsumexp}_{j \ne r} z_j`, exact however confident the model
+    is.  :math:`\log\mathrm{softmax}(z)_r` rounds to exactly 0 in float64 once the margin
+    exceeds about 37 (:math:`e^{-37} < 2^{-53}`), which ties the most confident samples; the
+    log-odds keep their order.  Log-probabilities (rows whose exponentials sum to 1) give the
+    same numbers, since log-softmax leaves them unchanged.
+    """
+    from scipy.special import logsumexp
+
+    Z = V.as_float_array(features, "features", ndim=2)
+    if Z.shape[1] < 2:
+        raise ValueError("the log-odds need at least 2 classes (columns); use confidence='logprob'")
+    others = np.delete(Z, r, axis=1)
+    return Z[:, r] - logsumexp(others, axis=1)
+
+
+def tie_share(scores) -> float:
+    """The share of scores that equal another score (0 when all are distinct)."""
+    v = np.sort(np.asarray(scores, dtype=np.float64).ravel())
+    if v.size < 2:
+        return 0.0
+    same = np.zeros(v.size, dtype=bool)
+    eq = v[1:] == v[:-1]
+    same[1:] |= eq
+    same[:-1] |= eq
+    return float(same.mean())
+
+
 def confidence_scores(features, r, confidence="logprob") -> np.ndarray:
     r"""Per-sample confidence at the true class r (bigger: more member-like).
 
-    ``"logprob"``: :math:`\log\mathrm{softmax}(z)_r`, minus the cross-entropy loss (preferred;
-    log-probabilities passed as features give the same numbers, since log-softmax leaves them
+    ``"logprob"``: :math:`\log\mathrm{softmax}(z)_r`, minus the cross-entropy loss
+    (log-probabilities passed as features give the same numbers, since log-softmax leaves them
     unchanged); ``"maxprob"``: the largest softmax probability; ``"margin"``:
-    :math:`z_r - \max_{j \ne r} z_j`.
+    :math:`z_r - \max_{j \ne r} z_j`; ``"logodds"``: :func:`log_odds`, the log-odds of the
+    true class, an increasing function of ``"logprob"`` (so a rank test gives the same answer
+    wherever ``"logprob"`` has no ties) that does not round to 0 for confident samples.
     """
     V.check_choice(confidence, CONFIDENCES, "confidence")
     Z = V.as_float_array(features, "features", ndim=2)
@@ -207,6 +240,8 @@ def confidence_scores(features, r, confidence="logprob") -> np.ndarray:
 
     if confidence == "logprob":
         return log_softmax(Z, axis=1)[:, r]
+    if confidence == "logodds":
+        return log_odds(Z, r)
     if confidence == "maxprob":
         return np.exp(log_softmax(Z, axis=1)).max(1)
     if c < 2:
