@@ -9,7 +9,8 @@ above speaks the registry's names only.  An old name still finds its entry in wh
 (:class:`ByKind`), so ``summary["attacks"]["distill"]`` and ``summary["attacks"]["distill_same"]``
 are the same cell.
 
-This module imports nothing (``files`` reads it); :func:`title` imports the registry when called.
+This module imports nothing (``files`` reads it); the titles are in
+:mod:`pmi_tutorial.experiments.kinds`, beside the registry.
 """
 
 from __future__ import annotations
@@ -77,23 +78,3 @@ def upgrade(result: dict) -> dict:
     if not isinstance(result, dict) or result.get("format") not in LEGACY_FORMATS:
         return result
     return _upgrade(result)
-
-
-def title(kind: str) -> str:
-    """What a table calls ``kind``: the owner, or the registry's title of the attack (an
-    unknown kind is shown as it is)."""
-    from .attacks import ATTACKS
-
-    kind = canonical(kind)
-    if kind == OWNER:
-        return OWNER_TITLE
-    return ATTACKS[kind].title if kind in ATTACKS else kind
-
-
-def titles(kinds=None) -> dict:
-    """``{kind: title}`` for the owner and ``kinds`` (default: every attack of the registry),
-    answering to the old names too (:class:`ByKind`)."""
-    from .attacks import ATTACKS
-
-    kinds = list(ATTACKS) if kinds is None else [canonical(k) for k in kinds]
-    return ByKind((k, title(k)) for k in [OWNER, *kinds])

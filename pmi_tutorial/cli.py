@@ -523,16 +523,12 @@ def cmd_study(args) -> int:
     from dataclasses import replace
 
     from . import _validate as V
-    from .experiments import study
-
-    from .experiments import runner
+    from .experiments import paper_study, runner, study
 
     command = "python -m pmi_tutorial " + " ".join(args.argv)
     if args.summarize_only and (args.workers or args.scheduler):
         raise ValueError("--summarize-only reads the records file only: drop --workers / --scheduler")
-    if args.config.startswith("paper"):
-        from .experiments import paper_study
-
+    if args.config in paper_study.CONFIGS:  # the paper-scale study's configurations
         if args.summarize_only:
             summary = paper_study.resummarize(args.out, command=command)
             print(f"recomputed {paper_study.FILES['summary']} in {args.out} from "
@@ -643,9 +639,9 @@ def cmd_dataset_inference(args) -> int:
     if args.walk_seeds is None and args.train_missing:
         raise ValueError("--train-missing goes with --walk-seeds (the comparison trains the "
                          "models it needs): drop it")
-    if args.study.startswith("paper"):
-        from .experiments import paper_study
+    from .experiments import paper_study
 
+    if args.study in paper_study.CONFIGS:  # the paper-scale study's models
         cfg = paper_study.CONFIGS[args.study]
         if args.archs:
             keep = [i for i, a in enumerate(cfg.archs) if a in args.archs]

@@ -47,8 +47,9 @@ class DIConfig:
     step_scale: float = 1.0  # multiplies the walk's step sizes (the paper: 1; 2 for SVHN)
     repeats: int = 100  # draws per size, aggregated by the harmonic mean (the paper: 100)
     epochs: int = 1000  # regressor training epochs (the paper: 1000)
-    kinds: tuple = ("independent", "resplit", "owner", "finetune", "prune", "quantize", "noise",
-                    "distill", "logprob")
+    # the suspects: the study's models and the attacks of the registry (pmi_tutorial.attacks)
+    kinds: tuple = ("independent", "resplit", "owner", "finetune", "prune50", "int8", "noise",
+                    "distill_same", "probabilities")
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -848,11 +849,9 @@ def attack_table(summary) -> str:
     """Markdown table: per attack and size, the median over suspects of Dataset Inference's
     headline p-value (the harmonic mean over draws), and the share detected with it at the
     largest size."""
-    from .study import ATTACK_TITLES
+    from .kinds import titles
 
-    from .paper_study import ATTACK_TITLES as PAPER_TITLES
-
-    titles = {**ATTACK_TITLES, **PAPER_TITLES}
+    titles = titles()
     found = {k for s in summary.values() for k in s["attacks"]}
     kinds = [k for k in titles if k in found] + sorted(found - set(titles))  # the titles' order
     sizes = sorted({k for s in summary.values() for a in s["attacks"].values() for k in a}, key=int)

@@ -341,7 +341,7 @@ def verdict_table(summary: dict, arch: str, statistics=("closed_form", "closed_f
                   alpha=0.01) -> str:
     """Markdown: per owner-derived kind, the fraction detected at ``alpha`` and the median
     log10 p, per statistic."""
-    from ..attack_names import title
+    from .kinds import title
 
     s = summary[arch]["statistics"]
     statistics = [st for st in statistics if st in s]  # older result files lack some
