@@ -88,7 +88,7 @@ def test_tiny_study_resumes_from_its_caches(tiny_run, monkeypatch):
         raise AssertionError("a cached model or measurement was computed again")
 
     monkeypatch.setattr("pmi_tutorial.training.train", boom)
-    monkeypatch.setattr(PS, "measure", boom)
+    monkeypatch.setattr(PS.measurements, "measure", boom)
     monkeypatch.setattr("pmi_tutorial.attacks.distill", boom)
     monkeypatch.setattr("pmi_tutorial.attacks.fine_tune", boom)
     again = PS.run(PS.TINY, out=base / "out2", cache_dir=base / "cache", progress=False)
@@ -168,7 +168,7 @@ def test_summarize_only_recomputes_the_summaries_from_the_records(tiny_run, monk
     stale = json.loads(summ_path.read_text())
     stale["summary"] = {"stale": True}
     summ_path.write_text(json.dumps(stale))
-    monkeypatch.setattr(PS, "measure", lambda *a, **k: pytest.fail("measured again"))
+    monkeypatch.setattr(PS.measurements, "measure", lambda *a, **k: pytest.fail("measured again"))
     assert cli.main(["study", "--config", "paper-tiny", "--out", str(out), "--summarize-only"]) == 0
     fresh = json.loads(summ_path.read_text())
     records = files["records"]["records"]
