@@ -101,10 +101,10 @@ def test_revealed_images_avoid_the_regressor_images():
     from pmi_tutorial.baselines.dataset_inference import image_hashes
 
     exclude = image_hashes(x[:25])
-    xs, _ = D._take((x, y), 40, seed=0, exclude=exclude)
+    xs, _ = D.detector._take((x, y), 40, seed=0, exclude=exclude)
     assert len(xs) == 15 and set(xs.flatten().tolist()) == set(range(25, 40))
-    a, _ = D._take((x, y), 10, seed=[1, 2])
-    b, _ = D._take((x, y), 10, seed=[1, 2])
+    a, _ = D.detector._take((x, y), 10, seed=[1, 2])
+    b, _ = D.detector._take((x, y), 10, seed=[1, 2])
     assert torch.equal(a, b) and len(np.unique(a.numpy())) == 10
 
 
