@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from ...attack_names import canonical
 from ..kinds import titles
 from ...data import as_index
 
@@ -235,6 +234,5 @@ def config_from_dict(d: dict) -> StudyConfig:
     """The :class:`StudyConfig` a result file's ``settings`` describe (inverse of ``to_dict``)."""
     d = dict(d)
     d["design"] = Design(**d["design"])
-    d["attacks"] = [canonical(a) for a in d.get("attacks", ATTACKS)]
     return StudyConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 from ... import _validate as V
-from ...attack_names import canonical
 from ...stats.pvalues import rejects  # the one rejection rule (re-exported by study)
 from .design import NEGATIVES, StudyConfig
 
@@ -96,7 +95,6 @@ def detection_rate(summary: dict, arch: str, statistic: str, alpha: float, kind:
     tests = _arch(summary, arch)["tests"]
     V.check_choice(statistic, tuple(tests), "statistic")
     verdicts = tests[statistic]["verdicts"]
-    kind = canonical(kind)  # an old name of attack_names.ALIASES finds its attack
     V.check_choice(kind, tuple(verdicts), "kind")
     return verdicts[kind][f"detected_a{float(alpha):g}"]
 
