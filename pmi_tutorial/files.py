@@ -26,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 
 from ._validate import check_choice
+from .attack_names import upgrade
 
 #: result-file formats this package writes and the version of each it reads
 RESULT_FORMATS = {
@@ -253,7 +254,7 @@ def check_result(result, where, fmt: str | None = None) -> dict:
     if not isinstance(result.get("provenance"), dict):
         raise ValueError(f"result file {where} has no provenance; delete it and run the "
                          "experiment again")
-    return result
+    return upgrade(result)  # the attacks' old names -> the registry's (attack_names.ALIASES)
 
 
 def _parse(text: str, where) -> dict:

@@ -18,7 +18,8 @@ def as_json(obj):
 
 def same(new, committed, where=""):
     """Equal structure and values, floats to 1e-9 relative (library versions move the last bits)."""
-    assert type(new) is type(committed), f"{where}: {type(new).__name__} vs {type(committed).__name__}"
+    kind = [dict if isinstance(x, dict) else type(x) for x in (new, committed)]  # ByKind: a dict
+    assert kind[0] is kind[1], f"{where}: {kind[0].__name__} vs {kind[1].__name__}"
     if isinstance(new, dict):
         assert new.keys() == committed.keys(), f"{where}: keys {sorted(set(new) ^ set(committed))}"
         for k in new:

@@ -20,7 +20,7 @@ DESIGN = study.Design(member_per_class=20, independent_per_class=20, distill_per
 STUDY = study.StudyConfig(
     name="test", design=DESIGN, archs=("mlp",), n_independent=2, n_owners=1, epochs=1,
     finetune_epochs=1, distill_epochs=1, trials=10, ms=(3,), ns=(10,), test_n=10, B=20,
-    test_trials=5, rbf_B=10, rbf_trials=2, resplit=True, attacks=("finetune", "logprob"),
+    test_trials=5, rbf_B=10, rbf_trials=2, resplit=True, attacks=("finetune", "probabilities"),
 )
 TINY_DI = D.DIConfig(name="test", known=40, revealed=(5, 20), max_revealed=60, directions=2,
                      steps=20, repeats=5, epochs=20)
@@ -72,7 +72,7 @@ def test_tiny_run_writes_a_result_file_and_resumes(tmp_path):
     disk = files.read_result(out / "dataset_inference_test.json", D.RESULT_FORMAT)
     assert disk["complete"] is True and disk["provenance"]["command"] == "test"
     kinds = [r["kind"] for r in disk["models"]]
-    assert kinds == ["independent"] * 2 + ["resplit"] * 2 + ["owner", "finetune", "logprob"]
+    assert kinds == ["independent"] * 2 + ["resplit"] * 2 + ["owner", "finetune", "probabilities"]
     assert disk["summary"]["mlp"]["innocent"]["5"]["n_models"] == 2
     assert disk["summary"]["mlp"]["innocent_own_draw"]["5"]["n_models"] == 2
     for r in disk["models"]:
@@ -81,7 +81,7 @@ def test_tiny_run_writes_a_result_file_and_resumes(tmp_path):
         assert r["queries"] >= 2 * 3 * TINY_DI.directions * 20  # >= 1 query per image and direction
     # the owner seen through log-probabilities is the same classifier: the same labels, the same walk
     owner = next(r for r in disk["models"] if r["kind"] == "owner")
-    logprob = next(r for r in disk["models"] if r["kind"] == "logprob")
+    logprob = next(r for r in disk["models"] if r["kind"] == "probabilities")
     assert owner["pvalue_hmean"] == logprob["pvalue_hmean"]
     # a second run reads every record from the cache: the same numbers
     again = D.run_dataset_inference(STUDY, TINY_DI, out=None, cache_dir=cache, root=root,
@@ -101,10 +101,10 @@ def test_revealed_images_avoid_the_regressor_images():
     from pmi_tutorial.baselines.dataset_inference import image_hashes
 
     exclude = image_hashes(x[:25])
-    xs, _ = D._take((x, y), 40, seed=0, exclude=exclude)
+    xs, _ = D.detector._take((x, y), 40, seed=0, exclude=exclude)
     assert len(xs) == 15 and set(xs.flatten().tolist()) == set(range(25, 40))
-    a, _ = D._take((x, y), 10, seed=[1, 2])
-    b, _ = D._take((x, y), 10, seed=[1, 2])
+    a, _ = D.detector._take((x, y), 10, seed=[1, 2])
+    b, _ = D.detector._take((x, y), 10, seed=[1, 2])
     assert torch.equal(a, b) and len(np.unique(a.numpy())) == 10
 
 

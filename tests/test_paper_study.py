@@ -88,7 +88,7 @@ def test_tiny_study_resumes_from_its_caches(tiny_run, monkeypatch):
         raise AssertionError("a cached model or measurement was computed again")
 
     monkeypatch.setattr("pmi_tutorial.training.train", boom)
-    monkeypatch.setattr(PS, "measure", boom)
+    monkeypatch.setattr(PS.measurements, "measure", boom)
     monkeypatch.setattr("pmi_tutorial.attacks.distill", boom)
     monkeypatch.setattr("pmi_tutorial.attacks.fine_tune", boom)
     again = PS.run(PS.TINY, out=base / "out2", cache_dir=base / "cache", progress=False)
@@ -127,7 +127,8 @@ def test_dataset_inference_on_the_paper_study_models(tiny_run, monkeypatch):
     assert on_disk["models"] == res["models"] and "paper-scale study" in on_disk["profile"]
     assert "ks_pvalue_first_draw" in on_disk["summary"]["mlp"]["innocent_own_draw"]["10"]
     # cached: a second run walks nothing
-    monkeypatch.setattr(D, "paper_test", lambda *a, **k: pytest.fail("walked again"))
+    for where in (D.paper, D.seeds):  # the modules that call it
+        monkeypatch.setattr(where, "paper_test", lambda *a, **k: pytest.fail("walked again"))
     again = D.run_on_paper_study(PS.TINY, D.PAPER_TINY, cache_dir=base / "cache", progress=False)
     assert again["models"] == res["models"]
 
@@ -168,7 +169,7 @@ def test_summarize_only_recomputes_the_summaries_from_the_records(tiny_run, monk
     stale = json.loads(summ_path.read_text())
     stale["summary"] = {"stale": True}
     summ_path.write_text(json.dumps(stale))
-    monkeypatch.setattr(PS, "measure", lambda *a, **k: pytest.fail("measured again"))
+    monkeypatch.setattr(PS.measurements, "measure", lambda *a, **k: pytest.fail("measured again"))
     assert cli.main(["study", "--config", "paper-tiny", "--out", str(out), "--summarize-only"]) == 0
     fresh = json.loads(summ_path.read_text())
     records = files["records"]["records"]
@@ -209,7 +210,8 @@ def test_dataset_inference_resumes_from_its_result_file_and_keeps_other_records(
     fresh = tmp_path / "cache"
     shutil.copytree(base / "cache", fresh)
     shutil.rmtree(fresh / "paper_study" / "dataset_inference")
-    monkeypatch.setattr(D, "paper_test", lambda *a, **k: pytest.fail("walked again"))
+    for where in (D.paper, D.seeds):  # the modules that call it
+        monkeypatch.setattr(where, "paper_test", lambda *a, **k: pytest.fail("walked again"))
     again = D.run_on_paper_study(PS.TINY, D.PAPER_TINY, out=tmp_path / "di", cache_dir=fresh,
                                  progress=False)
     assert again["models"] == first["models"] and again["complete"]
@@ -277,7 +279,8 @@ def test_seed_study_reproduces_the_main_run_and_varies_with_the_seed(tiny_run, m
     assert disk["models"] == res["models"] and disk["settings"]["seeds"] == [0, 5]
     assert disk["summary"]["10"]["anova"]["n_models"] == 2
     # cached: a second run walks nothing
-    monkeypatch.setattr(D, "paper_test", lambda *a, **k: pytest.fail("walked again"))
+    for where in (D.paper, D.seeds):  # the modules that call it
+        monkeypatch.setattr(where, "paper_test", lambda *a, **k: pytest.fail("walked again"))
     again = D.seed_study(PS.TINY, D.PAPER_TINY, models=[0, 1], seeds=[0, 5],
                          cache_dir=base / "cache", progress=False)
     assert again["models"] == res["models"]

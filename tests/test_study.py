@@ -72,13 +72,34 @@ def test_distillation_queries_only_part_C(prepared, monkeypatch, tmp_path):
 
     monkeypatch.setattr(attacks, "distill", spy)
     owner = build_model("mlp", seed=0)
-    study.attacked(prepared, TINY, owner, "k", {"arch": "mlp"}, "distill", 0,
+    study.attacked(prepared, TINY, owner, "k", {"arch": "mlp"}, "distill_same", 0,
                    cache_dir=tmp_path)
     C = prepared.parts.C
     assert torch.equal(got["x"], prepared.split.train_x[torch.as_tensor(C)])
     ids = set(prepared.split.train_index[C].tolist())
     assert not ids & set(prepared.pools.train_index.tolist())  # no P
     assert not ids & set(prepared.split.val_index.tolist())  # no Q
+
+
+def test_the_study_applies_every_registered_attack_that_does_not_train(prepared):
+    from pmi_tutorial import attacks
+    from pmi_tutorial.models import build_model
+
+    owner = build_model("mlp", seed=0)
+    x = prepared.split.val_x[:8]
+    for name, entry in attacks.ATTACKS.items():
+        if entry.trains:
+            continue
+        model, pools, transform = study.attacked(prepared, TINY, owner, "k", {"arch": "mlp"}, name, 0)
+        assert pools is prepared.pools
+        expected = entry(owner, attacks.AttackContext(arch="mlp", seed=0),
+                         **study.run.attack_settings(TINY, name))
+        assert torch.equal(model(x), expected.model(x)), name
+        assert (transform is not None) == (entry(owner, attacks.AttackContext()).output == "probabilities")
+    with pytest.raises(ValueError, match="unknown attack 'quantize'; use one of finetune"):
+        study.attacked(prepared, TINY, owner, "k", {"arch": "mlp"}, "quantize", 0)
+    assert study.run.attack_settings(TINY, "prune50") == {"rate": TINY.prune_rate}
+    assert study.run.attack_settings(TINY, "prune90") == attacks.ATTACKS["prune90"].settings
 
 
 def test_a_design_too_big_for_the_split_is_refused(prepared):
@@ -150,7 +171,7 @@ def test_summary_counts_match_the_records():
 
     records = [rec("independent", p, a) for p, a in
                ((0.5, [0.5, 0.3]), (0.04, [0.3, 0.3]), (0.9, [0.35, 0.2]), (0.2, [0.6, 0.1]))]
-    records += [rec("owner", 0.005, [0.9, 0.4]), rec("prune", 0.045, [0.4, 0.3])]
+    records += [rec("owner", 0.005, [0.9, 0.4]), rec("prune50", 0.045, [0.4, 0.3])]
     cfg = study.StudyConfig(statistics=("pmi",), rhos=(0.1,))
     summary = study.summarize_records(records, cfg)
     s = summary["mlp"]
@@ -161,8 +182,8 @@ def test_summary_counts_match_the_records():
     assert study.record_acc(records[0], 3, 100) == [0.5, 0.3]
     assert study.test_rate(summary, "mlp", "pmi", 0.05) == 0.25
     assert study.test_rate(summary, "mlp", "pmi", 0.01) == 0.0
-    assert study.detection_rate(summary, "mlp", "pmi", 0.05, "prune") == 1.0
-    assert study.detection_rate(summary, "mlp", "pmi", 0.01, "prune") == 0.0
+    assert study.detection_rate(summary, "mlp", "pmi", 0.05, "prune50") == 1.0
+    assert study.detection_rate(summary, "mlp", "pmi", 0.01, "prune50") == 0.0
     # naive binomial test at r_opt (t = 100 trials, chance 1/3), recomputed with SciPy
     best = [0.5, 0.3, 0.35, 0.6]
     want = np.mean([binomtest(round(100 * a), 100, 1 / 3, alternative="greater").pvalue <= 0.05

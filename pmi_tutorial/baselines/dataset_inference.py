@@ -49,6 +49,13 @@ images as ours on 300.
 Shapes: images are the normalized float tensors the models take (N, C, H, W); ``box`` and
 ``unit`` say where the pixel range [0, 1] lies in that space (:func:`pixel_space`), so that the
 walk's step sizes and the reported distances are in pixel units whatever the normalization.
+
+**Why one module of about 600 lines.**  It is one method from one paper, read top to bottom as
+the paper describes it: the walk, the regressor, the test, the class that chains them, and the
+authors' aggregation beside ours.  Each part is short and the parts share the walk's
+conventions (pixel box, step sizes, block-wise direction draws), so a split would scatter one
+method over five files without making any part easier to check; ``tests/test_dataset_inference.py``
+mirrors it section by section.
 """
 
 from __future__ import annotations

@@ -341,7 +341,7 @@ def verdict_table(summary: dict, arch: str, statistics=("closed_form", "closed_f
                   alpha=0.01) -> str:
     """Markdown: per owner-derived kind, the fraction detected at ``alpha`` and the median
     log10 p, per statistic."""
-    from .paper_study import ATTACK_TITLES
+    from .kinds import title
 
     s = summary[arch]["statistics"]
     statistics = [st for st in statistics if st in s]  # older result files lack some
@@ -355,7 +355,7 @@ def verdict_table(summary: dict, arch: str, statistics=("closed_form", "closed_f
             cells.append("" if v is None else
                          f"{v[f'a{alpha:g}']['k']}/{v[f'a{alpha:g}']['n']} (median log10 p "
                          f"{v['median_log10_p']:.1f})")
-        lines.append(f"| {ATTACK_TITLES.get(kind, kind)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {title(kind)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

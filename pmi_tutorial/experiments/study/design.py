@@ -14,16 +14,26 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from ..kinds import titles
 from ...data import as_index
 
-ATTACKS = ("finetune", "prune", "quantize", "noise", "distill", "logprob")
+#: the attacks of the registry (:data:`pmi_tutorial.attacks.ATTACKS`) the committed run applies
+#: to every owner; ``StudyConfig.attacks`` takes any name of the registry
+ATTACKS = ("finetune", "prune50", "int8", "noise", "distill_same", "probabilities")
 NEGATIVES = ("independent", "resplit")  # models that never saw P (the rest: owner-derived)
-ATTACK_TITLES = {
-    "owner": "owner (no attack)", "finetune": "fine-tuning (paper)", "prune": "pruning",
-    "quantize": "int8 quantization", "noise": "weight noise", "distill": "distillation",
-    "logprob": "probabilities only",
+#: the owner's and every registered attack's title (the old names of ``attack_names.ALIASES``
+#: find theirs too)
+ATTACK_TITLES = titles()
+#: which registry setting a field of :class:`StudyConfig` sets, per attack (the other attacks
+#: run with the registry's settings)
+CONFIGURED = {
+    "finetune": {"epochs": "finetune_epochs", "lr": "finetune_lr", "fraction": "finetune_fraction"},
+    "prune50": {"rate": "prune_rate"},
+    "int8": {"bits": "quantize_bits"},
+    "noise": {"scale": "noise_scale"},
+    "distill_same": {"epochs": "distill_epochs"},
+    "distill_other": {"epochs": "distill_epochs"},
 }
-
 
 
 # --------------------------------------------------------------------------- settings

@@ -16,9 +16,9 @@ by class into disjoint parts of its *training* images, :func:`make_parts`):
 * the rest R: independent model k trains on its own random ``independent_per_class`` images
   per class of R (part B_k, seeded by k) from its own initial weights: it never saw P.
 
-Owner models (several seeds, all trained on A) and their attacked copies (fine-tuning as in the
-paper, pruning, int8 quantization, weight noise, distillation, probability-only access) give the
-true positives; independent models give the false positives.  Every model is cached in
+Owner models (several seeds, all trained on A) and their attacked copies (the attacks of the
+registry :data:`pmi_tutorial.attacks.ATTACKS` named in ``StudyConfig.attacks``) give the true
+positives; independent models give the false positives.  Every model is cached in
 ``training.cache_folder() / "beyond"``, keyed by its settings, and so is every model's
 measurement: ``python -m pmi_tutorial study --out pmi_tutorial/results`` resumes where it stopped.
 """
@@ -32,11 +32,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ... import _validate as V
 from ... import files as F
 from ...data import as_index
 from ...files import digest
-from .design import (ATTACKS, CPU, REDUCED, Study, StudyConfig,
+from .design import (CONFIGURED, CPU, REDUCED, Study, StudyConfig,
                      config_from_dict, independent_part, pool_split, prepare, resplit_part,
                      training_split)
 from .. import runner
@@ -115,53 +114,40 @@ def owner_model(study, cfg, arch, k, cache_dir=None):
 def attacked(study, cfg, owner, owner_key, owner_settings, attack, k, cache_dir=None):
     """The attacked copy of owner model k: ``(model, pool split, feature transform)``.
 
-    The pool split changes only for fine-tuning (its 20% of the validation set leaves Q);
-    ``logprob`` is the owner model itself seen through log-probabilities.
+    ``attack`` is a name of the registry :data:`pmi_tutorial.attacks.ATTACKS`, run with this
+    configuration's settings (:func:`attack_settings`); an attack that trains is cached.  The
+    pool split changes when the attack used validation images (fine-tuning: they leave Q); a
+    copy that answers with probabilities only is seen through their logarithm.
     """
     import torch
 
     from ... import attacks
-    from ...models import build_model
 
-    V.check_choice(attack, ATTACKS, "attack")
+    entry = attacks.get(attack)
     pools = study.pools
-    if attack == "prune":
-        return attacks.prune(owner, cfg.prune_rate), pools, None
-    if attack == "quantize":
-        return attacks.quantize(owner, cfg.quantize_bits), pools, None
-    if attack == "noise":
-        return attacks.weight_noise(owner, cfg.noise_scale, seed=k), pools, None
-    if attack == "logprob":
-        return owner, pools, lambda z: torch.log_softmax(z, dim=1)
-    if attack == "finetune":
-        settings = {"base": owner_key, "attack": attack, "epochs": cfg.finetune_epochs,
-                    "lr": cfg.finetune_lr, "fraction": cfg.finetune_fraction, "seed": k}
-        _, rest = attacks.finetune_split(pools, cfg.finetune_fraction, seed=k)
-
-        def make(_):
-            res = attacks.fine_tune(owner, pools, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr,
-                                    fraction=cfg.finetune_fraction, seed=k, device="cpu")
-            return res.model, {}
-
-        model, _ = train_cached(model_folder(cache_dir), f"{owner_key}_ft_{digest(settings)}",
-                                 settings, make)
-        return model, rest, None
-    if attack == "distill":
-        settings = {"base": owner_key, "attack": attack, "epochs": cfg.distill_epochs,
-                    "temperature": cfg.distill_temperature, "seed": 500 + k,
-                    "images": "part C"}
-        x = study.split.train_x[as_index(study.parts.C)]
-
-        def make(_):
-            student = build_model(owner_settings["arch"], num_classes=study.split.num_classes,
-                                  width=cfg.width, seed=500 + k)
-            return attacks.distill(owner, student, x, epochs=cfg.distill_epochs,
-                                   temperature=cfg.distill_temperature, seed=500 + k,
-                                   device="cpu"), {}
-
-        model, _ = train_cached(model_folder(cache_dir), f"{owner_key}_kd_{digest(settings)}",
-                                 settings, make)
-        return model, pools, None
+    distilling = not entry.weights
+    if distilling and (cfg.width != 1.0 or cfg.distill_temperature != 1.0):
+        raise ValueError(f"attack {attack!r} trains a student of width 1 at temperature 1; set "
+                         "width=1.0 and distill_temperature=1.0 or leave the attack out")
+    ctx = attacks.AttackContext(
+        split=pools, arch=owner_settings["arch"], seed=500 + k if distilling else k,
+        query_images=study.split.train_x[as_index(study.parts.C)] if distilling else None,
+        num_classes=study.split.num_classes)
+    settings = attack_settings(cfg, attack)
+    if entry.trains:
+        cache = {"base": owner_key, "attack": attack, **settings, "seed": ctx.seed}
+        model, _ = train_cached(model_folder(cache_dir), f"{owner_key}_{attack}_{digest(cache)}",
+                                cache, lambda _: (entry(owner, ctx, **settings).model, {}))
+        out = attacks.Attacked(model)
+        if "fraction" in settings:  # fine-tuning: its validation images (seeded) leave Q
+            _, pools = attacks.finetune_split(pools, settings["fraction"], seed=ctx.seed)
+    else:
+        out = entry(owner, ctx, **settings)
+        if out.keep_q is not None:
+            raise ValueError(f"attack {attack!r} changes Q without training; the study "
+                             "handles that for the fine-tuning attacks only")
+    transform = (lambda z: torch.log_softmax(z, dim=1)) if out.output == "probabilities" else None
+    return out.model, pools, transform
 
 
 # --------------------------------------------------------------------------- measurements
@@ -268,10 +254,13 @@ def iter_models(study: Study, cfg: StudyConfig, cache_dir=None):
 
 
 def attack_settings(cfg, attack) -> dict:
+    """The settings of the registered ``attack`` in this configuration: the registry's, with
+    the fields of :data:`.design.CONFIGURED` in their place."""
+    from ... import attacks
+
     d = cfg.to_dict()
-    prefix = {"finetune": "finetune_", "prune": "prune_", "quantize": "quantize_",
-              "noise": "noise_", "distill": "distill_", "logprob": "none"}[attack]
-    return {k: v for k, v in d.items() if k.startswith(prefix)}
+    own = {name: d[field] for name, field in CONFIGURED.get(attack, {}).items()}
+    return {**attacks.get(attack).settings, **own}
 
 
 def _info(arch, kind, k, owner, state) -> dict:
