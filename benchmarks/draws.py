@@ -168,16 +168,11 @@ def trial_draws_many(specs, m: int, n: int, trials: int) -> list:
 
 # --------------------------------------------------------------------------- the loop
 def loop_draws(seed, n_P, n_Q, m, n, trials):
-    """``fingerprint._draw``'s loop (the definition of the stream)."""
-    rng = np.random.default_rng(seed)
-    member = np.empty((trials, n), dtype=np.int64)
-    nonmember = np.empty((trials, m - 1, n), dtype=np.int64)
-    s = np.empty(trials, dtype=np.int64)
-    for k in range(trials):
-        s[k] = rng.integers(m)
-        member[k] = rng.choice(n_P, size=n, replace=False)
-        nonmember[k] = rng.choice(n_Q, size=n * (m - 1), replace=False).reshape(m - 1, n)
-    return member, nonmember, s, rng.random(trials)
+    """``fingerprint._draw``'s loop (the definition of the stream), uncached."""
+    from pmi_tutorial import fingerprint
+
+    d = fingerprint._draw(n_P, n_Q, m, n, trials, seed)
+    return d.member, d.nonmember, d.s, d.u
 
 
 def check_exact():

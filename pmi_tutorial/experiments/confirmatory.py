@@ -387,7 +387,6 @@ def _outputs(model, images: dict, output: str) -> dict:
 def measured(model, output, draw, key, cfg, cache_dir=None, keep_q=None, split=None) -> dict:
     """:func:`measure` of ``model`` on ``draw`` (P images, Q images per class), cached by the
     suspect's key and the measurement settings; written atomically."""
-    from ..data import as_index
     from ..files import write_json_atomic
 
     settings = {k: v for k, v in cfg.to_dict().items()
@@ -396,10 +395,10 @@ def measured(model, output, draw, key, cfg, cache_dir=None, keep_q=None, split=N
     if path.is_file():
         return json.loads(path.read_text())
     t0 = time.process_time()
+    from .paper_study.measurements import restrict_q
+
     P, Q = draw
-    if keep_q is not None:  # fine-tuning: its images leave Q
-        vy = split.val_y.numpy()
-        Q = {r: split.val_x[as_index(np.intersect1d(np.flatnonzero(vy == r), keep_q))] for r in Q}
+    Q = restrict_q(Q, keep_q, split)  # fine-tuning: its images leave Q
     oP, oQ = _outputs(model, P, output), _outputs(model, Q, output)
     correct = sum(int((oQ[r].argmax(1) == r).sum()) for r in oQ)
     record = {"q_acc": round(correct / sum(len(v) for v in oQ.values()), 4),

@@ -93,6 +93,15 @@ def _outputs(model, images: dict, output: str) -> dict:
     return out
 
 
+def restrict_q(Q: dict, keep_q, split) -> dict:
+    """Q per class without the validation images a fine-tuning attack used (``keep_q``: the
+    validation indices left; None: Q unchanged)."""
+    if keep_q is None:
+        return Q
+    vy = split.val_y.numpy()
+    return {r: split.val_x[as_index(np.intersect1d(np.flatnonzero(vy == r), keep_q))] for r in Q}
+
+
 def measured(model, output, draw, key, cfg, cache_dir=None, keep_q=None, split=None) -> dict:
     """:func:`measure` of ``model`` on ``draw`` = (P images, Q images) per class, cached by the
     model's key, the draw and the settings; written atomically."""
@@ -103,9 +112,7 @@ def measured(model, output, draw, key, cfg, cache_dir=None, keep_q=None, split=N
         return json.loads(path.read_text())
     t0 = time.process_time()
     P, Q = draw
-    if keep_q is not None:  # fine-tuning: its images leave Q
-        vy = split.val_y.numpy()
-        Q = {r: split.val_x[as_index(np.intersect1d(np.flatnonzero(vy == r), keep_q))] for r in Q}
+    Q = restrict_q(Q, keep_q, split)
     oP, oQ = _outputs(model, P, output), _outputs(model, Q, output)
     vP = {f: {} for f in FEATURES}
     vQ = {f: {} for f in FEATURES}
