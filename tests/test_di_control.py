@@ -86,9 +86,17 @@ def test_world_parts_are_disjoint():
     assert not np.array_equal(m0, m1)  # an innocent model's own draw
 
 
-def test_tiny_control_end_to_end_and_resume(tmp_path, monkeypatch):
-    out, cache = tmp_path / "out", tmp_path / "cache"
+@pytest.fixture(scope="module")
+def tiny_control(tmp_path_factory):
+    """One in-process run of the tiny control, shared by the tests below: (result, out, cache)."""
+    base = tmp_path_factory.mktemp("tiny_control")
+    out, cache = base / "out", base / "cache"
     res = C.run_control(C.TINY, out=out, cache_dir=cache, progress=False, command="test")
+    return res, out, cache
+
+
+def test_tiny_control_end_to_end_and_resume(tiny_control, monkeypatch):
+    res, out, cache = tiny_control
     path = out / C.FILE.format(name="tiny")
     on_disk = json.loads(path.read_text())
     assert on_disk["complete"] is True and on_disk["format"] == C.RESULT_FORMAT
@@ -115,10 +123,10 @@ def test_tiny_control_end_to_end_and_resume(tmp_path, monkeypatch):
     assert again["records"] == res["records"] and again["complete"]
 
 
-def test_tables_of_the_tiny_control(tmp_path):
+def test_tables_of_the_tiny_control(tiny_control):
     from pmi_tutorial.experiments import di_control_report as R
 
-    res = C.run_control(C.TINY, out=None, cache_dir=tmp_path, progress=False, command="test")
+    res = tiny_control[0]
     t = R.suspect_table(res)
     assert t.count("\n") == 1 + len(C.TINY.attacks) + 1  # header, rule, copies, innocents
     assert "innocent (median of 2)" in t
@@ -141,3 +149,24 @@ def test_walk_scale_settings_and_summary():
     assert s["censored_members"] == pytest.approx(0.9 / 4)  # (0.3 + 0 + 0 + 0.6) / 4 records
     assert s["owner_pvalue_first_draw"] == {"10": 1e-4}
     assert s["innocent"]["10"]["rate_0.05"] == pytest.approx([1 / 3, *clopper_pearson(1, 3)])
+
+
+def _without_timing(x):
+    """Records with every wall or CPU time removed (the only fields two engines may differ in)."""
+    if isinstance(x, dict):
+        return {k: _without_timing(v) for k, v in x.items() if "seconds" not in k}
+    if isinstance(x, list):
+        return [_without_timing(v) for v in x]
+    return x
+
+
+def test_the_tiny_control_on_a_dask_cluster_equals_the_in_process_run(tiny_control, tmp_path,
+                                                                      dask_engine):
+    here = tiny_control[0]
+    there = C.run_control(C.TINY, out=None, cache_dir=tmp_path / "there", progress=False,
+                          command="test", engine=dask_engine)
+    assert _without_timing(there["records"]) == _without_timing(here["records"])
+    # as JSON text, where a NaN (a statistic the tiny sizes leave undefined) equals itself
+    same = lambda x: json.dumps(_without_timing(x), sort_keys=True)  # noqa: E731
+    assert same(there["summary"]) == same(here["summary"])
+    assert there["provenance"]["engine"] == "dask LocalCluster, 2 workers"
