@@ -274,7 +274,11 @@ def verify_ownership(suspect, pools, *, output: str = "auto", B: int | None = No
                                  f"the calibrated tests need {c} logits or probabilities per "
                                  "image (a label-only API cannot be verified with them)")
             output = "probabilities" if looks_like_probabilities(both) else "logits"
-    lpP, lpQ = to_log_probabilities(outP, output), to_log_probabilities(outQ, output)
+    # log-probabilities only where something reads them (logits serve the log-odds and the
+    # paper's rule as they are)
+    need_lp = output == "probabilities" or pools.score == "logprob"
+    lpP, lpQ = ((to_log_probabilities(outP, output), to_log_probabilities(outQ, output))
+                if need_lp else (None, None))
     if pools.score == "logodds":  # z_r - logsumexp_{j != r} z_j in float64 (log-probabilities
         # give the same numbers): no rounding to 0 however confident the suspect is
         srcP, srcQ = (outP, outQ) if output == "logits" else (lpP, lpQ)
