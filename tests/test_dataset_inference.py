@@ -198,3 +198,27 @@ def test_bad_inputs_give_clear_errors():
         di.blind_walk(model, *km, norms=("l3",))
     with pytest.raises(ValueError, match="num_revealed"):
         d.test(model, _pool(w, 20, 93), _pool(w, 20, 94), num_revealed=50)
+
+
+def test_welch_over_draws_against_scipy():
+    """The first draw's p and the harmonic mean over draws, recomputed with SciPy's Welch test
+    on the same seeded positions; a size above the positions uses them all or is skipped."""
+    import scipy.stats as sps
+
+    from pmi_tutorial.baselines.dataset_inference import welch_over_draws
+
+    rng = np.random.default_rng(5)
+    sm, sn = rng.normal(0.4, 1.0, 30), rng.normal(0.0, 1.0, 30)
+    got = welch_over_draws(sm, sn, (5, 12, 40), repeats=7, seed=3)
+    pos = np.random.default_rng([3, 4099])
+    for k in (5, 12, 40):
+        ps = [sps.ttest_ind(sm[p], sn[p], equal_var=False, alternative="greater").pvalue
+              for p in (pos.permutation(30)[:k] for _ in range(7))]
+        assert got["first_draw"][str(k)] == pytest.approx(ps[0], rel=1e-9)
+        assert got["hmean"][str(k)] == pytest.approx(len(ps) / sum(1 / p for p in ps), rel=1e-9)
+    skipped = welch_over_draws(sm, sn, (40, 5), repeats=7, seed=3, larger="skip")
+    assert list(skipped["first_draw"]) == ["5"]
+    # nothing was drawn for 40, so 5 gets the first draws of the stream, as in `got`
+    assert skipped["first_draw"]["5"] == got["first_draw"]["5"]
+    with pytest.raises(ValueError, match="larger must be"):
+        welch_over_draws(sm, sn, (5,), repeats=2, seed=0, larger="clip")

@@ -597,12 +597,26 @@ def authors_test(owner_m, owner_n, suspect_m, suspect_n, sizes=(10,), repeats: i
     with torch.no_grad():
         sm, sn = (net(torch.as_tensor(r[half:], dtype=torch.float32))[:, 0].double().numpy()
                   for r in rows[2:])
-    rng = np.random.default_rng([int(seed), 4099])
-    out = {"rows_tested": len(sm), "images_per_row": rows[0].shape[1], "first_draw": {}, "hmean": {}}
-    for k in sizes:
-        if k > len(sm):
-            continue
-        ps = [welch_test(sm[p], sn[p]).pvalue for p in (rng.permutation(len(sm))[:k] for _ in range(repeats))]
-        out["first_draw"][str(k)], out["hmean"][str(k)] = float(ps[0]), aggregate_pvalues(ps, "hmean")
+    out = {"rows_tested": len(sm), "images_per_row": rows[0].shape[1],
+           **welch_over_draws(sm, sn, sizes, repeats, seed, larger="skip")}
     out["log10_pvalue_all"] = welch_test(sm, sn).log10_pvalue
+    return out
+
+
+def welch_over_draws(sm, sn, sizes, repeats: int, seed: int, larger: str = "all") -> dict:
+    """The one-sided Welch test on ``repeats`` random draws of k positions (the same positions
+    of the member and the non-member statistics), at each k of ``sizes``: the first draw's
+    p-value and the harmonic mean of all (not a p-value).  Seeded by ``[seed, 4099]``, sizes in
+    order.  ``larger``: a k above the number of positions either uses them all (``"all"``) or
+    is left out, drawing nothing (``"skip"``)."""
+    if larger not in ("all", "skip"):
+        raise ValueError(f"larger must be 'all' or 'skip', got {larger!r}")
+    rng = np.random.default_rng([int(seed), 4099])
+    top = min(len(sm), len(sn))
+    out = {"first_draw": {}, "hmean": {}}
+    for k in sizes:
+        if k > top and larger == "skip":
+            continue
+        ps = [welch_test(sm[p], sn[p]).pvalue for p in (rng.permutation(top)[:k] for _ in range(repeats))]
+        out["first_draw"][str(k)], out["hmean"][str(k)] = float(ps[0]), aggregate_pvalues(ps, "hmean")
     return out

@@ -32,13 +32,13 @@ from __future__ import annotations
 import copy
 import functools
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import files as F
-from ..baselines.dataset_inference import censored_fraction
+from ..baselines.dataset_inference import censored_fraction, welch_over_draws
 from . import runner
 from .runner import Experiment, Task
 
@@ -317,19 +317,6 @@ def _regressor(cfg: ControlConfig, folder: str, key: str):
 # --------------------------------------------------------------------------- stage 3: suspects
 
 
-def _welch_sizes(sm, sn, sizes, repeats, seed) -> dict:
-    from ..baselines.dataset_inference import aggregate_pvalues, welch_test
-
-    rng = np.random.default_rng([int(seed), 4099])
-    out = {"first_draw": {}, "hmean": {}}
-    top = min(len(sm), len(sn))
-    for k in sizes:
-        ps = [welch_test(sm[pos], sn[pos]).pvalue for pos in
-              (rng.permutation(top)[:k] for _ in range(repeats))]
-        out["first_draw"][str(k)], out["hmean"][str(k)] = float(ps[0]), aggregate_pvalues(ps, "hmean")
-    return out
-
-
 def _pmi(cfg, logp_m, ym, logp_n, yn, logp_q, yq) -> dict:
     """PMI's closed-form tests at each size: P' the first k revealed members, Q the first k
     revealed non-members (equal budgets) or every non-member of the pool (``full``)."""
@@ -390,7 +377,7 @@ def suspect_task(cfg: ControlConfig, kind: str, index: int, folder: str, reg_key
     all_ = welch_test(sm, sn)
     return {"kind": kind, "index": int(index), "draw": draw,
             "heldout_accuracy": evaluate(net, xq, yq),
-            "di": {**_welch_sizes(sm, sn, cfg.revealed, cfg.repeats, cfg.seed),
+            "di": {**welch_over_draws(sm, sn, cfg.revealed, cfg.repeats, cfg.seed),
                    "log10_pvalue_all": all_.log10_pvalue, "t_all": all_.t,
                    "mean_difference": float(sm.mean() - sn.mean()),
                    "queries": int(wm.queries + wn.queries),
