@@ -383,8 +383,10 @@ def load_pools(path, dataset: str | None = None, expect_digest: str | None = Non
                 source[k] = arrays.pop(k).tolist()
         rule = s.get("rule") if version != 2 else None
         rule_arrays = {k: arrays.pop(k) for k in RULE_ARRAYS if k in arrays} if rule else None
-        if rule is not None and (not isinstance(rule, dict) or set(rule) != set(RULE)):
-            raise _not_pools(path, "its paper's-rule settings are not " + ", ".join(RULE))
+        if rule is not None and (not isinstance(rule, dict) or set(rule) != set(RULE) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in rule.values())):
+            raise _not_pools(path, "its paper's-rule settings are not the integers "
+                             + ", ".join(RULE))
         pools = OwnerPools(s["dataset"], tuple(s["classes"]), arrays["P_x"], arrays["P_y"],
                            arrays["Q_x"], arrays["Q_y"], source, alpha=s["alpha"], test=s["test"],
                            tail=s["tail"], combine=s["combine"], B=s["B"],

@@ -241,3 +241,14 @@ def test_the_paper_rules_draws_are_made_with_the_pools_and_bound_by_the_digest(t
             assert PF.load_pools(tmp_path / "forged.npz").digest != pools.digest
         with pytest.raises(ValueError, match=words or "not the registered"):
             PF.load_pools(tmp_path / "forged.npz", expect_digest=pools.digest)
+
+
+def test_paper_rule_settings_that_are_not_integers_are_refused(tmp_path):
+    arrays = _arrays(PF.save_pools(tmp_path / "p.npz", make_pools(n_Q=100)))
+    head = _header(arrays)
+    head["settings"]["rule"]["trials"] = "100"
+    arrays["header"] = np.frombuffer(json.dumps(head).encode(), dtype=np.uint8)
+    np.savez_compressed(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match="paper's-rule settings are not the integers") as info:
+        PF.load_pools(tmp_path / "bad.npz")
+    assert "\n" not in str(info.value)
