@@ -441,3 +441,26 @@ def test_parallel_keeps_the_order_in_processes_of_their_own():
 def test_jobs_must_be_positive(capsys):
     assert course.main(["check", "--jobs", "0", "--out", "unused"]) == 2
     assert "--jobs must be a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_check_builds_without_otters_run_of_the_checks_and_assign_with_it(monkeypatch, tmp_path):
+    """``check`` grades the solution with every check (and the hidden parts) right after the
+    build, so it skips ``otter assign``'s own run of the checks; ``assign`` keeps it."""
+    commands = []
+    monkeypatch.setattr(course.subprocess, "run",
+                        lambda cmd, **kw: commands.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", ""))
+    course._otter_assign(tmp_path / "a.ipynb", tmp_path / "a")
+    course._otter_assign(tmp_path / "b.ipynb", tmp_path / "b", run_tests=False)
+    assert [("--no-run-tests" in c, c[-2:]) for c in commands] == [
+        (False, [str(tmp_path / "a.ipynb"), str(tmp_path / "a")]),
+        (True, [str(tmp_path / "b.ipynb"), str(tmp_path / "b")])]
+
+    builds = []
+
+    def build(md, out, book, run_tests=True):
+        builds.append(run_tests)
+        raise RuntimeError("built")
+    monkeypatch.setattr(course, "_build", build)
+    with pytest.raises(RuntimeError, match="built"):
+        course.check_one(BOOK / "mmd.md", tmp_path)
+    assert builds == [False]
