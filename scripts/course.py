@@ -375,11 +375,12 @@ def _parallel(fn, items: list, jobs: int) -> list:
 
 
 def assign(out: Path, names: list[str] | None = None, book: Path = ROOT / "book",
-           jobs: int = 1) -> list[str]:
-    """Build the assignments (``jobs`` at a time); returns the chapter names built."""
+           jobs: int = 1, run_tests: bool = True) -> list[str]:
+    """Build the assignments (``jobs`` at a time; ``run_tests``: otter runs the checks against
+    each solution as it builds); returns the chapter names built."""
     chapters = _chapters(names, book)
     _prepare(out)
-    return _parallel(functools.partial(_build, out=out, book=book), chapters, jobs)
+    return _parallel(functools.partial(_build, out=out, book=book, run_tests=run_tests), chapters, jobs)
 
 
 PARTS_FILE = "hidden_parts.json"
