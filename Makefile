@@ -94,7 +94,8 @@ student-book: setup
 
 ## make nbval: the reader notebooks under nbval, run as a reader would: the package installed
 ## from its wheel into a fresh environment, the notebooks in a folder outside the repository;
-## their outputs are kept in _build/reader_notebooks and in the book build's cache
+## their outputs are kept in _build/reader_notebooks and in the book build's cache; one notebook
+## per core at once (pytest-xdist, each notebook on one worker: --jobs, at most 4)
 nbval:
 	rm -rf _build/reader_notebooks
 	$(NB_ENV) $(TIMED) "nbval (wheel, reader notebooks)" $(PY) scripts/wheel_test.py --nbval

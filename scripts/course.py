@@ -310,9 +310,11 @@ def publish(assignments: Path, html: Path) -> list[Path]:
     return copied
 
 
-def _otter_assign(src: Path, dist: Path) -> None:
-    """``otter assign src dist`` (the package importable), or a RuntimeError with its output."""
-    run = subprocess.run([_otter(), "assign", str(src), str(dist)], capture_output=True, text=True,
+def _otter_assign(src: Path, dist: Path, run_tests: bool = True) -> None:
+    """``otter assign src dist`` (the package importable), or a RuntimeError with its output;
+    ``run_tests=False``: without otter's run of the checks against the solution notebook."""
+    cmd = [_otter(), "assign", *([] if run_tests else ["--no-run-tests"]), str(src), str(dist)]
+    run = subprocess.run(cmd, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     if run.returncode != 0:
         raise RuntimeError(f"otter assign {src} failed:\n{run.stdout}\n{run.stderr}")
@@ -329,14 +331,16 @@ def jobs_default() -> int:
     return max(2, os.cpu_count() or 1)
 
 
-def _build(md: Path, out: Path, book: Path) -> str:
-    """Build the assignment of one chapter into ``out/NAME`` (main and Colab editions)."""
+def _build(md: Path, out: Path, book: Path, run_tests: bool = True) -> str:
+    """Build the assignment of one chapter into ``out/NAME`` (main and Colab editions);
+    ``run_tests``: otter runs the checks against the solution notebook as it builds (``check``
+    skips that run: it grades the solution with the same checks, and the hidden parts, next)."""
     rewriter = mk.Rewriter(book, ROOT / "references.bib")  # one per chapter: it keeps state
     src = out / "src" / f"{md.stem}.ipynb"
     nbformat.write(master_notebook(md, rewriter, requirements=out / "src" / "requirements.txt"), src)
     dist = out / md.stem
     subprocess.run(["rm", "-rf", str(dist)], check=True)
-    _otter_assign(src, dist)
+    _otter_assign(src, dist, run_tests)
     _write_parts(md, dist / "autograder" / PARTS_FILE)
     _colab_edition(md, rewriter, out)
     print(f"course: assignment {md.stem}: {len(autograded(md))} autograded exercise(s) in {dist}", flush=True)
@@ -371,11 +375,12 @@ def _parallel(fn, items: list, jobs: int) -> list:
 
 
 def assign(out: Path, names: list[str] | None = None, book: Path = ROOT / "book",
-           jobs: int = 1) -> list[str]:
-    """Build the assignments (``jobs`` at a time); returns the chapter names built."""
+           jobs: int = 1, run_tests: bool = True) -> list[str]:
+    """Build the assignments (``jobs`` at a time; ``run_tests``: otter runs the checks against
+    each solution as it builds); returns the chapter names built."""
     chapters = _chapters(names, book)
     _prepare(out)
-    return _parallel(functools.partial(_build, out=out, book=book), chapters, jobs)
+    return _parallel(functools.partial(_build, out=out, book=book, run_tests=run_tests), chapters, jobs)
 
 
 PARTS_FILE = "hidden_parts.json"
@@ -449,7 +454,7 @@ def check_one(md: Path, assignments: Path, book: Path = ROOT / "book") -> list[s
     """Build one chapter's assignment, check that its student notebook holds no line of
     solution code, grade its solution (full marks expected) and its untouched student notebook
     (zero expected, except BLANK_MAY_PASS); returns the problems."""
-    name = _build(md, assignments, book)
+    name = _build(md, assignments, book, run_tests=False)  # the grading below runs every check
     problems = [f"{name}: the student notebook holds the solution line {x!r}"
                 for x in leaked_lines(assignments, name, book)]
     for kind, expect_full in (("autograder", True), ("student", False)):

@@ -12,6 +12,9 @@ session it
   build then finds every chapter in the cache and executes none of them a second time.
 
 A notebook with a failed cell is written nowhere: the build executes that chapter itself.
+Under pytest-xdist (``-n 2 --dist loadfile``: each notebook on one worker) every worker writes
+the reader notebooks it ran, and the controller alone stores them in the cache, one writer for
+its database, once every worker has finished.
 ``make nbval`` runs it from a fresh environment with the package installed from its wheel, in
 a folder outside the repository (``scripts/wheel_test.py --nbval``); ``$PMI_REPO_ROOT`` then
 names the checkout whose ``_build`` and ``book`` it writes to and reads.
@@ -87,9 +90,12 @@ def seed_cache(md: Path, executed, cache_dir: Path = CACHE_DIR) -> None:
         check_validity=False, overwrite=True)
 
 
-def pytest_sessionfinish(session, exitstatus):
+def _write_reader_notebooks() -> list[str]:
+    """Write every notebook this process ran with all cells passing to ``OUT_DIR``; returns their
+    file names."""
     import nbformat
 
+    written = []
     for path, collector in sorted(_files.items()):
         if path in _failed:
             continue
@@ -108,6 +114,28 @@ def pytest_sessionfinish(session, exitstatus):
         tmp = target.with_suffix(".tmp")
         nbformat.write(nb, str(tmp))
         os.replace(tmp, target)
-        md = ROOT / "book" / (Path(path).stem + ".md")
+        written.append(target.name)
+    return written
+
+
+_from_workers: list[str] = []  # under xdist: the reader notebooks the workers wrote
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """xdist's controller: a worker finished; note the reader notebooks it wrote."""
+    _from_workers.extend(getattr(node, "workeroutput", {}).get("nbval_outputs", []))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import nbformat
+
+    written = _write_reader_notebooks()
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller fills the cache
+        workeroutput["nbval_outputs"] = written
+        return
+    for name in sorted(set(written) | set(_from_workers)):
+        md = ROOT / "book" / (Path(name).stem + ".md")
         if md.exists():
-            seed_cache(md, nb)
+            seed_cache(md, nbformat.read(str(OUT_DIR / name), as_version=4))

@@ -18,6 +18,8 @@ outside the repository it
    fresh environment, in the quick profile; with ``--nbval``, instead runs nbval over every
    reader notebook there, keeping the outputs for the book build (``scripts/nbval_outputs.py``):
    so ``make test`` executes each chapter once, from a pip install, outside the repository.
+   ``--jobs N`` notebooks run at once (pytest-xdist, ``--dist loadfile``: each notebook on one
+   worker, its cells in order on one kernel); default one per core, at most four.
 
 Exit status 1 with the failing step named.
 """
@@ -146,7 +148,12 @@ def execute_notebooks(py: Path, work: Path, names: list[str], env: dict) -> list
     return problems
 
 
-def run_nbval(py: Path, work: Path, env: dict) -> list[str]:
+def jobs_default() -> int:
+    """Notebooks under nbval at once: one per core, at most four (as ``make unit``)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def run_nbval(py: Path, work: Path, env: dict, jobs: int = 1) -> list[str]:
     """nbval over every reader notebook, copied into ``work``, on the fresh environment's Python.
 
     The plugins ``nbval_outputs`` (keep the outputs, fill the book build's cache) and
@@ -161,10 +168,11 @@ def run_nbval(py: Path, work: Path, env: dict) -> list[str]:
     for src in sorted((ROOT / "notebooks").glob("*.ipynb")):
         shutil.copy2(src, work / src.name)
         names.append(src.name)
+    xdist = ["-n", str(jobs), "--dist", "loadfile"] if jobs > 1 else []
     cmd = [str(py), "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "notebook_timing",
-           "-p", "nbval_outputs", "-q", "-p", "no:cacheprovider", *names]
+           "-p", "nbval_outputs", "-q", "-p", "no:cacheprovider", *xdist, *names]
     full = clean_env(**env, PYTHONPATH=str(plugins), PMI_REPO_ROOT=str(ROOT))
-    print(f"wheel_test: nbval on {len(names)} reader notebooks in {work}", flush=True)
+    print(f"wheel_test: nbval on {len(names)} reader notebooks in {work}, {jobs} at once", flush=True)
     rc = subprocess.call(cmd, cwd=work, env=full)
     return [] if rc == 0 else [f"nbval failed (exit status {rc}) on the reader notebooks run from a pip install"]
 
@@ -174,7 +182,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--chapters", help="comma-separated reader notebooks to execute (default: those reading results)")
     ap.add_argument("--nbval", action="store_true",
                     help="run nbval over every reader notebook instead (make nbval), keeping the outputs")
+    ap.add_argument("--jobs", type=int, default=jobs_default(),
+                    help="with --nbval: notebooks run at once, each on a worker of its own (default: "
+                         "one per core, at most 4)")
     args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error(f"--jobs must be a positive integer, got {args.jobs}")
     names = ([n for n in args.chapters.split(",") if n] if args.chapters is not None
              else chapters_reading_results())
     with tempfile.TemporaryDirectory(prefix="pmi-wheel-") as tmp_name:
@@ -193,7 +206,7 @@ def main(argv: list[str]) -> int:
                "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
         problems = check_results(py, work, tmp / "venv")
         if args.nbval:
-            problems += run_nbval(py, work, env)
+            problems += run_nbval(py, work, env, args.jobs)
         else:
             problems += execute_notebooks(py, work, names, env)
     if problems:

@@ -22,7 +22,7 @@ BOOK = ROOT / "book"
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("assignments")
-    assert course.assign(out, ["mmd"]) == ["mmd"]
+    assert course.assign(out, ["mmd"]) == ["mmd"]  # as make assignments builds: otter runs the checks
     return out
 
 
@@ -105,7 +105,7 @@ def test_student_notebook_holds_no_solution_line(built):
 def test_a_solution_line_in_a_student_notebook_is_reported(tmp_path, monkeypatch):
     # a placeholder that gives the body away (the whole solution) must be caught
     monkeypatch.setattr(course, "prompt", lambda code: code)
-    assert course.assign(tmp_path / "out", ["mmd"]) == ["mmd"]
+    assert course.assign(tmp_path / "out", ["mmd"], run_tests=False) == ["mmd"]  # the student notebook is what counts
     monkeypatch.undo()
     leaked = course.leaked_lines(tmp_path / "out", "mmd")
     assert "return float((np.sum(D.sum(0) ** 2) - np.sum(D**2)) / (n * (n - 1)))" in leaked
@@ -298,7 +298,9 @@ PLANTED = {
 @pytest.fixture(scope="module")
 def built_planted(tmp_path_factory):
     out = tmp_path_factory.mktemp("assignments_planted")
-    assert course.assign(out, sorted(PLANTED), jobs=2) == sorted(PLANTED)  # two processes, in order
+    # two processes, in order; without otter's run of the solutions (make test's check-assignments
+    # grades every solution: full marks)
+    assert course.assign(out, sorted(PLANTED), jobs=2, run_tests=False) == sorted(PLANTED)
     return out
 
 
@@ -441,3 +443,26 @@ def test_parallel_keeps_the_order_in_processes_of_their_own():
 def test_jobs_must_be_positive(capsys):
     assert course.main(["check", "--jobs", "0", "--out", "unused"]) == 2
     assert "--jobs must be a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_check_builds_without_otters_run_of_the_checks_and_assign_with_it(monkeypatch, tmp_path):
+    """``check`` grades the solution with every check (and the hidden parts) right after the
+    build, so it skips ``otter assign``'s own run of the checks; ``assign`` keeps it."""
+    commands = []
+    monkeypatch.setattr(course.subprocess, "run",
+                        lambda cmd, **kw: commands.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", ""))
+    course._otter_assign(tmp_path / "a.ipynb", tmp_path / "a")
+    course._otter_assign(tmp_path / "b.ipynb", tmp_path / "b", run_tests=False)
+    assert [("--no-run-tests" in c, c[-2:]) for c in commands] == [
+        (False, [str(tmp_path / "a.ipynb"), str(tmp_path / "a")]),
+        (True, [str(tmp_path / "b.ipynb"), str(tmp_path / "b")])]
+
+    builds = []
+
+    def build(md, out, book, run_tests=True):
+        builds.append(run_tests)
+        raise RuntimeError("built")
+    monkeypatch.setattr(course, "_build", build)
+    with pytest.raises(RuntimeError, match="built"):
+        course.check_one(BOOK / "mmd.md", tmp_path)
+    assert builds == [False]

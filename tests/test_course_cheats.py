@@ -149,12 +149,11 @@ def test_cheats_score_zero_and_a_near_miss_keeps_part(chapter):
     cheats = {"monkeypatch and zeros": [_zeros(e)],
               "the forbidden function": [FORBIDDEN_CALL[chapter]],
               "the public check's value": [HARD_CODED[chapter].replace("{public}", _public_value(chapter))]}
-    for what, cells in cheats.items():
-        got = _grade(chapter, cells)
+    graded = {what: _grade(chapter, cells) for what, cells in cheats.items()}
+    for what, got in graded.items():
         assert sum(r.score for r in got.values()) == 0, (what, {k: r.score for k, r in got.items()})
         assert all(r.message for r in got.values()), what  # each failed part says why
-    forbidden = _grade(chapter, [FORBIDDEN_CALL[chapter]])
-    assert all("not to use" in r.message for r in forbidden.values())
+    assert all("not to use" in r.message for r in graded["the forbidden function"].values())
 
     right, wrong, keeps = NEAR_MISS[chapter]
     cells = [c.replace(right, wrong) for c in e.solution]
