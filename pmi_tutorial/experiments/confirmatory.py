@@ -26,6 +26,10 @@ exploration never touched, what a registration file fixed before any of its mode
 Each world is one runner task; its models and measurements are cached
 (``training.cache_folder() / "confirmatory"``), so a run resumes.  The summary is
 :mod:`.confirmatory_summary`.
+
+**Why one module of about 500 lines.**  It is registered analysis code: the registration lists
+this file, and a result file names every change to it since the registered commit as a
+departure, so it stays as it was registered rather than being split for size.
 """
 
 from __future__ import annotations
