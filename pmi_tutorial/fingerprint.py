@@ -167,6 +167,7 @@ def class_accuracy(
     kernel: str = "linear",
     linkage: str = "single",
     method: str = "auto",
+    draws: Draws | None = None,
 ) -> float:
     r""":math:`acc_r`: the fraction of t trials in which PMI finds the member mini-dataset.
 
@@ -174,9 +175,11 @@ def class_accuracy(
     the member and non-member pools of one class, computed once.  Trials are drawn by
     :func:`draw_trials` with ``seed``; ``method`` picks the batched path (``"fast"``), the
     per-trial from-scratch path (``"reference"``) or the fast one where it applies (``"auto"``).
+    ``draws``: trials drawn beforehand (e.g. bound in the owner's pools file) instead of drawing.
     """
     P, Q = check_features(features_P, features_Q)
-    draws = draw_trials(len(P), len(Q), m, n, trials, seed=seed)
+    if draws is None:
+        draws = draw_trials(len(P), len(Q), m, n, trials, seed=seed)
     guesses = trial_guesses(P, Q, draws, kernel=kernel, linkage=linkage, method=method)
     return float(np.mean(guesses == draws.s))
 
@@ -321,10 +324,13 @@ def class_seed(seed: int, r: int) -> list[int]:
     return [int(seed), int(r)]
 
 
-def run_on_features(feature_pools, m, n, trials=100, seed=0, **kwargs) -> FingerprintResult:
-    """Like :func:`run`, on precomputed features ``{r: (features_P, features_Q)}``."""
+def run_on_features(feature_pools, m, n, trials=100, seed=0, draws=None,
+                    **kwargs) -> FingerprintResult:
+    """Like :func:`run`, on precomputed features ``{r: (features_P, features_Q)}``;
+    ``draws``: ``{r: Draws}`` drawn beforehand, else each class draws with its seed."""
     acc = {
-        r: class_accuracy(fP, fQ, m, n, trials=trials, seed=class_seed(seed, r), **kwargs)
+        r: class_accuracy(fP, fQ, m, n, trials=trials, seed=class_seed(seed, r),
+                          draws=None if draws is None else draws[r], **kwargs)
         for r, fP, fQ in pool_items(feature_pools)
     }
     return FingerprintResult(acc, m, n, trials, seed)

@@ -155,7 +155,8 @@ class OwnerPools:
             self.rule, self.rule_arrays = None, None
             return
         self.rule = dict(rule, n=n_eff)
-        if self.rule_arrays is None:
+        given = self.rule_arrays is not None
+        if not given:
             from .fingerprint import class_seed, draw_trials
 
             d = {r: draw_trials(int((self.P_y == r).sum()), int((self.Q_y == r).sum()),
@@ -166,7 +167,8 @@ class OwnerPools:
                 "rule_nonmember": np.stack([d[r].nonmember for r in self.classes]).astype(np.int32),
                 "rule_s": np.stack([d[r].s for r in self.classes]).astype(np.int32),
                 "rule_u": np.stack([d[r].u for r in self.classes]).astype(np.float64)}
-        self._check_rule_arrays()
+        if given:  # read from a file: untrusted
+            self._check_rule_arrays()
         for a in self.rule_arrays.values():
             a.flags.writeable = False
 

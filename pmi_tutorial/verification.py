@@ -295,13 +295,9 @@ def verify_ownership(suspect, pools, *, output: str = "auto", B: int | None = No
         featP, featQ = (outP, outQ) if output == "logits" else (lpP, lpQ)
         feat_pools = {r: (featP[yP == r], featQ[yQ == r]) for r in chosen}
         n_eff = min(n, min(len(v[0]) for v in feat_pools.values()))
-        bound = pools.rule_draws(m, n_eff, trials, seed)
-        if bound is not None:  # the draws made with the pools (the digest covers them)
-            acc = {r: float(np.mean(fingerprint.trial_guesses(fP, fQ, bound[r]) == bound[r].s))
-                   for r, (fP, fQ) in sorted(feat_pools.items())}
-            res = fingerprint.FingerprintResult(acc, m, n_eff, trials, seed)
-        else:
-            res = fingerprint.run_on_features(feat_pools, m, n_eff, trials=trials, seed=seed)
+        bound = pools.rule_draws(m, n_eff, trials, seed)  # made with the pools, or None
+        res = fingerprint.run_on_features(feat_pools, m, n_eff, trials=trials, seed=seed,
+                                          draws=bound)
         paper = {"label": COMPARISON, "m": m, "n": n_eff, "trials": trials, "rho": rho,
                  "features": "logits" if output == "logits" else "log-probabilities",
                  "acc_by_class": {str(r): float(a) for r, a in res.acc_by_class.items()},
