@@ -48,19 +48,6 @@ def to_log_probabilities(out: np.ndarray, output: str) -> np.ndarray:
     return np.log(np.clip(out, np.finfo(np.float32).tiny, None))
 
 
-def class_log_odds(out: np.ndarray, y: np.ndarray) -> np.ndarray:
-    r"""The log-odds of each row's own class, :math:`z_{y} - \log\sum_{j \ne y} e^{z_j}`, for
-    all rows at once in float64 (logits or log-probabilities; the numbers of
-    :func:`pmi_tutorial.stats.log_odds`, one row at a time there)."""
-    Z = np.asarray(out, dtype=np.float64)
-    rows = np.arange(len(Z))
-    zr = Z[rows, y]
-    others = Z.copy()
-    others[rows, y] = -np.inf
-    top = others.max(axis=1)
-    return zr - (top + np.log(np.exp(others - top[:, None]).sum(axis=1)))
-
-
 def _fmt_p(log10_p: float) -> str:
     if log10_p > -4:
         return f"{10 ** log10_p:.4g}"
@@ -282,7 +269,7 @@ def verify_ownership(suspect, pools, *, output: str = "auto", B: int | None = No
     if pools.score == "logodds":  # z_r - logsumexp_{j != r} z_j in float64 (log-probabilities
         # give the same numbers): no rounding to 0 however confident the suspect is
         srcP, srcQ = (outP, outQ) if output == "logits" else (lpP, lpQ)
-        loP, loQ = class_log_odds(srcP, yP), class_log_odds(srcQ, yQ)
+        loP, loQ = stats.log_odds(srcP, yP), stats.log_odds(srcQ, yQ)
         scores = {r: (loP[yP == r], loQ[yQ == r]) for r in chosen}
     else:
         scores = {r: (lpP[yP == r, r], lpQ[yQ == r, r]) for r in chosen}

@@ -284,7 +284,7 @@ def test_no_import_cycle():
     assert proc.returncode == 0, proc.stderr
 
 
-def test_class_log_odds_are_the_registered_log_odds_row_by_row():
+def test_log_odds_with_a_class_per_row_are_the_log_odds_row_by_row():
     from pmi_tutorial import stats
 
     rng = np.random.default_rng(0)
@@ -292,10 +292,10 @@ def test_class_log_odds_are_the_registered_log_odds_row_by_row():
     Z[:50, 3] += 60.0  # margins past 37, where log-softmax rounds to 0
     y = rng.integers(0, 10, size=500)
     y[:50] = 3
-    got = VF.class_log_odds(Z, y)
+    got = stats.log_odds(Z, y)
     want = np.array([stats.log_odds(Z[i:i + 1], int(y[i]))[0] for i in range(len(Z))])
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     assert len(np.unique(got[:50])) == 50  # no ties where log-softmax has them
     # log-probabilities give the same numbers
     lp = Z - np.log(np.exp(Z - Z.max(1, keepdims=True)).sum(1, keepdims=True)) - Z.max(1, keepdims=True)
-    np.testing.assert_allclose(VF.class_log_odds(lp, y)[50:], got[50:], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(stats.log_odds(lp, y)[50:], got[50:], rtol=1e-9, atol=1e-9)

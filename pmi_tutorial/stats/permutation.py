@@ -195,15 +195,24 @@ def log_odds(features, r) -> np.ndarray:
     is.  :math:`\log\mathrm{softmax}(z)_r` rounds to exactly 0 in float64 once the margin
     exceeds about 37 (:math:`e^{-37} < 2^{-53}`), which ties the most confident samples; the
     log-odds keep their order.  Log-probabilities (rows whose exponentials sum to 1) give the
-    same numbers, since log-softmax leaves them unchanged.
+    same numbers, since log-softmax leaves them unchanged.  ``r``: one class for every row,
+    or an array of one class per row.
     """
     from scipy.special import logsumexp
 
     Z = V.as_float_array(features, "features", ndim=2)
     if Z.shape[1] < 2:
         raise ValueError("the log-odds need at least 2 classes (columns); use confidence='logprob'")
-    others = np.delete(Z, r, axis=1)
-    return Z[:, r] - logsumexp(others, axis=1)
+    if np.ndim(r) == 0:
+        others = np.delete(Z, r, axis=1)
+        return Z[:, r] - logsumexp(others, axis=1)
+    # r: one class per row (each row's own label), all rows at once
+    y = np.asarray(r)
+    rows = np.arange(len(Z))
+    others = Z.copy()
+    others[rows, y] = -np.inf
+    top = others.max(axis=1)
+    return Z[rows, y] - (top + np.log(np.exp(others - top[:, None]).sum(axis=1)))
 
 
 def tie_share(scores) -> float:
