@@ -93,11 +93,22 @@ def gather(ZT, idx):
     return X.reshape(ZT.shape[0], T, m, n)
 
 
-def linear_mmd2(ZT, idx):
+def has_ties(ZT) -> bool:
+    """Whether some component of the table ``ZT`` (c, N) holds one value in two rows or more.
+
+    Only then can a trial's component be constant (its rows all share one value), so without
+    ties :func:`linear_mmd2` need not look for one: one sort per component, once per table.
+    """
+    s = np.sort(np.asarray(ZT.cpu() if hasattr(ZT, "cpu") else ZT), axis=1)
+    return bool((s[:, 1:] == s[:, :-1]).any())
+
+
+def linear_mmd2(ZT, idx, ties: bool = True):
     r"""Unbiased linear-kernel MMD^2 (Eq. 10-11) after the normalization of Eq. 5-6, per trial.
 
     ``ZT`` (c, N) is the feature table (:func:`feature_table`), ``idx`` (T, m, n) the rows of
-    every trial.  Returns a (T, m, m) tensor, exactly symmetric with a zero diagonal, equal to
+    every trial.  ``ties=False`` (no component of ``ZT`` repeats a value, :func:`has_ties`)
+    skips the search for components constant in a trial: there can be none.  Returns a (T, m, m) tensor, exactly symmetric with a zero diagonal, equal to
     ``mmd.pairwise_mmd2_linear(pmi.normalize_features(F))`` for each trial's ``F`` up to round-off.
 
     Each trial's rows are centred by the trial's own mean (so the variance below is the
@@ -115,7 +126,9 @@ def linear_mmd2(ZT, idx):
     c, T, m, n = X.shape
     mn = m * n
     Xr = X.reshape(c, T, mn)
-    const = Xr.amax(-1) == Xr.amin(-1)  # exactly as normalize_features() detects a constant component
+    # exactly as normalize_features() detects a constant component (none without ties)
+    const = Xr.amax(-1) == Xr.amin(-1) if ties else torch.zeros(Xr.shape[:2], dtype=torch.bool,
+                                                                  device=X.device)
     Xr -= Xr.mean(-1, keepdim=True)  # per-trial centring: the two-pass variance
     G = torch.bmm(X.reshape(c * T, m, n), X.reshape(c * T, m, n).transpose(1, 2)).reshape(c, T, m, m)
     S = X.sum(-1)  # (c, T, m)
@@ -186,12 +199,14 @@ def rbf_mmd2(ZT, idx, bandwidth=None):
     return out * (1 - torch.eye(m, dtype=out.dtype, device=out.device))
 
 
-def distances(ZT, idx, kernel: str = "linear", bandwidth=None, chunk: int | None = None):
+def distances(ZT, idx, kernel: str = "linear", bandwidth=None, chunk: int | None = None,
+              ties: bool | None = None):
     r"""MMD distances :math:`\sqrt{\max(\mathrm{MMD}^2_u, 0)}` of every trial: (T, m, m).
 
     Trials are processed ``chunk`` at a time (default: gathered blocks of about
     :data:`CHUNK_ELEMENTS` numbers, fewer for the Gaussian kernel, which holds (mn)^2 kernel
-    entries per trial), on one CPU thread (:func:`one_thread`).
+    entries per trial), on one CPU thread (:func:`one_thread`).  ``ties``: whether the table
+    repeats a value in a component (default: :func:`has_ties`, looked up once).
     """
     import torch
 
@@ -202,9 +217,11 @@ def distances(ZT, idx, kernel: str = "linear", bandwidth=None, chunk: int | None
         chunk = max(1, 2**21 // (m * n) ** 2) if kernel == "rbf" else max(1, CHUNK_ELEMENTS // (ZT.shape[0] * m * n))
     out = torch.empty((T, m, m), dtype=ZT.dtype, device=ZT.device)
     with one_thread(ZT.device):
+        if kernel == "linear" and ties is None:
+            ties = has_ties(ZT)
         for start in range(0, T, chunk):
             sl = idx[start:start + chunk]
-            d2 = linear_mmd2(ZT, sl) if kernel == "linear" else rbf_mmd2(ZT, sl, bandwidth)
+            d2 = linear_mmd2(ZT, sl, ties) if kernel == "linear" else rbf_mmd2(ZT, sl, bandwidth)
             out[start:start + len(sl)] = d2.clamp_min(0).sqrt()
     return out
 

@@ -131,24 +131,38 @@ def check_features(features_P, features_Q):
     return P, Q
 
 
-def trial_guesses(
-    features_P, features_Q, draws: Draws, kernel="linear", linkage="single", method="auto"
-) -> np.ndarray:
-    """PMI's guess of the member position in every trial of ``draws``."""
+def _fast_path(kernel, linkage, method) -> bool:
+    """Check the choices; whether the batched path runs them (``method="fast"`` refuses
+    choices it does not cover)."""
     V.check_choice(method, METHODS, "method")
     V.check_kernel(kernel)
     V.check_linkage(linkage)
-    P, Q = check_features(features_P, features_Q)
-    idx = draws.layout(len(P))
     fast = kernel == "linear" and linkage in ("single", "complete")
     if method == "fast" and not fast:
         raise ValueError(
             "the fast path covers the linear kernel with single or complete linkage; use "
             f"method='reference' for kernel={kernel!r}, linkage={linkage!r}"
         )
+    return fast and method != "reference"
+
+
+def _distances(P, Q, draws: Draws):
+    """The batched path's MMD distances (t, m, m) of every trial of ``draws`` on checked features."""
+    return batched.distances(batched.feature_table(np.concatenate([P, Q])), draws.layout(len(P)))
+
+
+def trial_guesses(
+    features_P, features_Q, draws: Draws, kernel="linear", linkage="single", method="auto"
+) -> np.ndarray:
+    """PMI's guess of the member position in every trial of ``draws``."""
+    fast = _fast_path(kernel, linkage, method)
+    P, Q = check_features(features_P, features_Q)
+    if fast:
+        D = _distances(P, Q, draws)
+        with batched.one_thread(D.device):
+            return batched.linkage_guesses(D, draws.u, linkage)
+    idx = draws.layout(len(P))
     feats = np.concatenate([P, Q])
-    if fast and method != "reference":
-        return batched.trial_guesses(batched.feature_table(feats), idx, draws.u, "linear", linkage)
     out = np.empty(draws.trials, dtype=np.int64)
     for k in range(draws.trials):
         D = pairwise_mmd(normalize_features(feats[idx[k]]), kernel=kernel)
@@ -324,15 +338,37 @@ def class_seed(seed: int, r: int) -> list[int]:
     return [int(seed), int(r)]
 
 
-def run_on_features(feature_pools, m, n, trials=100, seed=0, draws=None,
-                    **kwargs) -> FingerprintResult:
+def run_on_features(feature_pools, m, n, trials=100, seed=0, draws=None, kernel: str = "linear",
+                    linkage: str = "single", method: str = "auto") -> FingerprintResult:
     """Like :func:`run`, on precomputed features ``{r: (features_P, features_Q)}``;
-    ``draws``: ``{r: Draws}`` drawn beforehand, else each class draws with its seed."""
-    acc = {
-        r: class_accuracy(fP, fQ, m, n, trials=trials, seed=class_seed(seed, r),
-                          draws=None if draws is None else draws[r], **kwargs)
-        for r, fP, fQ in pool_items(feature_pools)
-    }
+    ``draws``: ``{r: Draws}`` drawn beforehand, else each class draws with its seed.
+
+    On the batched path every class's distances are computed on its own table, then Algorithm 1
+    runs once over the trials of all classes (the same guesses as class by class, in one
+    tensor operation per merge step instead of one per class and step).
+    """
+    fast = _fast_path(kernel, linkage, method)
+    items = pool_items(feature_pools)
+    acc, Ds, per = {}, [], []
+    for r, fP, fQ in items:
+        P, Q = check_features(fP, fQ)
+        d = draws[r] if draws is not None else draw_trials(len(P), len(Q), m, n, trials,
+                                                           seed=class_seed(seed, r))
+        if fast:
+            Ds.append(_distances(P, Q, d))
+            per.append((r, d))
+        else:
+            acc[r] = float(np.mean(trial_guesses(P, Q, d, kernel, linkage, method) == d.s))
+    if per:
+        import torch
+
+        D = torch.cat(Ds)
+        with batched.one_thread(D.device):
+            guesses = batched.linkage_guesses(D, np.concatenate([d.u for _, d in per]), linkage)
+        start = 0
+        for r, d in per:
+            acc[r] = float(np.mean(guesses[start:start + d.trials] == d.s))
+            start += d.trials
     return FingerprintResult(acc, m, n, trials, seed)
 
 

@@ -107,3 +107,60 @@ def test_feature_table_float32_and_bad_choices():
         batched.feature_table(np.ones((4, 3)), "float16")
     with pytest.raises(ValueError, match="unknown rule 'vote'"):
         batched.trial_guesses(ZT.double(), np.zeros((1, 2, 2), dtype=int), np.zeros(1), rule="vote")
+
+
+def test_has_ties_against_a_brute_force_count():
+    rng = np.random.default_rng(3)
+    for case in range(20):
+        Z = rng.normal(size=(3, 40))
+        if case % 2:
+            Z[case % 3, rng.integers(40)] = Z[case % 3, rng.integers(40)]  # maybe the same cell
+        brute = any(len(set(row.tolist())) < len(row) for row in Z)
+        assert batched.has_ties(torch.as_tensor(Z)) is brute
+
+
+def test_without_ties_the_constant_search_changes_nothing():
+    rng = np.random.default_rng(4)
+    Z = rng.normal(size=(5, 300))
+    idx = np.stack([rng.permutation(300)[:200].reshape(2, 100) for _ in range(30)])
+    ZT = torch.as_tensor(Z)
+    assert not batched.has_ties(ZT)
+    np.testing.assert_array_equal(batched.linear_mmd2(ZT, idx, ties=False).numpy(),
+                                  batched.linear_mmd2(ZT, idx, ties=True).numpy())
+
+
+def test_a_trial_with_a_constant_component_is_found_with_ties():
+    """A component constant in one trial only (its rows share a value the pool repeats):
+    `distances` looks for it (the table has ties) and gives the reference's distances."""
+    rng = np.random.default_rng(5)
+    P, Q = rng.normal(size=(40, 3)), rng.normal(size=(120, 3))
+    P[:10, 1] = 0.25
+    Q[:20, 1] = 0.25
+    d = fingerprint.Draws(np.arange(10)[None], np.arange(20).reshape(1, 2, 10), np.array([1]),
+                          np.array([0.3]))
+    feats = np.concatenate([P, Q])
+    idx = d.layout(len(P))
+    ZT = batched.feature_table(feats)
+    assert batched.has_ties(ZT)
+    ref = pairwise_mmd(normalize_features(feats[idx[0]]), kernel="linear")
+    got = batched.distances(ZT, idx)[0].numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
+
+
+def test_all_classes_at_once_equal_the_reference_class_by_class():
+    """fingerprint.run_on_features runs Algorithm 1 once over every class's trials: acc_r equal
+    to the per-trial from-scratch path, classes of different pool sizes and with ties."""
+    rng = np.random.default_rng(6)
+    pools = {}
+    for r, nq in enumerate((60, 90, 75)):
+        P, Q = adversarial_pools(r)
+        pools[r] = (P[:30] + r, Q[:nq])
+    for linkage in ("single", "complete"):
+        fast = fingerprint.run_on_features(pools, 3, 15, trials=40, seed=2, linkage=linkage)
+        ref = fingerprint.run_on_features(pools, 3, 15, trials=40, seed=2, linkage=linkage,
+                                          method="reference")
+        assert fast.acc_by_class == ref.acc_by_class
+        one = {r: fingerprint.class_accuracy(*pools[r], 3, 15, trials=40,
+                                             seed=fingerprint.class_seed(2, r), linkage=linkage)
+               for r in pools}
+        assert fast.acc_by_class == one
