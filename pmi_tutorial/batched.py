@@ -135,15 +135,12 @@ def linear_mmd2(ZT, idx, ties: bool = True):
     g = torch.diagonal(G, dim1=-2, dim2=-1)  # (c, T, m)
     mu = S.sum(-1) / mn
     var = g.sum(-1) / mn - mu * mu  # (c, T); mu is round-off only
-    w = torch.where(const | (var <= 0), torch.zeros_like(var), 1.0 / var.clamp_min(1e-300))
-    iu = torch.triu_indices(m, m, 1, device=X.device)
-    dS = S[..., iu[0]] - S[..., iu[1]]  # (c, T, pairs)
-    paired = g[..., iu[0]] + g[..., iu[1]] - 2 * G[..., iu[0], iu[1]]
-    d2 = (w[..., None] * (dS * dS - paired)).sum(0) / (n * (n - 1))  # (T, pairs)
-    out = torch.zeros((T, m, m), dtype=X.dtype, device=X.device)
-    out[:, iu[0], iu[1]] = d2
-    out[:, iu[1], iu[0]] = d2
-    return out
+    w = torch.where(const | (var <= 0), 0.0, 1.0 / var.clamp_min(1e-300))
+    dS = S[..., :, None] - S[..., None, :]  # (c, T, m, m)
+    h = dS * dS - (g[..., :, None] + g[..., None, :] - 2 * G)
+    # the upper triangle (a < b) mirrored: exactly symmetric, exactly 0 on the diagonal
+    d2 = (w[..., None, None] * h).sum(0).triu_(1) / (n * (n - 1))  # (T, m, m)
+    return d2 + d2.transpose(1, 2)
 
 
 def median_positive(sq):

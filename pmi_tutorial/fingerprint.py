@@ -350,21 +350,21 @@ def run_on_features(feature_pools, m, n, trials=100, seed=0, draws=None, kernel:
     fast = _fast_path(kernel, linkage, method)
     items = pool_items(feature_pools)
     acc, Ds, per = {}, [], []
-    for r, fP, fQ in items:
-        P, Q = check_features(fP, fQ)
-        d = draws[r] if draws is not None else draw_trials(len(P), len(Q), m, n, trials,
-                                                           seed=class_seed(seed, r))
-        if fast:
-            Ds.append(_distances(P, Q, d))
-            per.append((r, d))
-        else:
-            acc[r] = float(np.mean(trial_guesses(P, Q, d, kernel, linkage, method) == d.s))
-    if per:
-        import torch
+    with batched.one_thread(batched.device()):
+        for r, fP, fQ in items:
+            P, Q = check_features(fP, fQ)
+            d = draws[r] if draws is not None else draw_trials(len(P), len(Q), m, n, trials,
+                                                               seed=class_seed(seed, r))
+            if fast:
+                Ds.append(_distances(P, Q, d))
+                per.append((r, d))
+            else:
+                acc[r] = float(np.mean(trial_guesses(P, Q, d, kernel, linkage, method) == d.s))
+        if per:
+            import torch
 
-        D = torch.cat(Ds)
-        with batched.one_thread(D.device):
-            guesses = batched.linkage_guesses(D, np.concatenate([d.u for _, d in per]), linkage)
+            guesses = batched.linkage_guesses(torch.cat(Ds), np.concatenate([d.u for _, d in per]),
+                                              linkage)
         start = 0
         for r, d in per:
             acc[r] = float(np.mean(guesses[start:start + d.trials] == d.s))
