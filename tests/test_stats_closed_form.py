@@ -411,3 +411,18 @@ def test_cli_verify_orders_owner_before_innocent(small_world, tmp_path, capsys):
     assert cli.main(["verify", "--checkpoint", str(tmp_path / "owner.pt"), "--pools", str(c10),
                      "--B", "199"]) == 2
     assert "suspect is built for mnist" in capsys.readouterr().err
+
+
+def test_logsumexp_against_scipy_and_at_the_edges():
+    from scipy.special import logsumexp as scipy_lse
+
+    from pmi_tutorial.stats.closed_form import logsumexp
+
+    rng = np.random.default_rng(0)
+    for scale in (1.0, 1e3, 1e300):
+        a = rng.normal(size=50) * scale
+        assert logsumexp(a) == pytest.approx(float(scipy_lse(a)), rel=1e-14)
+    assert logsumexp([-1e4, -1e4]) == pytest.approx(-1e4 + math.log(2), rel=1e-15)  # exp underflows
+    assert logsumexp([]) == -math.inf
+    assert logsumexp([-math.inf, -math.inf]) == -math.inf
+    assert logsumexp([math.inf, 0.0]) == math.inf

@@ -90,6 +90,19 @@ def rank_sum_test(x, y) -> RankSumResult:
     return RankSumResult(U, float(z), float(log_ndtr(-z)) / LOG10, n1, n2)
 
 
+def logsumexp(a) -> float:
+    r""":math:`\log \sum_i e^{a_i}` of a 1-d array of logs, without overflow or underflow (as
+    ``scipy.special.logsumexp``, whose array-API dispatch costs more than the sum itself on the
+    tens of numbers a test adds up); -inf for an empty array or all -inf."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.size == 0:
+        return -math.inf
+    top = float(a.max())
+    if not math.isfinite(top):
+        return top
+    return top + math.log(float(np.exp(a - top).sum()))
+
+
 TAIL = 0.05  # the tail test's default share of least confident pooled samples (pools_file.TAIL)
 
 
@@ -108,7 +121,7 @@ def tail_count_test(x, y, fraction: float = TAIL) -> RankSumResult:
     ``fraction`` must be fixed before looking at the suspect (the owner may choose it on its
     own model).
     """
-    from scipy.special import logsumexp, ndtri_exp
+    from scipy.special import ndtri_exp
 
     x = V.as_float_array(x, "member scores x", ndim=1)
     y = V.as_float_array(y, "non-member scores y", ndim=1)
@@ -191,8 +204,6 @@ def tail_sum_log10(per_class: dict) -> tuple[float, float]:
     least confident, ``(total, log10 P(total <= observed))``, its null law the convolution of
     the classes' independent hypergeometric laws (only its part up to the observed total is
     needed, and computed)."""
-    from scipy.special import logsumexp
-
     total = sum(int(res.U) for res in per_class.values())
     cut = total - sum(res._null[0] for res in per_class.values()) + 1  # entries 0 .. observed
     law = np.zeros(1)
@@ -204,7 +215,7 @@ def tail_sum_log10(per_class: dict) -> tuple[float, float]:
 def _log_chi2_sf_even(x: float, dof: int) -> float:
     r"""ln P(chi^2_dof >= x) for even dof = 2K, exactly: :math:`e^{-t}\sum_{j<K} t^j/j!`,
     t = x/2, summed in log space (no underflow for any x)."""
-    from scipy.special import gammaln, logsumexp
+    from scipy.special import gammaln
 
     K, t = dof // 2, x / 2.0
     if t <= 0:
