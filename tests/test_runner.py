@@ -135,6 +135,28 @@ def test_partial_results_are_written_as_tasks_finish(tmp_path):
         assert cached == draw(s, 10)
 
 
+def test_each_record_says_which_run_made_it(tmp_path):
+    """A run resumed across commits: the result's provenance counts the records per commit of
+    the run that made them, old caches without notes and records from a result file apart."""
+    seen = []
+
+    def write(records, prov, complete):
+        seen.append(prov["records_made_at"])
+
+    exp = toy(tmp_path, n_tasks=4, write=write)
+    first = {"git_commit": "aaaa", "started": "then"}
+    runner.run(Experiment("toy", [exp.stages[0][:2]], write=write, cache_dir=tmp_path / "cache"),
+               progress=False, provenance=first)
+    assert seen[-1] == {"aaaa": 2}
+    assert json.loads((exp.folder / "draw0.provenance").read_text()) == first
+    (exp.folder / "draw1.provenance").unlink()  # a record cached before notes existed
+    known = {"draw3": draw(3, 10)}  # a record read from a result file
+    runner.run(exp, progress=False, provenance={"git_commit": "bbbb", "started": "now"},
+               known=known)
+    assert seen[-1] == {"aaaa": 1, "bbbb": 1, runner.UNKNOWN_RUN: 1, runner.FROM_RESULT_FILE: 1}
+    assert runner.records_made_at(exp, ["draw0", "draw2"]) == {"aaaa": 1, "bbbb": 1}
+
+
 def test_a_corrupt_cache_entry_is_run_again(tmp_path):
     exp = toy(tmp_path, n_tasks=2)
     runner.run(exp, progress=False)

@@ -19,6 +19,12 @@ nothing finished, and the next run resumes: a task whose record is cached is not
 A task key is derived from the settings that change the task's result, so a changed setting is
 a new task, never a stale record.
 
+A run resumed across commits holds records made by several runs.  Beside each record the runner
+writes the commit and start date of the run that made it (``KEY.provenance``, JSON), and the
+provenance handed to ``write`` counts the records of the last stage by the commit that made
+them (``records_made_at``; records cached before these notes existed are counted as unknown),
+so that a result file says which code made its numbers, not only which run last touched it.
+
 Dask is an optional extra (``pip install "pmi-tutorial[distributed]"``).
 """
 
@@ -221,6 +227,35 @@ def engine(workers: int | None = None, scheduler: str | None = None):
 # --------------------------------------------------------------------------- the run
 
 
+PROVENANCE_SUFFIX = ".provenance"  # JSON, but not matched by a glob of the records (*.json)
+UNKNOWN_RUN = "unknown (cached before per-task provenance was recorded)"
+
+
+def _made_by(prov: dict) -> dict:
+    return {"git_commit": prov.get("git_commit"), "started": prov.get("started")}
+
+
+FROM_RESULT_FILE = "read from a result file (see that file's provenance)"
+
+
+def records_made_at(experiment: Experiment, keys, known=()) -> dict:
+    """``{git commit: number of records}`` over ``keys``, from the per-task provenance notes
+    (``known``: keys whose records came from a result file, not from this cache)."""
+    out: dict = {}
+    for key in keys:
+        try:
+            if key in known and not (experiment.folder / f"{key}.json").exists():
+                raise KeyError(key)
+            note = json.loads((experiment.folder / f"{key}{PROVENANCE_SUFFIX}").read_text())
+            commit = note.get("git_commit") or "unknown commit"
+        except KeyError:
+            commit = FROM_RESULT_FILE
+        except (FileNotFoundError, json.JSONDecodeError):
+            commit = UNKNOWN_RUN
+        out[commit] = out.get(commit, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 def cached_records(experiment: Experiment) -> dict:
     """``{key: record}`` of the experiment's tasks already in the per-task cache."""
     out = {}
@@ -265,7 +300,10 @@ def run(experiment: Experiment, engine=None, command: str | None = None, progres
             return
         timing = {"run_wall_seconds": round(time.perf_counter() - t_wall, 1),
                   "run_cpu_seconds": round(time.process_time() - t_cpu, 1)}
-        experiment.write([done[t.key] for t in last if t.key in done], {**prov, **timing}, complete)
+        keys = [t.key for t in last if t.key in done]
+        made = records_made_at(experiment, keys, known=known or {})
+        experiment.write([done[k] for k in keys], {**prov, **timing, "records_made_at": made},
+                         complete)
 
     try:
         for stage in experiment.stages:
@@ -282,6 +320,9 @@ def run(experiment: Experiment, engine=None, command: str | None = None, progres
                 if not isinstance(record, dict):
                     raise TypeError(f"task {task.key} returned {type(record).__name__}, not a dict")
                 record = json.loads(json.dumps(record))  # as the cache reads it back
+                # who made it first, then the record: a record never lacks its note
+                F.write_json_atomic(experiment.folder / f"{task.key}{PROVENANCE_SUFFIX}",
+                                    _made_by(prov))
                 F.write_json_atomic(experiment.folder / f"{task.key}.json", record)
                 done[task.key] = record
                 if task.key in last_keys and time.perf_counter() - last_write >= write_every:
