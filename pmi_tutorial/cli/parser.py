@@ -258,10 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead of the comparison, the positive control: an overfit CIFAR-10 owner, "
                         "its copies and innocent models, Dataset Inference beside PMI; writes "
                         "di_control_CONTROL.json (tiny: its smallest form)")
-    d.add_argument("--walk-scales", default=None, choices=("mnist-mlp",),
+    d.add_argument("--walk-scales", default=None, choices=("mnist-mlp", "mnist-lenet5"),
                    help="instead of the comparison, the paper-scale MNIST owner and innocent models "
-                        "with the walk's steps and step sizes scaled 1, 2, 4, 10x; writes "
-                        "di_walk_scale_NAME.json")
+                        "with the walk's steps and step sizes scaled (MLP: 1, 2, 4, 10x; LeNet-5: "
+                        "1, 4x); writes di_walk_scale_NAME.json")
     d.add_argument("--summarize-only", action="store_true",
                    help="recompute the summary of --out's dataset_inference_CONFIG.json from its "
                         "per-suspect records (no models, seconds)")
