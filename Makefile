@@ -131,6 +131,7 @@ benchmarks: setup
 	$(PY) benchmarks/draws.py
 	$(PY) benchmarks/di_walk.py
 	$(PY) benchmarks/runner.py --quick
+	$(PY) benchmarks/grading.py
 
 clean:
 	rm -rf _build .jupyter_cache
