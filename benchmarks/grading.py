@@ -1,7 +1,7 @@
 r"""The submission's process: forked from the grader's fork server against started afresh.
 
 Every hidden part of an assignment is graded on the submission's code served by a process of
-its own (``scripts.coursework.behaviour.Student``). Started afresh (``python -c RUNNER``) that
+its own (``scripts.coursework.behaviour.Student``; the fork server is ``scripts.coursework.forks``). Started afresh (``python -c RUNNER``) that
 process first imports what the chapter's setup imports, torch, SciPy, matplotlib and the
 package, about 3 s of CPU; forked from the fork server, which made those imports once, it
 starts in milliseconds. This prints both, side by side, for one chapter's setup: the wall time
@@ -29,25 +29,25 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scripts import course  # noqa: E402
-from scripts.coursework import behaviour  # noqa: E402
+from scripts.coursework import behaviour, forks  # noqa: E402
 
 
 def one(setup: str, forked: bool) -> float:
     """Seconds to start a submission's process on ``setup`` and read a name from it."""
-    real = behaviour._forked
+    real = forks.forked
     if not forked:
-        behaviour._forked = lambda *args: None
+        forks.forked = lambda *args: None
     try:
         start = time.perf_counter()
         student = behaviour.Student(setup, ["answer = 42"], forbidden=[])
         try:
             assert student.get("answer") == 42 and student.errors == []
-            assert isinstance(student.proc, behaviour._Forked) == forked
+            assert isinstance(student.proc, forks.Forked) == forked
         finally:
             student.close()
         return time.perf_counter() - start
     finally:
-        behaviour._forked = real
+        forks.forked = real
 
 
 def main(argv: list[str]) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from scripts import course
-from scripts.coursework import behaviour
+from scripts.coursework import behaviour, forks
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
@@ -245,7 +245,7 @@ def test_the_submissions_process_is_the_same_forked_or_started_afresh(fork, monk
     environment of the moment (pytest's name of the running test, changed for each, is the one
     variable whose change does not start a new server); what one submission rebinds never reaches the next."""
     if not fork:
-        monkeypatch.setattr(behaviour, "_forked", lambda *args: None)
+        monkeypatch.setattr(forks, "forked", lambda *args: None)
     seen = []
     for probe in ("first", "second"):
         monkeypatch.setenv("PYTEST_CURRENT_TEST", f"{os.environ['PYTEST_CURRENT_TEST']} {probe}")
@@ -253,7 +253,7 @@ def test_the_submissions_process_is_the_same_forked_or_started_afresh(fork, monk
                                     if probe == "second" else [PROBE], forbidden=[], timeout=7)
         try:
             assert student.errors == []
-            assert isinstance(student.proc, behaviour._Forked) == fork
+            assert isinstance(student.proc, forks.Forked) == fork
             facts = student.get("facts")
             if probe == "second":  # rebound in this process's cells: True; the first one's did not leak
                 assert student.get("fresh") is True

@@ -21,8 +21,8 @@ credit for the exercise's hidden parts, and in its process those functions raise
 from __future__ import annotations
 
 import ast
-import atexit
 import base64
+import functools
 import json
 import os
 import re
@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from scripts.coursework import forks
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMORY_LIMIT = 6 * 2**30  # bytes of address space for the submission's process
@@ -228,7 +230,8 @@ class Student:
         import tempfile
 
         self.workdir = tempfile.mkdtemp(prefix="pmi-grading-")  # what the code writes lands here
-        self.proc = _forked(env, self.workdir, timeout)  # from the fork server, where there is one
+        # forked from the fork server where there is one (the imports made once), else started afresh
+        self.proc = forks.forked(env, self.workdir, RUNNER, _limit_values(timeout))
         if self.proc is None:
             self.proc = subprocess.Popen([sys.executable, "-c", RUNNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=subprocess.DEVNULL, text=True, env=env, preexec_fn=_limits(timeout),
@@ -315,195 +318,17 @@ def _describe(a) -> str:
     return repr(a)
 
 
+def _limit_values(timeout: float) -> list[tuple[str, int]]:
+    """The submission's resource limits: CPU seconds, address space, file size, no core file."""
+    return [("RLIMIT_CPU", int(timeout * 4) + 30), ("RLIMIT_AS", MEMORY_LIMIT), ("RLIMIT_FSIZE", FILE_LIMIT),
+            ("RLIMIT_CORE", 0)]
+
+
 def _limits(timeout: float):
-    def apply():
-        import resource
-
-        cpu = int(timeout * 4) + 30
-        for limit, value in ((resource.RLIMIT_CPU, cpu), (resource.RLIMIT_AS, MEMORY_LIMIT),
-                             (resource.RLIMIT_FSIZE, FILE_LIMIT), (resource.RLIMIT_CORE, 0)):
-            try:
-                resource.setrlimit(limit, (value, value))
-            except (ValueError, OSError):
-                pass
-    return apply
+    return functools.partial(forks.apply_limits, _limit_values(timeout))
 
 
 
-# ------------------------------------------------------------------ the fork server
-# Starting the submission's process costs the imports of the chapter's setup (torch, SciPy,
-# matplotlib, the package: about 3 s of CPU), and a grading run starts one per submission and
-# exercise. On Linux a fork server imports them once: a process started with the submission's
-# environment that forks, for each submission, a child which then becomes exactly what
-# ``python -c RUNNER`` was (a session of its own, the resource limits, the grading folder as
-# its working folder, the environment asked for, stdin and stdout the grader's pipes, stderr
-# discarded) and runs RUNNER in a fresh ``__main__`` namespace. Each submission still runs in a
-# process of its own, forked from a state in which nothing but those imports has happened.
-# Where forking is not possible (no ``os.pidfd_open``, the server fails, or
-# ``PMI_GRADER_FORK=0``), the submission's process is started afresh.
-
-#: what the fork server imports once (a module missing here is imported by the child as before)
-PRELOAD = ("numpy", "scipy.stats", "scipy.spatial.distance", "scipy.cluster.hierarchy", "torch",
-           "matplotlib.pyplot", "IPython.display", "pmi_tutorial", "pmi_tutorial.display",
-           "pmi_tutorial.profiles", "pmi_tutorial.plotting", "pmi_tutorial.fingerprint", "pmi_tutorial.stats",
-           "pmi_tutorial.attacks", "pmi_tutorial.training", "pmi_tutorial.experiments")
-
-ZYGOTE = "import sys\nfrom scripts.coursework.behaviour import _serve_forks\n_serve_forks(int(sys.argv[1]))\n"
-
-
-def _serve_forks(fd: int) -> None:
-    """The fork server's loop (run by :data:`ZYGOTE`): one request ``{cwd, timeout, env}`` with
-    the child's stdin and stdout as file descriptors; forks the child, answers ``{pid}``."""
-    import importlib
-    import signal
-    import socket
-
-    for name in PRELOAD:
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - a module that fails here fails in the child, as before
-            pass
-    sock = socket.socket(fileno=fd)
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the children are reaped by the system
-    while True:
-        try:
-            msg, fds, _, _ = socket.recv_fds(sock, 2**20, 2)
-        except OSError:
-            break
-        if not msg or len(fds) != 2:
-            break
-        req = json.loads(msg)
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                sock.close()
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                os.setsid()
-                null = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(fds[0], 0)
-                os.dup2(fds[1], 1)
-                os.dup2(null, 2)
-                for f in (*fds, null):
-                    os.close(f)
-                os.chdir(req["cwd"])
-                os.environ.clear()
-                os.environ.update(req["env"])
-                _limits(req["timeout"])()
-                sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 - fd 0, the pipe
-                exec(compile(RUNNER, "<string>", "exec"), {"__name__": "__main__"})  # noqa: S102
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-            except BaseException:  # noqa: BLE001 - the child ends here whatever happened
-                code = 1
-            finally:
-                os._exit(code)
-        for f in fds:
-            os.close(f)
-        sock.send(json.dumps({"pid": pid}).encode())
-
-
-class _Forked:
-    """A child of the fork server, as the grader uses a ``Popen``: ``pid``, ``stdin``,
-    ``stdout``, ``poll()``, ``wait()`` (not the grader's child: its exit is seen through a pidfd,
-    its exit status is not, ``returncode`` is -1 once it has ended)."""
-
-    def __init__(self, pid: int, stdin, stdout):
-        self.pid, self.stdin, self.stdout, self.returncode = pid, stdin, stdout, None
-        try:
-            self._pidfd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            self._pidfd, self.returncode = None, -1
-
-    def _ended(self, timeout):
-        if self.returncode is None and select.select([self._pidfd], [], [], timeout)[0]:
-            os.close(self._pidfd)
-            self.returncode = -1
-        return self.returncode
-
-    def poll(self):
-        return self._ended(0)
-
-    def wait(self):
-        return self._ended(None)
-
-
-class _Zygote:
-    """The fork server for one environment, owned by the process that started it."""
-
-    def __init__(self, env: dict):
-        import socket
-
-        self.key, self.owner = _key(env), os.getpid()
-        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.proc = subprocess.Popen([sys.executable, "-c", ZYGOTE, str(theirs.fileno())], pass_fds=[theirs.fileno()],
-                                     env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True, cwd=ROOT)
-        theirs.close()
-        self.sock.settimeout(120)  # the first answer waits for the imports
-
-    def fork(self, env: dict, cwd: str, timeout: float) -> _Forked:
-        import socket
-
-        stdin_r, stdin_w = os.pipe()
-        stdout_r, stdout_w = os.pipe()
-        try:
-            req = {"cwd": cwd, "timeout": timeout, "env": env}
-            socket.send_fds(self.sock, [json.dumps(req).encode()], [stdin_r, stdout_w])
-            pid = json.loads(self.sock.recv(4096))["pid"]
-        except BaseException:
-            for f in (stdin_w, stdout_r):
-                os.close(f)
-            raise
-        finally:
-            os.close(stdin_r)
-            os.close(stdout_w)
-        return _Forked(pid, open(stdin_w, "w", encoding="utf-8"), open(stdout_r, encoding="utf-8"))  # noqa: SIM115
-
-    def close(self) -> None:
-        self.sock.close()  # the server's loop ends on the closed socket
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def _key(env: dict) -> dict:
-    """The environment the server's imports saw, less pytest's name of the running test (each
-    child gets the whole environment it is asked for)."""
-    return {k: v for k, v in env.items() if k != "PYTEST_CURRENT_TEST"}
-
-
-_zygote: _Zygote | None = None
-atexit.register(lambda: _close_zygote())
-
-
-def _forked(env: dict, cwd: str, timeout: float) -> _Forked | None:
-    """The submission's process forked from this process's fork server for ``env`` (started,
-    or restarted for a new environment, as needed); None where forking is not possible."""
-    global _zygote
-    if not hasattr(os, "pidfd_open") or not hasattr(os, "fork") or os.environ.get("PMI_GRADER_FORK") == "0":
-        return None
-    if _zygote is not None and (_zygote.owner != os.getpid() or _zygote.key != _key(env)):
-        if _zygote.owner == os.getpid():
-            _zygote.close()
-        _zygote = None
-    try:
-        if _zygote is None:
-            _zygote = _Zygote(env)
-        return _zygote.fork(env, cwd, timeout)
-    except (OSError, ValueError, KeyError):  # the server died or cannot start: start afresh
-        _close_zygote()
-        return None
-
-
-def _close_zygote() -> None:
-    global _zygote
-    if _zygote is not None and _zygote.owner == os.getpid():
-        _zygote.close()
-    _zygote = None
 
 # ------------------------------------------------------------------ the parts of an exercise
 @dataclass
