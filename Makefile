@@ -24,7 +24,8 @@ NB_ENV  := MPLBACKEND=module://matplotlib_inline.backend_inline
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(TIMED) "install (pip install -e .[dev])" $(PY) -m pip install --quiet -e ".[dev]"
+	$(TIMED) "install (pip install --no-compile -e .[dev])" $(PY) -m pip install --quiet --no-compile -e ".[dev]"
+	$(TIMED) "byte-compile the installed packages (every core)" $(PY) scripts/byte_compile.py
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
@@ -130,6 +131,7 @@ benchmarks: setup
 	$(PY) benchmarks/draws.py
 	$(PY) benchmarks/di_walk.py
 	$(PY) benchmarks/runner.py --quick
+	$(PY) benchmarks/grading.py
 
 clean:
 	rm -rf _build .jupyter_cache

@@ -8,7 +8,8 @@
   Jupyter's classic interface shows) into ``_build/reader_html``.
 
 Each page is opened in Debian's Chromium (installed with apt-get when it is missing and this
-runs as root), started headless with a fresh ``--user-data-dir``.  A probe added to the page
+runs as root), started headless with a fresh ``--user-data-dir``; ``--jobs N`` pages at once
+(default one per core, at most four), their reports printed in the pages' order.  A probe added to the page
 waits until MathJax has finished, then fails the page on
 
 * a MathJax error (``mjx-merror``, MathJax 2's ``.MathJax_Error``) or math left untypeset:
@@ -49,6 +50,7 @@ import sys
 import tarfile
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -312,13 +314,22 @@ def serve(folder: Path):
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
+def jobs_default() -> int:
+    """Pages checked at once: one per core, at most four (as ``make unit``)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("html", nargs="?", type=Path, default=ROOT / "_build" / "html")
     ap.add_argument("notebooks", nargs="?", type=Path, default=ROOT / "_build" / "reader_notebooks")
     ap.add_argument("--shots", type=Path, help="write the --shoot screenshots into this folder")
     ap.add_argument("--shoot", action="append", default=[], help="book:NAME#anchor or notebook:NAME#anchor")
+    ap.add_argument("--jobs", type=int, default=jobs_default(),
+                    help="pages open at once, each in a Chromium of its own (default: one per core, at most 4)")
     args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error(f"--jobs must be a positive integer, got {args.jobs}")
     html_dir = args.html.resolve()
     if not (html_dir / "index.html").exists():
         print(f"browser_check: {html_dir} holds no built book; run `make build-book`")
@@ -341,17 +352,19 @@ def main(argv: list[str]) -> int:
     try:
         targets = [("book", name, f"{book}/{name}.html") for name in toc_files(root / "_toc.yml")]
         targets += [("notebook", p.stem, f"{nbs}/{p.stem}.html") for p in notebooks]
-        for kind, name, url in targets:
-            report = check_page(binary, url)
-            problems = report.get("problems", [])
-            if kind == "book" and is_notebook_source(root / f"{name}.md") and too_tall(report):
-                problems.append(too_tall(report))
-            status = "OK" if not problems else f"{len(problems)} problem(s)"
-            print(f"  {kind:8s} {name:28s} {report.get('math', 0):4d} formulas, "
-                  f"{report.get('images', 0):3d} images, {report.get('height', 0):6,d} px  {status}", flush=True)
-            for p in problems[:12]:
-                print(f"      - {p}")
-            failures += bool(problems)
+        # each page in a Chromium of its own, --jobs at once; the reports are printed in order
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            reports = pool.map(lambda target: check_page(binary, target[2]), targets)
+            for (kind, name, url), report in zip(targets, reports):
+                problems = report.get("problems", [])
+                if kind == "book" and is_notebook_source(root / f"{name}.md") and too_tall(report):
+                    problems.append(too_tall(report))
+                status = "OK" if not problems else f"{len(problems)} problem(s)"
+                print(f"  {kind:8s} {name:28s} {report.get('math', 0):4d} formulas, "
+                      f"{report.get('images', 0):3d} images, {report.get('height', 0):6,d} px  {status}", flush=True)
+                for p in problems[:12]:
+                    print(f"      - {p}")
+                failures += bool(problems)
         if args.shots:
             args.shots.mkdir(parents=True, exist_ok=True)
             for spec in args.shoot:

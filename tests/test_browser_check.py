@@ -1,6 +1,7 @@
 """scripts/browser_check.py in a real headless Chromium: every kind of problem is found.
 
-Skipped, with the reason, where no Chromium is installed (make check-browser installs it).
+The tests that open pages are skipped, with the reason, where no Chromium is installed (make
+check-browser installs it).
 """
 
 import shutil
@@ -11,7 +12,6 @@ import pytest
 from scripts import browser_check as bc
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (apt-get install -y chromium)")
 
 GOOD_BOOK = """<html><body><main>
 <p>Plain text and code: <code>$$x$$</code>.</p>
@@ -29,6 +29,8 @@ def _serve(tmp_path, pages):
 
 @pytest.fixture()
 def site(tmp_path):
+    if CHROMIUM is None:
+        pytest.skip("no Chromium (apt-get install -y chromium)")
     servers = []
 
     def make(pages):
@@ -93,3 +95,45 @@ def test_untypeset_math_in_the_navigation_fails_a_book_page(site):
                         "<main><p>text</p></main></body></html>"})
     problems = bc.check_page(CHROMIUM, f"{base}/nav.html")["problems"]
     assert any("untypeset math" in p for p in problems), problems
+
+
+def test_main_checks_pages_jobs_at_once_and_reports_them_in_order(tmp_path, monkeypatch, capsys):
+    """``--jobs 2``: two pages open at once, never more; the lines come in the pages' order
+    whatever order the pages finish in; a page with a problem fails the run."""
+    import threading
+    import time
+
+    html = tmp_path / "html"
+    html.mkdir()
+    (html / "index.html").write_text("<html></html>")
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    for name in ("a", "b", "c"):
+        (nbs / f"{name}.ipynb").write_text("{}")
+    monkeypatch.setattr(bc, "find_chromium", lambda install=True: "chromium")
+    monkeypatch.setattr(bc, "local_mathjax", lambda major: None)
+    monkeypatch.setattr(bc, "render_notebooks", lambda src, out: [])
+    lock, now, most, order = threading.Lock(), [0], [0], []
+
+    def check_page(binary, url):
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        time.sleep(0.05 if url.endswith("/a.html") else 0.01)  # the first page finishes last
+        with lock:
+            now[0] -= 1
+            order.append(url)
+        return {"problems": ["bad"] if url.endswith("/c.html") else [], "math": 0, "images": 0, "height": 100}
+
+    monkeypatch.setattr(bc, "check_page", check_page)
+    assert bc.main([str(html), str(nbs), "--jobs", "2"]) == 1
+    out = capsys.readouterr().out
+    pages = bc.toc_files(bc.ROOT / "_toc.yml")
+    printed = [line.split()[1] for line in out.splitlines() if line.startswith("  ")
+               and line.split()[0] in ("book", "notebook")]
+    assert printed == pages + ["a", "b", "c"]
+    assert most[0] == 2 and order[0] != order[-1] and not order[0].endswith("/a.html")
+    assert f"browser_check: {len(pages) + 2} of {len(pages) + 3} pages OK" in out
+    with pytest.raises(SystemExit):
+        bc.main([str(html), str(nbs), "--jobs", "0"])
+    assert "--jobs must be a positive integer, got 0" in capsys.readouterr().err

@@ -48,15 +48,6 @@ def test_every_chapter_has_three_exercises_and_api_pages_none():
 
 
 
-def test_solution_full_marks_blank_zero(built):
-    sol = course.grade_one(built / "mmd" / "autograder" / "mmd.ipynb", built, "mmd")
-    blank = course.grade_one(built / "mmd" / "student" / "mmd.ipynb", built, "mmd")
-    assert set(sol) == {"ex-mmd-4", "ex-mmd-4:eq11", "ex-mmd-4:memory", "ex-mmd-4:null_mean"}
-    assert sol and all(got == most > 0 for got, most in sol.values())
-    assert set(blank) == set(sol)
-    assert all(got == 0 for q, (got, _) in blank.items() if q not in course.BLANK_MAY_PASS)
-
-
 def test_planted_wrong_answer_loses_its_marks(built, tmp_path):
     """The biased estimator where the unbiased one is asked: it keeps the memory part only."""
     nb = nbformat.read(built / "mmd" / "autograder" / "mmd.ipynb", as_version=4)
@@ -120,7 +111,9 @@ def test_lines_the_exercise_text_gives_are_not_solution_lines():
 
 def test_grade_command_runs_a_course_batch(built, tmp_path):
     """make grade: a roster, STUDENT_ASSIGNMENT names, a broken notebook and a stray file in the
-    batch; feedback per submission, grades.csv and the gradebook across students."""
+    batch; feedback per submission, grades.csv and the gradebook across students. The solution
+    (alice) gets full marks on every check, public and hidden, the untouched student notebook
+    (bob) zero on every one."""
     subs = tmp_path / "subs"
     subs.mkdir()
     shutil.copy(built / "mmd" / "autograder" / "mmd.ipynb", subs / "alice_mmd.ipynb")
@@ -151,6 +144,12 @@ def test_grade_command_runs_a_course_batch(built, tmp_path):
     assert "Score: **0 / 4**" in fb and "not answered yet" in fb and "(seed " in fb
     assert "failed: TypeError" in fb  # the public check's failure, not a bare AssertionError
     assert (out / "feedback" / "carol_mmd.md").exists()
+    sol, blank = ({c["key"]: (c["score"], c["max"]) for c in json.loads(
+        (out / "results" / f"{who}_mmd.json").read_text())["checks"]} for who in ("alice", "bob"))
+    assert set(sol) == {"ex-mmd-4", "ex-mmd-4:eq11", "ex-mmd-4:memory", "ex-mmd-4:null_mean"}
+    assert sol and all(got == most > 0 for got, most in sol.values())
+    assert set(blank) == set(sol)
+    assert all(got == 0 for q, (got, _) in blank.items() if q not in course.BLANK_MAY_PASS)
 
 
 def test_grade_rejects_a_bad_roster_and_bad_weights(built, tmp_path):

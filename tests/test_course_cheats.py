@@ -6,14 +6,17 @@ the package function the exercise forbids; hard-code what the public check expec
 through :func:`scripts.coursework.behaviour.run_parts`, as ``make grade`` runs it (the
 submission's cells in a sandboxed process, the references computed by the grader)."""
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from scripts import course
-from scripts.coursework import behaviour
+from scripts.coursework import behaviour, forks
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
@@ -164,21 +167,30 @@ def test_cheats_score_zero_and_a_near_miss_keeps_part(chapter):
 
 def test_the_cheats_really_pass_the_public_check():
     """The cheats are the real thing: each passes the public check the student runs (checked
-    in the student's own process, as otter runs it), yet scores nothing hidden (above)."""
-    import subprocess
-    import sys
-
+    in the student's own process: the chapter's setup, the cheat and the public check run one
+    after the other in one namespace, as in the student's notebook), yet scores nothing hidden
+    (above)."""
     for chapter in ("mmd", "pmi_end_to_end", "reproduce_tables", "intro", "calibrated_test", "dataset_inference"):
         e = _exercise(chapter)
         public = "\n".join(code for code, hidden in e.checks if not hidden)
+        setup = course.setup_code(BOOK / f"{chapter}.md")
         for cheat in (_zeros(e), HARD_CODED[chapter].replace("{public}", _public_value(chapter))):
             if chapter != "mmd" and cheat.startswith("np.isclose"):
                 continue  # zeros fail these public checks; the monkeypatch matters for mmd's
-            program = "\n".join([course.setup_code(BOOK / f"{chapter}.md"), cheat, public])
-            run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
-                                 cwd=ROOT, env={"PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg",
-                                                "PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
-            assert run.returncode == 0, (chapter, cheat, run.stderr[-2000:])
+            student = behaviour.Student(setup, [cheat, public], forbidden=[])
+            try:
+                assert student.errors == [], (chapter, cheat, student.errors)
+            finally:
+                student.close()
+    # the check can fail: the untouched placeholder fails mmd's public check
+    e = _exercise("mmd")
+    student = behaviour.Student(course.setup_code(BOOK / "mmd.md"),
+                                ["\n\n".join(course.prompt(c) for c in e.solution),
+                                 "\n".join(code for code, hidden in e.checks if not hidden)], forbidden=[])
+    try:
+        assert [x.split(":")[0] for x in student.errors] == ["cell 2"]
+    finally:
+        student.close()
 
 
 def test_forbidden_uses_sees_through_aliases_but_not_other_modules():
@@ -214,3 +226,59 @@ def test_a_part_that_hangs_or_crashes_the_process_scores_zero_with_a_reason():
     crash = "import os\n\n\ndef f(x):\n    os._exit(3)\n"
     got = behaviour.run_parts(sp, "import numpy as np", [crash], seed=0, timeout=3)
     assert [r.score for r in got] == [0.0, 0.0] and "process ended" in got[0].message
+
+
+PROBE = """import os, resource
+import numpy as np
+np.isclose = lambda *a, **k: True  # a cheat's rebinding: it must not reach the next submission
+facts = {"own_session": os.getsid(0) == os.getpid(), "cwd": os.getcwd(), "ppid": os.getppid(),
+         "pid": os.getpid(), "memory": resource.getrlimit(resource.RLIMIT_AS)[0],
+         "cpu": resource.getrlimit(resource.RLIMIT_CPU)[0], "test": os.environ.get("PYTEST_CURRENT_TEST"),
+         "hash": hash("pmi"), "threads": os.environ.get("OMP_NUM_THREADS")}
+"""
+
+
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "started afresh"])
+def test_the_submissions_process_is_the_same_forked_or_started_afresh(fork, monkeypatch):
+    """Forked from the fork server or started as ``python -c RUNNER``, the submission's process
+    is one of its own in a session of its own, in its grading folder, under the limits, with the
+    environment of the moment (pytest's name of the running test, changed for each, is the one
+    variable whose change does not start a new server); what one submission rebinds never reaches the next."""
+    if not fork:
+        monkeypatch.setattr(forks, "forked", lambda *args: None)
+    seen = []
+    for probe in ("first", "second"):
+        monkeypatch.setenv("PYTEST_CURRENT_TEST", f"{os.environ['PYTEST_CURRENT_TEST']} {probe}")
+        student = behaviour.Student("import numpy as np", [PROBE, "fresh = np.isclose(0.0, 1.0)"]
+                                    if probe == "second" else [PROBE], forbidden=[], timeout=7)
+        try:
+            assert student.errors == []
+            assert isinstance(student.proc, forks.Forked) == fork
+            facts = student.get("facts")
+            if probe == "second":  # rebound in this process's cells: True; the first one's did not leak
+                assert student.get("fresh") is True
+            assert facts["cwd"] == student.workdir and facts["own_session"]
+            assert facts["ppid"] != os.getpid() if fork else facts["ppid"] == os.getpid()
+            assert facts["memory"] == behaviour.MEMORY_LIMIT and facts["cpu"] == 7 * 4 + 30
+            assert facts["test"] == os.environ["PYTEST_CURRENT_TEST"] and facts["threads"] == "1"
+            seen.append(facts)
+        finally:
+            student.close()
+        with pytest.raises(ProcessLookupError):  # closed: the process is gone
+            os.kill(facts["pid"], 0)
+    assert seen[0]["pid"] != seen[1]["pid"] and seen[0]["hash"] == seen[1]["hash"]
+    hashed = subprocess.run([sys.executable, "-c", "print(hash('pmi'))"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONHASHSEED": "0"}).stdout
+    assert seen[0]["hash"] == int(hashed)  # PYTHONHASHSEED=0, as a fresh process has it
+
+
+def test_a_submission_sees_none_of_the_preloaded_names_and_a_fresh_namespace():
+    """The fork server's imports are in ``sys.modules`` only: the submission's namespace holds
+    what its setup and cells define, and a name it never imported is a NameError."""
+    student = behaviour.Student("import numpy as np", ["names = sorted(k for k in globals() if not k.startswith('__'))",
+                                                       "t = torch.zeros(1)"], forbidden=[])
+    try:
+        assert student.get("names") == ["np"]
+        assert student.errors == ["cell 2: NameError: name 'torch' is not defined"]
+    finally:
+        student.close()

@@ -5,4 +5,6 @@
   grading run and computes the reference values itself);
 * :mod:`.workflow`: a folder of submissions graded in one batch, with a roster, a feedback
   file per submission and a gradebook across assignments.
+* :mod:`.forks`: the fork server the submissions' processes are forked from (their imports made
+  once), where the system allows it.
 """

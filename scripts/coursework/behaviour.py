@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import functools
 import json
 import os
 import re
@@ -33,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from scripts.coursework import forks
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMORY_LIMIT = 6 * 2**30  # bytes of address space for the submission's process
@@ -227,9 +230,12 @@ class Student:
         import tempfile
 
         self.workdir = tempfile.mkdtemp(prefix="pmi-grading-")  # what the code writes lands here
-        self.proc = subprocess.Popen([sys.executable, "-c", RUNNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True, env=env, preexec_fn=_limits(timeout),
-                                     start_new_session=True, cwd=self.workdir)
+        # forked from the fork server where there is one (the imports made once), else started afresh
+        self.proc = forks.forked(env, self.workdir, RUNNER, _limit_values(timeout))
+        if self.proc is None:
+            self.proc = subprocess.Popen([sys.executable, "-c", RUNNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL, text=True, env=env, preexec_fn=_limits(timeout),
+                                         start_new_session=True, cwd=self.workdir)
         self.proc.stdin.write(json.dumps({"setup": setup, "cells": cells, "forbidden": forbidden}) + "\n")
         self.proc.stdin.flush()
         self.errors = self._read(max(60.0, timeout * 3), "running the notebook's cells")["errors"]
@@ -312,18 +318,16 @@ def _describe(a) -> str:
     return repr(a)
 
 
-def _limits(timeout: float):
-    def apply():
-        import resource
+def _limit_values(timeout: float) -> list[tuple[str, int]]:
+    """The submission's resource limits: CPU seconds, address space, file size, no core file."""
+    return [("RLIMIT_CPU", int(timeout * 4) + 30), ("RLIMIT_AS", MEMORY_LIMIT), ("RLIMIT_FSIZE", FILE_LIMIT),
+            ("RLIMIT_CORE", 0)]
 
-        cpu = int(timeout * 4) + 30
-        for limit, value in ((resource.RLIMIT_CPU, cpu), (resource.RLIMIT_AS, MEMORY_LIMIT),
-                             (resource.RLIMIT_FSIZE, FILE_LIMIT), (resource.RLIMIT_CORE, 0)):
-            try:
-                resource.setrlimit(limit, (value, value))
-            except (ValueError, OSError):
-                pass
-    return apply
+
+def _limits(timeout: float):
+    return functools.partial(forks.apply_limits, _limit_values(timeout))
+
+
 
 
 # ------------------------------------------------------------------ the parts of an exercise
