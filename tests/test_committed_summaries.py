@@ -90,8 +90,10 @@ def test_forensics_search_path_recomputes_from_its_cells():
     assert all(a["objective"] > b["objective"] for a, b in zip(path, path[1:]))  # each step improved
 
 
-def test_di_walk_scale_summary():
+@pytest.mark.parametrize("name", ["mnist-mlp", "mnist-lenet5"])
+def test_di_walk_scale_summary(name):
     from pmi_tutorial.experiments import di_walk_scale as W
 
-    res = F.committed_result("di_walk_scale_mnist-mlp", W.RESULT_FORMAT)
+    res = F.committed_result(f"di_walk_scale_{name}", W.RESULT_FORMAT)
+    assert res["settings"] == W.CONFIGS[name].to_dict() | {"dataset_inference": res["settings"]["dataset_inference"]}
     same(as_json(W.summarize(res["records"])), res["summary"])
