@@ -10,6 +10,7 @@ here, on one table of features:
 * :func:`feature_table` - the (c, N) table of the pooled features, centred, on the device;
 * :func:`gather` - the rows of a batch of trials, component-major (c, T, m, n);
 * :func:`linear_mmd2` / :func:`rbf_mmd2` - Eq. 5-6 then Eq. 10-11 for every trial, (T, m, m);
+* :func:`has_ties` - whether a trial of the table can hold a constant component at all;
 * :func:`distances` - :math:`\sqrt{\max(\mathrm{MMD}^2_u, 0)}`, in chunks of trials;
 * :func:`two_clusters` - Algorithm 1 on a batch of trials (single, complete, average linkage);
 * :func:`linkage_guesses` / :func:`outlier_guesses` - the guess of every trial, ties broken by
@@ -107,9 +108,10 @@ def linear_mmd2(ZT, idx, ties: bool = True):
     r"""Unbiased linear-kernel MMD^2 (Eq. 10-11) after the normalization of Eq. 5-6, per trial.
 
     ``ZT`` (c, N) is the feature table (:func:`feature_table`), ``idx`` (T, m, n) the rows of
-    every trial.  ``ties=False`` (no component of ``ZT`` repeats a value, :func:`has_ties`)
-    skips the search for components constant in a trial: there can be none.  Returns a (T, m, m) tensor, exactly symmetric with a zero diagonal, equal to
+    every trial.  Returns a (T, m, m) tensor, exactly symmetric with a zero diagonal, equal to
     ``mmd.pairwise_mmd2_linear(pmi.normalize_features(F))`` for each trial's ``F`` up to round-off.
+    ``ties=False`` (no component of ``ZT`` repeats a value, :func:`has_ties`) skips the search
+    for components constant in a trial: there can be none.
 
     Each trial's rows are centred by the trial's own mean (so the variance below is the
     two-pass one, accurate for a component that is nearly constant in the trial or for a few
