@@ -229,13 +229,11 @@ def engine(workers: int | None = None, scheduler: str | None = None):
 
 PROVENANCE_SUFFIX = ".provenance"  # JSON, but not matched by a glob of the records (*.json)
 UNKNOWN_RUN = "unknown (cached before per-task provenance was recorded)"
+FROM_RESULT_FILE = "read from a result file (see that file's provenance)"
 
 
 def _made_by(prov: dict) -> dict:
     return {"git_commit": prov.get("git_commit"), "started": prov.get("started")}
-
-
-FROM_RESULT_FILE = "read from a result file (see that file's provenance)"
 
 
 def records_made_at(experiment: Experiment, keys, known=()) -> dict:
@@ -243,15 +241,14 @@ def records_made_at(experiment: Experiment, keys, known=()) -> dict:
     (``known``: keys whose records came from a result file, not from this cache)."""
     out: dict = {}
     for key in keys:
-        try:
-            if key in known and not (experiment.folder / f"{key}.json").exists():
-                raise KeyError(key)
-            note = json.loads((experiment.folder / f"{key}{PROVENANCE_SUFFIX}").read_text())
-            commit = note.get("git_commit") or "unknown commit"
-        except KeyError:
+        if key in known and not (experiment.folder / f"{key}.json").exists():
             commit = FROM_RESULT_FILE
-        except (FileNotFoundError, json.JSONDecodeError):
-            commit = UNKNOWN_RUN
+        else:
+            try:
+                note = json.loads((experiment.folder / f"{key}{PROVENANCE_SUFFIX}").read_text())
+                commit = note.get("git_commit") or "unknown commit"
+            except (FileNotFoundError, json.JSONDecodeError):
+                commit = UNKNOWN_RUN
         out[commit] = out.get(commit, 0) + 1
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
