@@ -315,14 +315,15 @@ def outlier_guesses(D, u) -> np.ndarray:
 
 
 def trial_guesses(ZT, idx, u, kernel: str = "linear", linkage: str = "single", rule: str = "cluster",
-                  bandwidth=None, chunk: int | None = None) -> np.ndarray:
+                  bandwidth=None, chunk: int | None = None, ties: bool | None = None) -> np.ndarray:
     """PMI's guess of the member position in every trial ``idx`` (T, m, n) of the table ``ZT``.
 
     ``rule="cluster"``: Algorithm 1 with ``linkage`` (the paper); ``"outlier"``: the
     mini-dataset farthest from the others.  ``u`` (T,) are the trials' tie-break uniforms.
+    ``ties``: :func:`has_ties` of ``ZT`` when the caller knows it (see :func:`distances`).
     """
     V.check_choice(rule, RULES, "rule")
-    D = distances(ZT, idx, kernel=kernel, bandwidth=bandwidth, chunk=chunk)
+    D = distances(ZT, idx, kernel=kernel, bandwidth=bandwidth, chunk=chunk, ties=ties)
     with one_thread(D.device):
         if rule == "outlier":
             return outlier_guesses(D, u)

@@ -157,12 +157,10 @@ def trial_guesses(
     """PMI's guess of the member position in every trial of ``draws``."""
     fast = _fast_path(kernel, linkage, method)
     P, Q = check_features(features_P, features_Q)
-    if fast:
-        D = _distances(P, Q, draws)
-        with batched.one_thread(D.device):
-            return batched.linkage_guesses(D, draws.u, linkage)
     idx = draws.layout(len(P))
     feats = np.concatenate([P, Q])
+    if fast:
+        return batched.trial_guesses(batched.feature_table(feats), idx, draws.u, "linear", linkage)
     out = np.empty(draws.trials, dtype=np.int64)
     for k in range(draws.trials):
         D = pairwise_mmd(normalize_features(feats[idx[k]]), kernel=kernel)

@@ -104,8 +104,9 @@ def _prepare_trials(kind):
         draws = draw_trials(len(P), len(Q), m, n, trials, seed=seed)
         if chunk_trials is None:  # bounded memory: rbf holds (m n)^2 kernel entries per trial
             chunk_trials = max(1, 2**21 // (m * n) ** 2) if kind == "rbf" else 2048
+        ZT = batched.feature_table(Z, dtype)
         return _Context(len(P), len(Q), dict(
-            ZT=batched.feature_table(Z, dtype), layout=draws.layout(len(P)), s=draws.s, u=draws.u,
+            ZT=ZT, ties=batched.has_ties(ZT), layout=draws.layout(len(P)), s=draws.s, u=draws.u,
             kind=kind, linkage=linkage, bandwidth=bandwidth,
             chunk=V.check_positive_int(chunk_trials, "chunk_trials"),
         ))
@@ -127,7 +128,7 @@ def _evaluate_trials(ctx, perms):
         b = len(p)
         g = batched.trial_guesses(c["ZT"], p[:, layout].reshape(b * t, m, n), np.tile(u, b),
                                   kernel=kernel, linkage=c["linkage"], rule=rule,
-                                  bandwidth=c["bandwidth"], chunk=b * t)
+                                  bandwidth=c["bandwidth"], chunk=b * t, ties=c["ties"])
         out[start:start + b] = (g.reshape(b, t) == s[None, :]).mean(1)
     return out
 
