@@ -41,8 +41,9 @@ class ScaleConfig:
 
 
 MNIST_MLP = ScaleConfig()
-#: LeNet-5: the authors' walk and four times longer steps, four times as many; the paper-scale
-#: study trained two innocent LeNet-5s (about 70 CPU minutes each), so two it is
+#: LeNet-5: the authors' walk and four times longer steps, four times as many; two of the
+#: paper-scale study's innocent LeNet-5s (innocents 0 and 1: training one takes over an hour of
+#: CPU), as the chapter says
 MNIST_LENET5 = ScaleConfig(name="mnist-lenet5", arch="lenet5", scales=(1, 4), n_innocent=2)
 CONFIGS = {c.name: c for c in (MNIST_MLP, MNIST_LENET5)}
 

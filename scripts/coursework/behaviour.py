@@ -329,7 +329,6 @@ def _limits(timeout: float):
 
 
 
-
 # ------------------------------------------------------------------ the parts of an exercise
 @dataclass
 class Part:
