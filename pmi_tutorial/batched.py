@@ -7,10 +7,10 @@ change between trials, so ``fingerprint`` (acc_r) and ``stats`` (the permutation
 re-split the pools thousands of times) both run *all* their trials through the functions
 here, on one table of features:
 
-* :func:`feature_table` - the (c, N) table of the pooled features, centred, on the device;
+* :func:`feature_table` - the (c, N) table of the pooled features, centred, on the device
+  (:func:`feature_tables`: several pools side by side in one table);
 * :func:`gather` - the rows of a batch of trials, component-major (c, T, m, n);
 * :func:`linear_mmd2` / :func:`rbf_mmd2` - Eq. 5-6 then Eq. 10-11 for every trial, (T, m, m);
-* :func:`has_ties` - whether a trial of the table can hold a constant component at all;
 * :func:`distances` - :math:`\sqrt{\max(\mathrm{MMD}^2_u, 0)}`, in chunks of trials;
 * :func:`two_clusters` - Algorithm 1 on a batch of trials (single, complete, average linkage);
 * :func:`linkage_guesses` / :func:`outlier_guesses` - the guess of every trial, ties broken by
@@ -68,13 +68,7 @@ def feature_table(features, dtype="float64", dev=None):
     gather of a trial's rows is contiguous per component, and put on ``dev`` (default
     :func:`device`).  ``dtype``: ``"float64"`` (exact) or ``"float32"`` (faster).
     """
-    import torch
-
-    table = {"float64": torch.float64, "float32": torch.float32}
-    V.check_choice(dtype, table, "dtype")
-    Z = np.asarray(features, dtype=np.float64)
-    Zt = np.ascontiguousarray((Z - Z.mean(0)).T)
-    return torch.as_tensor(Zt, dtype=table[dtype], device=dev or device())
+    return feature_tables([features], dtype, dev)[0]
 
 
 def gather(ZT, idx):
@@ -94,55 +88,94 @@ def gather(ZT, idx):
     return X.reshape(ZT.shape[0], T, m, n)
 
 
-def has_ties(ZT) -> bool:
-    """Whether some component of the table ``ZT`` (c, N) holds one value in two rows or more.
+def feature_tables(parts, dtype="float64", dev=None):
+    """Several feature arrays (N_i, c) as one (c, sum N_i) table, each part centred by its own
+    mean exactly as :func:`feature_table` centres it alone; returns the table and the first
+    column of every part (add it to a part's row indices)."""
+    import torch
 
-    Only then can a trial's component be constant (its rows all share one value), so without
-    ties :func:`linear_mmd2` need not look for one: one sort per component, once per table.
-    """
-    s = np.sort(np.asarray(ZT.cpu() if hasattr(ZT, "cpu") else ZT), axis=1)
-    return bool((s[:, 1:] == s[:, :-1]).any())
+    blocks = [np.asarray(Z, dtype=np.float64) for Z in parts]
+    starts = np.cumsum([0] + [len(Z) for Z in blocks[:-1]])
+    table = {"float64": torch.float64, "float32": torch.float32}
+    V.check_choice(dtype, table, "dtype")
+    Zt = np.ascontiguousarray(np.concatenate([(Z - Z.mean(0)) for Z in blocks]).T)
+    return torch.as_tensor(Zt, dtype=table[dtype], device=dev or device()), starts
 
 
-def linear_mmd2(ZT, idx, ties: bool = True):
+def _gram(X):
+    r"""Per component and trial of ``X`` (c, T, m, n): the sums S (c, T, m) of every mini-dataset
+    and the products G (c, T, m, m), :math:`G_{ab} = \sum_i x_{ai} x_{bi}` (one batched product)."""
+    import torch
+
+    c, T, m, n = X.shape
+    Xb = X.reshape(c * T, m, n)
+    return X.sum(-1), torch.bmm(Xb, Xb.transpose(1, 2)).reshape(c, T, m, m)
+
+
+def _mmd2(S, G, w, n):
+    """Eq. 10-11 from the sums: (T, m, m), the weighted sum over components, exactly symmetric
+    with a zero diagonal (the upper triangle mirrored)."""
+    g = G.diagonal(dim1=-2, dim2=-1)
+    dS = S[..., :, None] - S[..., None, :]  # (c, T, m, m)
+    h = dS * dS - (g[..., :, None] + g[..., None, :] - 2 * G)
+    d2 = (w[..., None, None] * h).sum(0).triu_(1) / (n * (n - 1))
+    return d2 + d2.transpose(1, 2)
+
+
+def _two_pass(X):
+    """Eq. 5-6 then Eq. 10-11 for the trials of ``X`` (c, T, m, n), each trial's rows centred by
+    the trial's own mean first (the two-pass variance) and a component constant in a trial
+    found exactly as :func:`pmi_tutorial.pmi.normalize_features` finds it (weight 0)."""
+    import torch
+
+    c, T, m, n = X.shape
+    Xr = X.reshape(c, T, m * n)
+    const = Xr.amax(-1) == Xr.amin(-1)
+    Xr = Xr - Xr.mean(-1, keepdim=True)
+    S, G = _gram(Xr.reshape(c, T, m, n))
+    var = G.diagonal(dim1=-2, dim2=-1).sum(-1) / (m * n) - (S.sum(-1) / (m * n)) ** 2  # mean: round-off
+    w = torch.where(const | (var <= 0), 0.0, 1.0 / var.clamp_min(1e-300))
+    return _mmd2(S, G, w, n)
+
+
+def linear_mmd2(ZT, idx):
     r"""Unbiased linear-kernel MMD^2 (Eq. 10-11) after the normalization of Eq. 5-6, per trial.
 
-    ``ZT`` (c, N) is the feature table (:func:`feature_table`), ``idx`` (T, m, n) the rows of
-    every trial.  Returns a (T, m, m) tensor, exactly symmetric with a zero diagonal, equal to
-    ``mmd.pairwise_mmd2_linear(pmi.normalize_features(F))`` for each trial's ``F`` up to round-off.
-    ``ties=False`` (no component of ``ZT`` repeats a value, :func:`has_ties`) skips the search
-    for components constant in a trial: there can be none.
+    ``ZT`` (c, N) is the feature table (:func:`feature_table`, centred), ``idx`` (T, m, n) the
+    rows of every trial.  Returns a (T, m, m) tensor, exactly symmetric with a zero diagonal,
+    equal to ``mmd.pairwise_mmd2_linear(pmi.normalize_features(F))`` for each trial's ``F`` up to
+    round-off.
 
-    Each trial's rows are centred by the trial's own mean (so the variance below is the
-    two-pass one, accurate for a component that is nearly constant in the trial or for a few
-    extreme rows far from the rest).  Per component k, with :math:`S_{ak} = \sum_i x_{aik}` and
-    :math:`G_{abk} = \sum_i x_{aik} x_{bik}` (one batched matrix product), Eq. 5-6 is a weight
-    :math:`w_k = 1/\sigma_k^2` (0 for a component constant in the trial: it carries no
-    information, as in :func:`pmi_tutorial.pmi.normalize_features`) and
+    Per component k, with :math:`S_{ak} = \sum_i x_{aik}` and
+    :math:`G_{abk} = \sum_i x_{aik} x_{bik}` (one batched matrix product over the gathered
+    rows), Eq. 5-6 is a weight :math:`w_k = 1/\sigma_k^2` (0 for a component constant in the
+    trial: it carries no information, as in :func:`pmi_tutorial.pmi.normalize_features`) and
 
-    .. math:: \mathrm{MMD}^2_{ab} = \frac{\sum_k w_k\,[(S_{ak}-S_{bk})^2 - (G_{aak}+G_{bbk}-2G_{abk})]}{n(n-1)}.
+    .. math:: \mathrm{MMD}^2_{ab} = rac{\sum_k w_k\,[(S_{ak}-S_{bk})^2 - (G_{aak}+G_{bbk}-2G_{abk})]}{n(n-1)}.
+
+    The bracket does not change when every row is shifted, so the sums of the table's centred
+    rows serve as they are, and :math:`\sigma_k^2 = \sum_a G_{aak}/mn - \mu_k^2` in one pass.
+    That is accurate wherever the trial's mean :math:`\mu_k` lies within one standard deviation
+    of the table's centre (:math:`\mu_k^2 < \sigma_k^2`: round-off grows with
+    :math:`1 + \mu_k^2/\sigma_k^2`), the usual case for a trial of rows drawn from the table.
+    Every other trial (a component constant in it, whose one-pass variance is round-off no
+    larger than :math:`\mu_k^2`, or a few extreme rows far from the rest) is computed again
+    the two-pass way (:func:`_two_pass`), so that no case loses accuracy.
     """
     import torch
 
     X = gather(ZT, idx)  # (c, T, m, n), a fresh copy
     c, T, m, n = X.shape
-    mn = m * n
-    Xr = X.reshape(c, T, mn)
-    # exactly as normalize_features() detects a constant component (none without ties)
-    const = Xr.amax(-1) == Xr.amin(-1) if ties else torch.zeros(Xr.shape[:2], dtype=torch.bool,
-                                                                  device=X.device)
-    Xr -= Xr.mean(-1, keepdim=True)  # per-trial centring: the two-pass variance
-    G = torch.bmm(X.reshape(c * T, m, n), X.reshape(c * T, m, n).transpose(1, 2)).reshape(c, T, m, m)
-    S = X.sum(-1)  # (c, T, m)
-    g = torch.diagonal(G, dim1=-2, dim2=-1)  # (c, T, m)
-    mu = S.sum(-1) / mn
-    var = g.sum(-1) / mn - mu * mu  # (c, T); mu is round-off only
-    w = torch.where(const | (var <= 0), 0.0, 1.0 / var.clamp_min(1e-300))
-    dS = S[..., :, None] - S[..., None, :]  # (c, T, m, m)
-    h = dS * dS - (g[..., :, None] + g[..., None, :] - 2 * G)
-    # the upper triangle (a < b) mirrored: exactly symmetric, exactly 0 on the diagonal
-    d2 = (w[..., None, None] * h).sum(0).triu_(1) / (n * (n - 1))  # (T, m, m)
-    return d2 + d2.transpose(1, 2)
+    S, G = _gram(X)
+    mu = S.sum(-1) / (m * n)
+    var = G.diagonal(dim1=-2, dim2=-1).sum(-1) / (m * n) - mu * mu  # (c, T)
+    redo = var <= mu * mu
+    w = torch.where(redo, 0.0, 1.0 / var.clamp_min(1e-300))
+    d2 = _mmd2(S, G, w, n)
+    again = torch.nonzero(redo.any(0)).flatten()
+    if len(again):
+        d2[again] = _two_pass(X[:, again])
+    return d2
 
 
 def median_positive(sq):
@@ -198,14 +231,12 @@ def rbf_mmd2(ZT, idx, bandwidth=None):
     return out * (1 - torch.eye(m, dtype=out.dtype, device=out.device))
 
 
-def distances(ZT, idx, kernel: str = "linear", bandwidth=None, chunk: int | None = None,
-              ties: bool | None = None):
+def distances(ZT, idx, kernel: str = "linear", bandwidth=None, chunk: int | None = None):
     r"""MMD distances :math:`\sqrt{\max(\mathrm{MMD}^2_u, 0)}` of every trial: (T, m, m).
 
     Trials are processed ``chunk`` at a time (default: gathered blocks of about
     :data:`CHUNK_ELEMENTS` numbers, fewer for the Gaussian kernel, which holds (mn)^2 kernel
-    entries per trial), on one CPU thread (:func:`one_thread`).  ``ties``: whether the table
-    repeats a value in a component (default: :func:`has_ties`, looked up once).
+    entries per trial), on one CPU thread (:func:`one_thread`).
     """
     import torch
 
@@ -216,11 +247,9 @@ def distances(ZT, idx, kernel: str = "linear", bandwidth=None, chunk: int | None
         chunk = max(1, 2**21 // (m * n) ** 2) if kernel == "rbf" else max(1, CHUNK_ELEMENTS // (ZT.shape[0] * m * n))
     out = torch.empty((T, m, m), dtype=ZT.dtype, device=ZT.device)
     with one_thread(ZT.device):
-        if kernel == "linear" and ties is None:
-            ties = has_ties(ZT)
         for start in range(0, T, chunk):
             sl = idx[start:start + chunk]
-            d2 = linear_mmd2(ZT, sl, ties) if kernel == "linear" else rbf_mmd2(ZT, sl, bandwidth)
+            d2 = linear_mmd2(ZT, sl) if kernel == "linear" else rbf_mmd2(ZT, sl, bandwidth)
             out[start:start + len(sl)] = d2.clamp_min(0).sqrt()
     return out
 
@@ -315,15 +344,14 @@ def outlier_guesses(D, u) -> np.ndarray:
 
 
 def trial_guesses(ZT, idx, u, kernel: str = "linear", linkage: str = "single", rule: str = "cluster",
-                  bandwidth=None, chunk: int | None = None, ties: bool | None = None) -> np.ndarray:
+                  bandwidth=None, chunk: int | None = None) -> np.ndarray:
     """PMI's guess of the member position in every trial ``idx`` (T, m, n) of the table ``ZT``.
 
     ``rule="cluster"``: Algorithm 1 with ``linkage`` (the paper); ``"outlier"``: the
     mini-dataset farthest from the others.  ``u`` (T,) are the trials' tie-break uniforms.
-    ``ties``: :func:`has_ties` of ``ZT`` when the caller knows it (see :func:`distances`).
     """
     V.check_choice(rule, RULES, "rule")
-    D = distances(ZT, idx, kernel=kernel, bandwidth=bandwidth, chunk=chunk, ties=ties)
+    D = distances(ZT, idx, kernel=kernel, bandwidth=bandwidth, chunk=chunk)
     with one_thread(D.device):
         if rule == "outlier":
             return outlier_guesses(D, u)

@@ -146,11 +146,6 @@ def _fast_path(kernel, linkage, method) -> bool:
     return fast and method != "reference"
 
 
-def _distances(P, Q, draws: Draws):
-    """The batched path's MMD distances (t, m, m) of every trial of ``draws`` on checked features."""
-    return batched.distances(batched.feature_table(np.concatenate([P, Q])), draws.layout(len(P)))
-
-
 def trial_guesses(
     features_P, features_Q, draws: Draws, kernel="linear", linkage="single", method="auto"
 ) -> np.ndarray:
@@ -341,30 +336,34 @@ def run_on_features(feature_pools, m, n, trials=100, seed=0, draws=None, kernel:
     """Like :func:`run`, on precomputed features ``{r: (features_P, features_Q)}``;
     ``draws``: ``{r: Draws}`` drawn beforehand, else each class draws with its seed.
 
-    On the batched path every class's distances are computed on its own table, then Algorithm 1
-    runs once over the trials of all classes (the same guesses as class by class, in one
-    tensor operation per merge step instead of one per class and step).
+    On the batched path the classes' tables sit side by side in one table
+    (:func:`batched.feature_tables`, each class centred alone) and every class's trials are
+    computed at once, Algorithm 1 included (the same guesses as class by class, in one tensor
+    operation per step instead of one per class and step).
     """
     fast = _fast_path(kernel, linkage, method)
     items = pool_items(feature_pools)
-    acc, Ds, per = {}, [], []
+    acc, per = {}, []
     with batched.one_thread(batched.device()):
         for r, fP, fQ in items:
             P, Q = check_features(fP, fQ)
             d = draws[r] if draws is not None else draw_trials(len(P), len(Q), m, n, trials,
                                                                seed=class_seed(seed, r))
             if fast:
-                Ds.append(_distances(P, Q, d))
-                per.append((r, d))
+                per.append((r, P, Q, d))
             else:
                 acc[r] = float(np.mean(trial_guesses(P, Q, d, kernel, linkage, method) == d.s))
         if per:
-            import torch
-
-            guesses = batched.linkage_guesses(torch.cat(Ds), np.concatenate([d.u for _, d in per]),
-                                              linkage)
+            widths = {P.shape[1] for _, P, _, _ in per}
+            if len(widths) > 1:
+                raise ValueError(f"the classes' features have different widths {sorted(widths)}; "
+                                 "compute every class's features with the same model")
+            ZT, starts = batched.feature_tables([np.concatenate([P, Q]) for _, P, Q, _ in per])
+            idx = np.concatenate([d.layout(len(P)) + s0 for (_, P, _, d), s0 in zip(per, starts)])
+            guesses = batched.linkage_guesses(batched.distances(ZT, idx),
+                                              np.concatenate([d.u for *_, d in per]), linkage)
         start = 0
-        for r, d in per:
+        for r, _, _, d in per:
             acc[r] = float(np.mean(guesses[start:start + d.trials] == d.s))
             start += d.trials
     return FingerprintResult(acc, m, n, trials, seed)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pmi_tutorial import batched, fingerprint, stats
-from pmi_tutorial.mmd import pairwise_mmd
+from pmi_tutorial.mmd import pairwise_mmd, pairwise_mmd2_linear
 from pmi_tutorial.pmi import normalize_features, pick
 
 
@@ -109,29 +109,50 @@ def test_feature_table_float32_and_bad_choices():
         batched.trial_guesses(ZT.double(), np.zeros((1, 2, 2), dtype=int), np.zeros(1), rule="vote")
 
 
-def test_has_ties_against_a_brute_force_count():
-    rng = np.random.default_rng(3)
-    for case in range(20):
-        Z = rng.normal(size=(3, 40))
-        if case % 2:
-            Z[case % 3, rng.integers(40)] = Z[case % 3, rng.integers(40)]  # maybe the same cell
-        brute = any(len(set(row.tolist())) < len(row) for row in Z)
-        assert batched.has_ties(torch.as_tensor(Z)) is brute
-
-
-def test_without_ties_the_constant_search_changes_nothing():
+def test_the_one_pass_sums_equal_the_two_pass_way_on_ordinary_trials():
+    """Where the trial's mean is within a standard deviation of the table's centre the one-pass
+    variance serves; it gives the two-pass distances to round-off."""
     rng = np.random.default_rng(4)
     Z = rng.normal(size=(5, 300))
     idx = np.stack([rng.permutation(300)[:200].reshape(2, 100) for _ in range(30)])
-    ZT = torch.as_tensor(Z)
-    assert not batched.has_ties(ZT)
-    np.testing.assert_array_equal(batched.linear_mmd2(ZT, idx, ties=False).numpy(),
-                                  batched.linear_mmd2(ZT, idx, ties=True).numpy())
+    ZT = batched.feature_table(Z.T)
+    np.testing.assert_allclose(batched.linear_mmd2(ZT, idx).numpy(),
+                               batched._two_pass(batched.gather(ZT, idx)).numpy(),
+                               rtol=1e-10, atol=1e-13)
 
 
-def test_a_trial_with_a_constant_component_is_found_with_ties():
+def test_trials_far_from_the_centre_are_computed_the_two_pass_way():
+    """A table with two far-apart groups of rows: a trial drawn inside one group has its mean many
+    standard deviations from the table's centre, where the one-pass variance would lose about
+    14 digits; those trials (and only those) go the two-pass way, and match the reference."""
+    rng = np.random.default_rng(8)
+    feats = rng.normal(size=(400, 3))
+    feats[:200, 0] += 1e7  # group A, component 0 far from group B
+    idx = np.concatenate([rng.permutation(200)[:30].reshape(1, 3, 10),  # inside A
+                          rng.permutation(400)[:30].reshape(1, 3, 10)])  # across both
+    ZT = batched.feature_table(feats)
+    X = batched.gather(ZT, idx)
+    S, G = batched._gram(X)
+    mu = S.sum(-1) / 30
+    var = G.diagonal(dim1=-2, dim2=-1).sum(-1) / 30 - mu * mu
+    assert (var <= mu * mu)[:, 0].any() and not (var <= mu * mu)[:, 1].any()
+    got = batched.linear_mmd2(ZT, idx).numpy()
+    ref = np.stack([pairwise_mmd2_linear(normalize_features(feats[i])) for i in idx])
+    np.testing.assert_allclose(got, ref, rtol=1e-8, atol=1e-12)
+
+
+def test_feature_tables_centre_each_part_alone():
+    rng = np.random.default_rng(9)
+    parts = [rng.normal(size=(7, 3)) + 5, rng.normal(size=(4, 3)) - 2]
+    ZT, starts = batched.feature_tables(parts)
+    assert starts.tolist() == [0, 7]
+    for Z, s0 in zip(parts, starts):
+        np.testing.assert_array_equal(ZT[:, s0:s0 + len(Z)].numpy(), batched.feature_table(Z).numpy())
+
+
+def test_a_trial_with_a_constant_component_is_found():
     """A component constant in one trial only (its rows share a value the pool repeats):
-    `distances` looks for it (the table has ties) and gives the reference's distances."""
+    `distances` finds it (weight 0, as the reference) and gives the reference's distances."""
     rng = np.random.default_rng(5)
     P, Q = rng.normal(size=(40, 3)), rng.normal(size=(120, 3))
     P[:10, 1] = 0.25
@@ -141,7 +162,6 @@ def test_a_trial_with_a_constant_component_is_found_with_ties():
     feats = np.concatenate([P, Q])
     idx = d.layout(len(P))
     ZT = batched.feature_table(feats)
-    assert batched.has_ties(ZT)
     ref = pairwise_mmd(normalize_features(feats[idx[0]]), kernel="linear")
     got = batched.distances(ZT, idx)[0].numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)

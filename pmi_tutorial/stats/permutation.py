@@ -106,7 +106,7 @@ def _prepare_trials(kind):
             chunk_trials = max(1, 2**21 // (m * n) ** 2) if kind == "rbf" else 2048
         ZT = batched.feature_table(Z, dtype)
         return _Context(len(P), len(Q), dict(
-            ZT=ZT, ties=batched.has_ties(ZT), layout=draws.layout(len(P)), s=draws.s, u=draws.u,
+            ZT=ZT, layout=draws.layout(len(P)), s=draws.s, u=draws.u,
             kind=kind, linkage=linkage, bandwidth=bandwidth,
             chunk=V.check_positive_int(chunk_trials, "chunk_trials"),
         ))
