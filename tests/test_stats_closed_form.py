@@ -233,13 +233,15 @@ def test_log_convolve_is_exact(case):
     assert np.allclose(CF._log_convolve(a, b, 30), want[:30], rtol=1e-10, atol=1e-10)
 
 
-def test_cyclic_subset_sums_brute_force():
+@pytest.mark.parametrize("N, a", [(23, 7), (64, 20), (97, 1), (2, 1)])
+def test_cyclic_subset_sums_brute_force(N, a):
     rng = np.random.default_rng(4)
-    s, a = np.round(rng.normal(size=23), 1), 7
-    sigma = rng.permutation(23)
+    s = np.round(rng.normal(size=N), 1)
+    sigma = rng.permutation(N)
     S = O.cyclic_subset_sums(s, a, sigma)
     c, u = s[sigma], sigma < a
-    brute = [sum(c[(t + j) % 23] for t in range(23) if u[t]) for j in range(23)]
+    brute = [sum(c[(t + j) % N] for t in range(N) if u[t]) for j in range(N)]
+    assert S.shape == (N,)
     assert np.allclose(S, brute) and S[0] == pytest.approx(s[:a].sum())
 
 

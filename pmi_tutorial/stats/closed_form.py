@@ -44,9 +44,10 @@ class RankSumResult:
 
 def midranks(values) -> tuple[np.ndarray, np.ndarray]:
     """Ranks 1..N with tied values given the mean of their ranks (as ``scipy.stats.rankdata``),
-    and the sizes of the groups of tied values; one sort."""
+    and the sizes of the groups of tied values; one sort (not a stable one: tied values share
+    one rank whatever their order)."""
     v = np.asarray(values, dtype=np.float64)
-    order = np.argsort(v, kind="stable")
+    order = np.argsort(v)
     sv = v[order]
     start = np.flatnonzero(np.concatenate([[True], sv[1:] != sv[:-1]]))
     counts = np.diff(np.append(start, len(v)))

@@ -38,10 +38,18 @@ def cyclic_subset_sums(scores, n_P: int, sigma) -> np.ndarray:
     ``sigma``) and :math:`u_t = 1[\sigma_t < |P'|]` (where the members sit), re-split j puts
     the members at :math:`t + j \bmod N`; its member sum is
     :math:`S_j = \sum_t u_t c_{(t + j) \bmod N}`, a circular cross-correlation: one FFT gives
-    all N of them (:math:`S_0` is the observed sum)."""
+    all N of them (:math:`S_0` is the observed sum).  The correlation is taken over ``c``
+    written twice, zero-padded to a length with small prime factors only (for every
+    :math:`t, j < N`, :math:`t + j < 2N` needs no wrap-around), since an FFT of a length with a
+    large prime factor (most class sizes) costs several times more."""
+    from scipy.fft import next_fast_len
+
     c = np.asarray(scores, dtype=np.float64)[sigma]
     u = (np.asarray(sigma) < n_P).astype(np.float64)
-    return np.fft.irfft(np.conj(np.fft.rfft(u)) * np.fft.rfft(c), n=len(c))
+    N = len(c)
+    L = next_fast_len(2 * N, real=True)
+    S = np.fft.irfft(np.conj(np.fft.rfft(u, n=L)) * np.fft.rfft(np.concatenate([c, c]), n=L), n=L)
+    return S[:N]
 
 
 def directional_test(logprob_pools, B: int = 999, seed: int = 0) -> DirectionalResult:

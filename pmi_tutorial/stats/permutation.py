@@ -128,7 +128,7 @@ def _evaluate_trials(ctx, perms):
         b = len(p)
         g = batched.trial_guesses(c["ZT"], p[:, layout].reshape(b * t, m, n), np.tile(u, b),
                                   kernel=kernel, linkage=c["linkage"], rule=rule,
-                                  bandwidth=c["bandwidth"], chunk=b * t, ties=c["ties"])
+                                  bandwidth=c["bandwidth"], chunk=b * t)
         out[start:start + b] = (g.reshape(b, t) == s[None, :]).mean(1)
     return out
 
@@ -207,13 +207,17 @@ def log_odds(features, r) -> np.ndarray:
     if np.ndim(r) == 0:
         others = np.delete(Z, r, axis=1)
         return Z[:, r] - logsumexp(others, axis=1)
-    # r: one class per row (each row's own label), all rows at once
+    # r: one class per row (each row's own label), all rows at once, on the transposed (c, N)
+    # table: every reduction then runs across c long rows instead of along N short ones
     y = np.asarray(r)
-    rows = np.arange(len(Z))
-    others = Z.copy()
-    others[rows, y] = -np.inf
-    top = others.max(axis=1)
-    return Z[rows, y] - (top + np.log(np.exp(others - top[:, None]).sum(axis=1)))
+    cols = np.arange(len(Z))
+    others = Z.T.copy()
+    own = others[y, cols]
+    others[y, cols] = -np.inf
+    top = others.max(axis=0)
+    others -= top
+    np.exp(others, out=others)
+    return own - (top + np.log(others.sum(axis=0)))
 
 
 def tie_share(scores) -> float:
