@@ -46,16 +46,16 @@ class Draws:
         """t, the number of trials drawn."""
         return len(self.s)
 
-    def layout(self, n_P: int) -> np.ndarray:
-        """(t, m, n) indices into ``concat([P, Q])``, the member block at position s."""
+    def layout(self, n_P: int, offset: int = 0) -> np.ndarray:
+        """(t, m, n) indices into ``concat([P, Q])`` (plus ``offset``), the member block at
+        position s; position p holds non-member block p (p < s) or p - 1 (p > s)."""
         t, m1, n = self.nonmember.shape
-        blocks = np.concatenate([self.member[:, None], self.nonmember + n_P], axis=1)
-        # position p holds non-member block p (p < s), the member block (p == s) or
-        # non-member block p - 1 (p > s); in ``blocks`` the member sits at 0
-        pos = np.arange(m1 + 1)[None, :]
-        s = self.s[:, None]
-        src = np.where(pos < s, pos + 1, np.where(pos == s, 0, pos))
-        return blocks[np.arange(t)[:, None], src]
+        out = np.empty((t, m1 + 1, n), dtype=np.int64)
+        rows = np.arange(t)
+        out[rows, self.s] = self.member + offset
+        for j in range(m1):
+            out[rows, j + (j >= self.s)] = self.nonmember[:, j] + (n_P + offset)
+        return out
 
 
 def draw_trials(n_P: int, n_Q: int, m: int, n: int, trials: int, seed=0) -> Draws:
@@ -359,7 +359,7 @@ def run_on_features(feature_pools, m, n, trials=100, seed=0, draws=None, kernel:
                 raise ValueError(f"the classes' features have different widths {sorted(widths)}; "
                                  "compute every class's features with the same model")
             ZT, starts = batched.feature_tables([np.concatenate([P, Q]) for _, P, Q, _ in per])
-            idx = np.concatenate([d.layout(len(P)) + s0 for (_, P, _, d), s0 in zip(per, starts)])
+            idx = np.concatenate([d.layout(len(P), s0) for (_, P, _, d), s0 in zip(per, starts)])
             guesses = batched.linkage_guesses(batched.distances(ZT, idx),
                                               np.concatenate([d.u for *_, d in per]), linkage)
         start = 0

@@ -48,6 +48,15 @@ def to_log_probabilities(out: np.ndarray, output: str) -> np.ndarray:
     return np.log(np.clip(out, np.finfo(np.float32).tiny, None))
 
 
+def rows_by_class(y: np.ndarray, classes) -> dict:
+    """``{r: the indices of the rows of class r, in increasing order}`` (as ``np.flatnonzero(y ==
+    r)``), from one stable sort instead of a pass over ``y`` per class."""
+    order = np.argsort(y, kind="stable")
+    ys = y[order]
+    return {r: order[np.searchsorted(ys, r, "left"):np.searchsorted(ys, r, "right")]
+            for r in classes}
+
+
 def _fmt_p(log10_p: float) -> str:
     if log10_p > -4:
         return f"{10 ** log10_p:.4g}"
@@ -251,6 +260,7 @@ def verify_ownership(suspect, pools, *, output: str = "auto", B: int | None = No
     outP = scores_of(sus.fn, xP, c, batch_size, sus.batches_itself)
     outQ = scores_of(sus.fn, xQ, c, batch_size, sus.batches_itself)
     yP, yQ = pools.P_y[keepP], pools.Q_y[keepQ]
+    rowsP, rowsQ = rows_by_class(yP, chosen), rows_by_class(yQ, chosen)
     if output == "auto":
         if sus.output is not None:
             output = sus.output
@@ -270,9 +280,9 @@ def verify_ownership(suspect, pools, *, output: str = "auto", B: int | None = No
         # give the same numbers): no rounding to 0 however confident the suspect is
         srcP, srcQ = (outP, outQ) if output == "logits" else (lpP, lpQ)
         loP, loQ = stats.log_odds(srcP, yP), stats.log_odds(srcQ, yQ)
-        scores = {r: (loP[yP == r], loQ[yQ == r]) for r in chosen}
+        scores = {r: (loP[rowsP[r]], loQ[rowsQ[r]]) for r in chosen}
     else:
-        scores = {r: (lpP[yP == r, r], lpQ[yQ == r, r]) for r in chosen}
+        scores = {r: (lpP[rowsP[r], r], lpQ[rowsQ[r], r]) for r in chosen}
     cf = stats.closed_form_from_scores(scores, combine=pools.combine)
     cf_tail = stats.closed_form_from_scores(scores, combine=pools.combine, test="tail",
                                         fraction=pools.tail)
@@ -280,7 +290,7 @@ def verify_ownership(suspect, pools, *, output: str = "auto", B: int | None = No
     paper = None
     if paper_rule:
         featP, featQ = (outP, outQ) if output == "logits" else (lpP, lpQ)
-        feat_pools = {r: (featP[yP == r], featQ[yQ == r]) for r in chosen}
+        feat_pools = {r: (featP[rowsP[r]], featQ[rowsQ[r]]) for r in chosen}
         n_eff = min(n, min(len(v[0]) for v in feat_pools.values()))
         bound = pools.rule_draws(m, n_eff, trials, seed)  # made with the pools, or None
         res = fingerprint.run_on_features(feat_pools, m, n_eff, trials=trials, seed=seed,

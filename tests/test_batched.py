@@ -132,7 +132,7 @@ def test_trials_far_from_the_centre_are_computed_the_two_pass_way():
                           rng.permutation(400)[:30].reshape(1, 3, 10)])  # across both
     ZT = batched.feature_table(feats)
     X = batched.gather(ZT, idx)
-    S, G = batched._gram(X)
+    S, G = batched.gram(X)
     mu = S.sum(-1) / 30
     var = G.diagonal(dim1=-2, dim2=-1).sum(-1) / 30 - mu * mu
     assert (var <= mu * mu)[:, 0].any() and not (var <= mu * mu)[:, 1].any()

@@ -44,6 +44,8 @@ def test_draw_trials_indices(m, n):
         np.testing.assert_array_equal(idx[k, d.s[k]], d.member[k])
         others = [i for i in range(m) if i != d.s[k]]
         np.testing.assert_array_equal(idx[k, others], d.nonmember[k] + n_P)
+    # with an offset (the class's first row in a table of several classes): every index moves
+    np.testing.assert_array_equal(d.layout(n_P, 1000), idx + 1000)
 
 
 def test_draw_trials_s_is_uniform():

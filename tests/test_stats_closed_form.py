@@ -12,6 +12,7 @@ import torch
 from pmi_tutorial import ownership as O
 from pmi_tutorial.stats import closed_form as CF
 from pmi_tutorial.stats import confidence_scores
+from pmi_tutorial.stats.directional import cyclic_subset_sums_many
 
 
 # --------------------------------------------------------------------------- the rank-sum test
@@ -243,6 +244,41 @@ def test_cyclic_subset_sums_brute_force(N, a):
     brute = [sum(c[(t + j) % N] for t in range(N) if u[t]) for j in range(N)]
     assert S.shape == (N,)
     assert np.allclose(S, brute) and S[0] == pytest.approx(s[:a].sum())
+
+
+def test_cyclic_subset_sums_of_several_classes_at_once_equal_one_by_one():
+    rng = np.random.default_rng(5)
+    classes = []
+    for N, a in ((31, 9), (50, 25), (7, 3)):
+        classes.append((rng.normal(size=N), a, rng.permutation(N)))
+    many = cyclic_subset_sums_many(classes)
+    for (s, a, sigma), S in zip(classes, many):
+        c, u = s[sigma], sigma < a
+        brute = [sum(c[(t + j) % len(s)] for t in range(len(s)) if u[t]) for j in range(len(s))]
+        np.testing.assert_allclose(S, brute, rtol=1e-12, atol=1e-12)
+
+
+def test_directional_statistics_are_the_re_split_means_drawn():
+    """Each class's observed statistic is mean(P') - mean(Q), and each null statistic is that
+    of the re-split its shift names (the cyclic group of its seeded order), computed directly."""
+    rng = np.random.default_rng(6)
+    scores = {r: (rng.normal(size=a), rng.normal(size=b)) for r, (a, b) in enumerate(((8, 30), (12, 41)))}
+    res = O.directional_from_scores(scores, B=20, seed=3)
+    null = []
+    for r, (sP, sQ) in scores.items():
+        s = np.concatenate([sP, sQ])
+        a, N = len(sP), len(s)
+        assert res.per_class_observed[r] == pytest.approx(sP.mean() - sQ.mean(), abs=1e-12)
+        g = np.random.default_rng([3, r, 8111])  # the stream the test documents
+        sigma = g.permutation(N)
+        shifts = g.choice(np.arange(1, N), size=20, replace=False)
+        c, u = s[sigma], sigma < a
+        stats_r = [c[np.roll(u, j)].mean() - c[~np.roll(u, j)].mean() for j in shifts]
+        assert res.per_class_pvalue[r] == (sum(x >= res.per_class_observed[r] - 1e-12
+                                               for x in stats_r) + 1) / 21
+        null.append(stats_r)
+    k = sum(x >= res.observed - 1e-12 for x in np.max(null, axis=0))
+    assert res.pvalue == (k + 1) / 21
 
 
 def test_directional_test_is_uniform_under_the_null_and_detects_a_shift():

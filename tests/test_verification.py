@@ -299,3 +299,12 @@ def test_log_odds_with_a_class_per_row_are_the_log_odds_row_by_row():
     # log-probabilities give the same numbers
     lp = Z - np.log(np.exp(Z - Z.max(1, keepdims=True)).sum(1, keepdims=True)) - Z.max(1, keepdims=True)
     np.testing.assert_allclose(stats.log_odds(lp, y)[50:], got[50:], rtol=1e-9, atol=1e-9)
+
+
+def test_rows_by_class_are_the_rows_of_each_class_in_order():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 6, 500)
+    y[y == 4] = 5  # class 4 absent
+    rows = VF.rows_by_class(y, range(7))
+    for r in range(7):
+        np.testing.assert_array_equal(rows[r], np.flatnonzero(y == r))

@@ -38,18 +38,28 @@ def cyclic_subset_sums(scores, n_P: int, sigma) -> np.ndarray:
     ``sigma``) and :math:`u_t = 1[\sigma_t < |P'|]` (where the members sit), re-split j puts
     the members at :math:`t + j \bmod N`; its member sum is
     :math:`S_j = \sum_t u_t c_{(t + j) \bmod N}`, a circular cross-correlation: one FFT gives
-    all N of them (:math:`S_0` is the observed sum).  The correlation is taken over ``c``
-    written twice, zero-padded to a length with small prime factors only (for every
-    :math:`t, j < N`, :math:`t + j < 2N` needs no wrap-around), since an FFT of a length with a
-    large prime factor (most class sizes) costs several times more."""
+    all N of them (:math:`S_0` is the observed sum).  See :func:`cyclic_subset_sums_many`."""
+    return cyclic_subset_sums_many([(scores, n_P, sigma)])[0]
+
+
+def cyclic_subset_sums_many(classes) -> list:
+    """:func:`cyclic_subset_sums` of several ``(scores, n_P, sigma)`` at once, in one FFT.
+
+    Each correlation is taken over ``c`` written twice, zero-padded to one length with small
+    prime factors only (for every :math:`t, j < N`, :math:`t + j < 2N` needs no wrap-around):
+    an FFT of a length with a large prime factor (most class sizes) costs several times more."""
     from scipy.fft import next_fast_len
 
-    c = np.asarray(scores, dtype=np.float64)[sigma]
-    u = (np.asarray(sigma) < n_P).astype(np.float64)
-    N = len(c)
-    L = next_fast_len(2 * N, real=True)
-    S = np.fft.irfft(np.conj(np.fft.rfft(u, n=L)) * np.fft.rfft(np.concatenate([c, c]), n=L), n=L)
-    return S[:N]
+    Ns = [len(sigma) for _, _, sigma in classes]
+    L = next_fast_len(2 * max(Ns), real=True)
+    U, C = np.zeros((len(Ns), L)), np.zeros((len(Ns), L))
+    for k, (scores, n_P, sigma) in enumerate(classes):
+        N = Ns[k]
+        U[k, :N] = np.asarray(sigma) < n_P
+        C[k, :N] = np.asarray(scores, dtype=np.float64)[sigma]
+        C[k, N:2 * N] = C[k, :N]
+    S = np.fft.irfft(np.conj(np.fft.rfft(U)) * np.fft.rfft(C), n=L)
+    return [S[k, :N] for k, N in enumerate(Ns)]
 
 
 def directional_test(logprob_pools, B: int = 999, seed: int = 0) -> DirectionalResult:
@@ -76,7 +86,7 @@ def directional_from_scores(scores: dict, B: int = 999, seed: int = 0) -> Direct
 
     if isinstance(B, bool) or not isinstance(B, (int, np.integer)) or B < 1:
         raise ValueError(f"B must be an integer >= 1, got {B!r}; e.g. B=999")
-    per_obs, per_null = {}, {}
+    per_obs, per_null, drawn = {}, {}, []
     for r, (sP, sQ) in scores.items():
         s = np.concatenate([sP, sQ])
         a, N = len(sP), len(s)
@@ -84,9 +94,11 @@ def directional_from_scores(scores: dict, B: int = 999, seed: int = 0) -> Direct
             raise ValueError(f"class {r} has {N} samples, fewer re-splits than B={B}; lower B to "
                              f"<= {N - 1} or use stats.permutation_test")
         rng = np.random.default_rng([int(seed), int(r), 8111])
-        S = cyclic_subset_sums(s, a, rng.permutation(N))
-        stat = S / a - (s.sum() - S) / (N - a)
-        shifts = rng.choice(np.arange(1, N), size=int(B), replace=False)
+        sigma = rng.permutation(N)
+        drawn.append((r, s, a, sigma, rng.choice(np.arange(1, N), size=int(B), replace=False)))
+    sums = cyclic_subset_sums_many([(s, a, sigma) for _, s, a, sigma, _ in drawn]) if drawn else []
+    for (r, s, a, _, shifts), S in zip(drawn, sums):
+        stat = S / a - (s.sum() - S) / (len(s) - a)
         per_obs[r], per_null[r] = float(stat[0]), stat[shifts]
     if not per_obs:
         raise ValueError("no classes given; pass {r: (scores_P, scores_Q)}")
