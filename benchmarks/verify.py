@@ -25,7 +25,9 @@ Three ratios (time.perf_counter, medians over repeats measured side by side in o
    it: the same on pools without bound draws (``rule=None``, a version-2 file: the draws are
    made in the call, which ``benchmarks/draws.py`` shows no vectorised replay of the same
    numbers makes cheaper), the same without the paper's rule, and the directional test
-   through ``stats.permutation_test`` (uniformly random permutations, B x N work per class).
+   through ``stats.permutation_test`` (uniformly random permutations, B x N work per class),
+   and the paper's rule's floor (:func:`rule_floor`: gathering its t x m x n feature rows per
+   class and one batched product over them, the part no NumPy/torch kernel avoids).
    ``--owner-only`` runs this section alone.
 
 Models are untrained (``build_model(..., seed=0)``): the cost of a forward pass and of a trial
@@ -222,6 +224,35 @@ def without_bound_draws(pools):
                                  pools.Q_y, pools.info, rule=None)
 
 
+def rule_floor(model, pools, m=3, n=100, trials=100, seed=0):
+    """A function doing the paper's rule's unavoidable arithmetic on ``model``'s features: the
+    gather of every trial's m x n feature rows and their sums and products (``batched.gather``,
+    ``batched.gram``: each gathered number read once more), in the chunks ``batched.distances``
+    uses; no normalization, no distances, no clustering.  Whatever the implementation, the
+    rule reads t x m x n rows of c features per class, so this bounds its cost from below for
+    NumPy/torch kernels."""
+    from pmi_tutorial import batched
+
+    z = logits(model, torch.from_numpy(np.concatenate([pools.P_x, pools.Q_x]))).double().numpy()
+    nP = len(pools.P_x)
+    parts, layouts = [], []
+    draws = pools.rule_draws(m, n, trials, seed)
+    for r in pools.classes:
+        fP, fQ = z[:nP][pools.P_y == r], z[nP:][pools.Q_y == r]
+        parts.append(np.concatenate([fP, fQ]))
+        layouts.append((draws[r], len(fP)))
+    ZT, starts = batched.feature_tables(parts)
+    idx = np.concatenate([d.layout(nPr, s0) for (d, nPr), s0 in zip(layouts, starts)])
+    chunk = max(1, batched.CHUNK_ELEMENTS // (ZT.shape[0] * m * n))
+
+    def floor():
+        with batched.one_thread(ZT.device):
+            for start in range(0, len(idx), chunk):
+                batched.gram(batched.gather(ZT, idx[start:start + chunk]))
+
+    return floor
+
+
 def bench_owner(sizes, archs, repeats):
     """Section 4: ``verification.verify_ownership`` end to end against one batched forward pass
     over the same pool images, interleaved, medians; CPU seconds of the process (steadier than
@@ -239,7 +270,7 @@ def bench_owner(sizes, archs, repeats):
           f"(target <= 1.5x); torch threads {torch.get_num_threads()}, medians of {repeats}")
     print(f"{'model':<14} {'pools':<6} {'images':>7} {'forward s':>10} {'verify s':>9} "
           f"{'ratio':>7} {'unbound s':>9} {'ratio':>7} {'no paper s':>11} {'ratio':>7} "
-          f"{'wall ratio':>11} {'verdict':>12}")
+          f"{'wall ratio':>11} {'rule floor':>11} {'verdict':>12}")
     rows = []
     for size in sizes:
         for name, dataset, width in archs:
@@ -248,7 +279,8 @@ def bench_owner(sizes, archs, repeats):
             model = build_model(name, num_classes=10, width=width, seed=0).eval()
             X = torch.from_numpy(np.concatenate([pools.P_x, pools.Q_x]))
             logits(model, X[:256])  # warm-up
-            fwd, ver, warm, nop, fwd_w, ver_w = [], [], [], [], [], []
+            floor = rule_floor(model, pools)
+            fwd, ver, warm, nop, fwd_w, ver_w, flo = [], [], [], [], [], [], []
             for _ in range(repeats):  # interleaved: load changes hit all alike
                 w, c, _ = clock(lambda: logits(model, X))
                 fwd.append(c), fwd_w.append(w)
@@ -259,12 +291,13 @@ def bench_owner(sizes, archs, repeats):
                 warm.append(clock(lambda: verification.verify_ownership(model, unbound))[1])
                 nop.append(clock(lambda: verification.verify_ownership(
                     model, pools, paper_rule=False))[1])
-            f, v, v1, n0 = (statistics.median(x) for x in (fwd, ver, warm, nop))
+                flo.append(clock(floor)[1])
+            f, v, v1, n0, fl = (statistics.median(x) for x in (fwd, ver, warm, nop, flo))
             wr = statistics.median(ver_w) / statistics.median(fwd_w)
             rows.append((name, size, v / f))
             print(f"{name + ' w' + format(width, 'g'):<14} {size:<6} {len(X):>7,} {f:10.3f} {v:9.3f} "
                   f"{v / f:6.2f}x {v1:8.3f} {v1 / f:6.2f}x {n0:11.3f} {n0 / f:6.2f}x {wr:10.2f}x "
-                  f"{res.verdict:>12}",
+                  f"{fl / f:10.2f}x {res.verdict:>12}",
                   flush=True)
     # the directional test via uniformly random permutations (B x N work per class), on the
     # last MNIST pools' scores, against the cyclic-group version verify_ownership uses
@@ -284,6 +317,10 @@ def bench_owner(sizes, archs, repeats):
           "paid once by `pools` (benchmarks/draws.py)")
     print("   'no paper': the verdict and the evidence alone (verify_ownership(paper_rule=False)); "
           "the paper's rule for comparison costs its t x m x n trials per class")
+    print("   'rule floor': the paper's rule's unavoidable part alone (gathering the t x m x n "
+          "feature rows of every class's trials and one batched product over them, "
+          "benchmarks/verify.py rule_floor) / the forward pass; where 'no paper' plus this "
+          "floor exceeds 1.5x, no NumPy/torch kernel of the rule meets the target")
     return rows
 
 
