@@ -156,7 +156,7 @@ def linear_mmd2(ZT, idx):
     rows), Eq. 5-6 is a weight :math:`w_k = 1/\sigma_k^2` (0 for a component constant in the
     trial: it carries no information, as in :func:`pmi_tutorial.pmi.normalize_features`) and
 
-    .. math:: \mathrm{MMD}^2_{ab} = rac{\sum_k w_k\,[(S_{ak}-S_{bk})^2 - (G_{aak}+G_{bbk}-2G_{abk})]}{n(n-1)}.
+    .. math:: \mathrm{MMD}^2_{ab} = \frac{\sum_k w_k\,[(S_{ak}-S_{bk})^2 - (G_{aak}+G_{bbk}-2G_{abk})]}{n(n-1)}.
 
     The bracket does not change when every row is shifted, so the sums of the table's centred
     rows serve as they are, and :math:`\sigma_k^2 = \sum_a G_{aak}/mn - \mu_k^2` in one pass.

@@ -405,3 +405,11 @@ def test_fingerprint_run_is_deterministic(mnist_root):
     assert a.acc_by_class == b.acc_by_class and a.r_opt == b.r_opt
     c = fingerprint.run(model, pools, m=3, n=10, trials=40, seed=6)
     assert c.acc_by_class != a.acc_by_class  # the seed matters
+
+
+def test_classes_with_features_of_different_widths_are_refused_in_one_line():
+    rng = np.random.default_rng(0)
+    pools = {0: (rng.normal(size=(30, 4)), rng.normal(size=(60, 4))),
+             1: (rng.normal(size=(30, 5)), rng.normal(size=(60, 5)))}
+    with pytest.raises(ValueError, match=r"different widths \[4, 5\].*same model"):
+        fingerprint.run_on_features(pools, 3, 10, trials=5)
