@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.stats as sps
+from scipy.special import logsumexp as sps_logsumexp
 import torch
 
 from pmi_tutorial import pools_file as PF
@@ -294,11 +295,22 @@ def test_log_odds_with_a_class_per_row_are_the_log_odds_row_by_row():
     y[:50] = 3
     got = stats.log_odds(Z, y)
     want = np.array([stats.log_odds(Z[i:i + 1], int(y[i]))[0] for i in range(len(Z))])
-    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-14)  # round-off of the vector exp
+    # and SciPy's logsumexp over the other classes, row by row
+    ref = np.array([Z[i, y[i]] - sps_logsumexp(np.delete(Z[i], y[i])) for i in range(len(Z))])
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
     assert len(np.unique(got[:50])) == 50  # no ties where log-softmax has them
     # log-probabilities give the same numbers
     lp = Z - np.log(np.exp(Z - Z.max(1, keepdims=True)).sum(1, keepdims=True)) - Z.max(1, keepdims=True)
     np.testing.assert_allclose(stats.log_odds(lp, y)[50:], got[50:], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("r", [10, -1, 2.0, "3", np.array([0, 11])])
+def test_log_odds_refuses_classes_out_of_range(r):
+    from pmi_tutorial import stats
+
+    with pytest.raises(ValueError, match=r"r must be class indices in \[0, 10\)"):
+        stats.log_odds(np.zeros((2, 10)), r)
 
 
 def test_rows_by_class_are_the_rows_of_each_class_in_order():

@@ -197,22 +197,20 @@ def log_odds(features, r) -> np.ndarray:
     exceeds about 37 (:math:`e^{-37} < 2^{-53}`), which ties the most confident samples; the
     log-odds keep their order.  Log-probabilities (rows whose exponentials sum to 1) give the
     same numbers, since log-softmax leaves them unchanged.  ``r``: one class for every row,
-    or an array of one class per row.
+    or an array of one class per row (one computation for both).
     """
-    from scipy.special import logsumexp
-
-    Z = V.as_float_array(features, "features", ndim=2)
-    if Z.shape[1] < 2:
-        raise ValueError("the log-odds need at least 2 classes (columns); use confidence='logprob'")
-    if np.ndim(r) == 0:
-        others = np.delete(Z, r, axis=1)
-        return Z[:, r] - logsumexp(others, axis=1)
-    # r: one class per row (each row's own label), all rows at once, on the transposed (c, N)
-    # table: every reduction then runs across c long rows instead of along N short ones
     import torch
 
-    y = np.asarray(r)
-    cols = np.arange(len(Z))
+    Z = V.as_float_array(features, "features", ndim=2)
+    N, c = Z.shape
+    if c < 2:
+        raise ValueError("the log-odds need at least 2 classes (columns); use confidence='logprob'")
+    y = np.broadcast_to(np.asarray(r), (N,))
+    if not np.issubdtype(y.dtype, np.integer) or (N and not 0 <= y.min() <= y.max() < c):
+        raise ValueError(f"r must be class indices in [0, {c}) (one, or one per row), got {r!r}")
+    # on the transposed (c, N) table: every reduction runs across c long rows instead of along
+    # N short ones
+    cols = np.arange(N)
     others = Z.T.copy()
     own = others[y, cols]
     others[y, cols] = -np.inf
