@@ -104,9 +104,8 @@ def _prepare_trials(kind):
         draws = draw_trials(len(P), len(Q), m, n, trials, seed=seed)
         if chunk_trials is None:  # bounded memory: rbf holds (m n)^2 kernel entries per trial
             chunk_trials = max(1, 2**21 // (m * n) ** 2) if kind == "rbf" else 2048
-        ZT = batched.feature_table(Z, dtype)
         return _Context(len(P), len(Q), dict(
-            ZT=ZT, layout=draws.layout(len(P)), s=draws.s, u=draws.u,
+            ZT=batched.feature_table(Z, dtype), layout=draws.layout(len(P)), s=draws.s, u=draws.u,
             kind=kind, linkage=linkage, bandwidth=bandwidth,
             chunk=V.check_positive_int(chunk_trials, "chunk_trials"),
         ))
