@@ -235,14 +235,9 @@ def rule_floor(model, pools, m=3, n=100, trials=100, seed=0):
 
     z = logits(model, torch.from_numpy(np.concatenate([pools.P_x, pools.Q_x]))).double().numpy()
     nP = len(pools.P_x)
-    parts, layouts = [], []
     draws = pools.rule_draws(m, n, trials, seed)
-    for r in pools.classes:
-        fP, fQ = z[:nP][pools.P_y == r], z[nP:][pools.Q_y == r]
-        parts.append(np.concatenate([fP, fQ]))
-        layouts.append((draws[r], len(fP)))
-    ZT, starts = batched.feature_tables(parts)
-    idx = np.concatenate([d.layout(nPr, s0) for (d, nPr), s0 in zip(layouts, starts)])
+    ZT, idx = fingerprint.classes_table([(z[:nP][pools.P_y == r], z[nP:][pools.Q_y == r], draws[r])
+                                         for r in pools.classes])
     chunk = max(1, batched.CHUNK_ELEMENTS // (ZT.shape[0] * m * n))
 
     def floor():

@@ -331,13 +331,26 @@ def class_seed(seed: int, r: int) -> list[int]:
     return [int(seed), int(r)]
 
 
+def classes_table(classes):
+    """One feature table for several classes' trials: ``classes`` is ``[(P, Q, draws), ...]``
+    (checked features); returns the (c, N) table (:func:`batched.feature_tables`, each class's
+    ``concat([P, Q])`` centred alone) and every trial's rows in it, (sum of t, m, n)."""
+    widths = {P.shape[1] for P, _, _ in classes}
+    if len(widths) > 1:
+        raise ValueError(f"the classes' features have different widths {sorted(widths)}; "
+                         "compute every class's features with the same model")
+    ZT, starts = batched.feature_tables([np.concatenate([P, Q]) for P, Q, _ in classes])
+    idx = np.concatenate([d.layout(len(P), s0) for (P, _, d), s0 in zip(classes, starts)])
+    return ZT, idx
+
+
 def run_on_features(feature_pools, m, n, trials=100, seed=0, draws=None, kernel: str = "linear",
                     linkage: str = "single", method: str = "auto") -> FingerprintResult:
     """Like :func:`run`, on precomputed features ``{r: (features_P, features_Q)}``;
     ``draws``: ``{r: Draws}`` drawn beforehand, else each class draws with its seed.
 
     On the batched path the classes' tables sit side by side in one table
-    (:func:`batched.feature_tables`, each class centred alone) and every class's trials are
+    (:func:`classes_table`, each class centred alone) and every class's trials are
     computed at once, Algorithm 1 included (the same guesses as class by class, in one tensor
     operation per step instead of one per class and step).
     """
@@ -354,12 +367,7 @@ def run_on_features(feature_pools, m, n, trials=100, seed=0, draws=None, kernel:
             else:
                 acc[r] = float(np.mean(trial_guesses(P, Q, d, kernel, linkage, method) == d.s))
         if per:
-            widths = {P.shape[1] for _, P, _, _ in per}
-            if len(widths) > 1:
-                raise ValueError(f"the classes' features have different widths {sorted(widths)}; "
-                                 "compute every class's features with the same model")
-            ZT, starts = batched.feature_tables([np.concatenate([P, Q]) for _, P, Q, _ in per])
-            idx = np.concatenate([d.layout(len(P), s0) for (_, P, _, d), s0 in zip(per, starts)])
+            ZT, idx = classes_table([(P, Q, d) for _, P, Q, d in per])
             guesses = batched.linkage_guesses(batched.distances(ZT, idx),
                                               np.concatenate([d.u for *_, d in per]), linkage)
         start = 0
